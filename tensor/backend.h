@@ -1,0 +1,151 @@
+// backend.h — the kernel interface every device implements.
+//
+// The op layer (tensor/ops/*.cpp) validates arguments, promotes dtypes,
+// broadcasts, allocates the output and records autograd; then it calls one
+// virtual method here on the output's device. A Backend method is therefore a
+// pure kernel: it gets tensors whose shapes already agree and only computes.
+//
+// Adding a device implementation of an op is one function in one file: the
+// CPU backend (tensor/cpu/) implements every method; the CUDA backend
+// (cuda/) overrides the ones it has, and the default bodies below throw
+//   "softmax: not implemented on cuda:0"
+// for the rest. A build without CUDA links cuda/no_cuda.cpp, whose
+// cuda_backend() throws "this build has no CUDA support".
+//
+// Conventions for every kernel below (checked by the op layer, not here):
+//   * `out` is contiguous and already allocated with its final shape/dtype.
+//   * Elementwise inputs are views with exactly out's shape (broadcast dims
+//     have stride 0) and out's dtype, but arbitrary strides.
+//   * Floating math in bf16/f16 is done in f32; reductions accumulate in f32
+//     or wider.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "tensor/device.h"
+
+namespace lory {
+
+class Tensor;
+
+enum class UnaryOp : uint8_t {
+  neg, exp, log, sqrt, rsqrt, tanh, sigmoid, silu, abs,
+  add_scalar,  // x + s
+  mul_scalar,  // x * s
+  pow_scalar,  // x ^ s
+};
+
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, maximum, minimum,
+  eq, ne, lt, le, gt, ge,  // comparisons: out is DType::boolean
+};
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+
+enum class ReduceOp : uint8_t { sum, max, min };
+
+enum class RandomDist : uint8_t { uniform, normal };
+
+const char* op_name(UnaryOp op);
+const char* op_name(BinaryOp op);
+const char* op_name(ReduceOp op);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+
+  // ---- memory ----
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
+  // Waits until all work queued on this device has finished.
+  virtual void synchronize() {}
+
+  // ---- copies and creation ----
+  // dst[i] = src[i] for every index of dst's shape; src and dst may both be
+  // strided views (dst is the one exception to "out is contiguous"), of any
+  // dtypes (converted as by a C cast; to bf16/f16 with round-to-nearest-even).
+  virtual void copy(const Tensor& src, Tensor& dst);
+  virtual void fill(Tensor& out, double value);
+  // out[i] = start + i * step
+  virtual void arange(Tensor& out, double start, double step);
+  // Counter-based Philox 4x32-10 keyed by seed; element i of out uses counter
+  // offset + i/4 (see tensor/philox.h), so CPU and CUDA give the same numbers.
+  // uniform: [a, b); normal: mean a, std b.
+  virtual void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b);
+
+  // ---- elementwise ----
+  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar);
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+  // out = cond ? a : b; cond is a boolean view of out's shape.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out);
+
+  // ---- reductions ----
+  // x: [O, R] (any strides) -> out: [O]; reduces each row.
+  virtual void reduce(ReduceOp op, const Tensor& x, Tensor& out);
+  // x, out: [R, C] contiguous; (log-)softmax of each row, max-subtracted.
+  virtual void softmax(const Tensor& x, Tensor& out, bool log);
+
+  // ---- linear algebra ----
+  // a: [B, M, K], b: [B, K, N], out: [B, M, N] contiguous. Each matrix of a
+  // and b is row-major (stride(-1) == 1) or column-major (stride(-2) == 1),
+  // i.e. a transposed view is taken as is; batch strides are arbitrary (0 for
+  // a broadcast operand). Accumulates in f32 (f64 for f64).
+  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out);
+
+  // ---- indexing ----
+  // out = x.index_select(dim, idx); idx is i32/i64 [n]; x any strides.
+  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out);
+  // out.index_select(dim, idx) += src, accumulating repeated indices in order
+  // (deterministic); out is contiguous and is updated in place.
+  virtual void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src);
+
+  // ---- fused ops with their own backward kernels ----
+  // logits: [N, V] contiguous, targets: [N] i64. Writes per-row loss
+  // (lse - logit[target], 0 where target == ignore_index) and the row's
+  // log-sum-exp, both f32 [N].
+  virtual void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                     Tensor& row_loss, Tensor& lse);
+  // dlogits = scale * (softmax(logits) - onehot(target)) on non-ignored rows,
+  // 0 on ignored rows. scale: f32 [1] (upstream grad / number of counted rows).
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                      int64_t ignore_index, const Tensor& scale, Tensor& dlogits);
+  // x: [R, D] contiguous, weight: [D]. out = x * rsqrt(mean(x^2) + eps) * weight;
+  // rstd: f32 [R] saved for backward.
+  virtual void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd);
+  // dx: [R, D]; dweight: [D] (weight's dtype), summed over rows in a fixed order.
+  virtual void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                                 Tensor& dx, Tensor& dweight);
+  // Rotary embedding, HF LLaMA rotate_half convention. x, out: [B, L, H, Dh]
+  // contiguous; position of row l is pos_offset + l; inverse rotates by the
+  // negative angle (that is the backward).
+  virtual void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse);
+  // Scaled dot-product attention. q: [B, H, L, Dh]; k, v: [B, H, S, Dh]; all
+  // contiguous. Causal masking aligns the last query with the last key
+  // (query i sees keys j <= i + S - L), which is what a KV cache needs.
+  // out: [B, H, L, Dh]; lse: f32 [B, H, L] (log-sum-exp of each score row).
+  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                                 Tensor& out, Tensor& lse);
+  virtual void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& lse, double scale, bool causal,
+                                  Tensor& dq, Tensor& dk, Tensor& dv);
+
+ protected:
+  [[noreturn]] void not_implemented(const char* op) const;
+};
+
+// The backend that owns a device's memory and kernels.
+Backend& backend_for(Device device);
+// Defined in tensor/cpu/cpu_backend.cpp.
+Backend& cpu_backend();
+// Defined in cuda/cuda_backend.cpp, or in cuda/no_cuda.cpp for CPU-only
+// builds, where it throws.
+Backend& cuda_backend(int index);
+// True when this build has CUDA and a GPU is present.
+bool cuda_is_available();
+int cuda_device_count();
+
+}  // namespace lory

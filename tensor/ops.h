@@ -1,0 +1,140 @@
+// ops.h — every tensor op of the engine, in one table of contents.
+//
+// Each op is one function defined once in tensor/ops/<family>.cpp. The
+// definition (1) checks and promotes its arguments, (2) allocates the output,
+// (3) calls the device's kernel through Backend (tensor/backend.h), and
+// (4) if any input requires grad, records a Node whose backward is written
+// with these same ops (autograd/node.h), so backward runs on any device that
+// has the forward kernels. docs/architecture.md walks one op end to end.
+//
+// Shapes follow NumPy/PyTorch: binary ops broadcast, negative dims count from
+// the end, reductions take a list of dims and keepdim.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace lory {
+
+// ---- elementwise binary, with broadcasting (ops/binary.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);  // gradient goes to a where a >= b
+Tensor minimum(const Tensor& a, const Tensor& b);
+// Comparisons return DType::boolean and are not differentiable.
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+
+// ---- elementwise unary and with a scalar (ops/unary.cpp) ----
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);  // x * sigmoid(x)
+Tensor abs(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+Tensor add(const Tensor& x, double s);
+Tensor sub(const Tensor& x, double s);
+Tensor mul(const Tensor& x, double s);
+Tensor div(const Tensor& x, double s);
+Tensor rsub(const Tensor& x, double s);  // s - x
+
+// ---- select by mask (ops/where.cpp) ----
+// cond: boolean, broadcast with a and b.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+
+// ---- reductions (ops/reduce.cpp) ----
+// An empty dims list reduces over every dim.
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// amax: max over dims; its gradient is shared equally among tied maxima.
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);  // values of amax over one dim
+// Sums a gradient down to `shape` (undoes broadcasting): the backward of expand.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- softmax (ops/softmax.cpp); numerically stable, f32 accumulation ----
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+
+// ---- matrix products (ops/matmul.cpp) ----
+// a: [..., M, K] @ b: [..., K, N] -> [..., M, N] with broadcast batch dims;
+// 1-d operands as in NumPy. Transposed views go to the GEMM without a copy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// a: [B, M, K] @ b: [B, K, N] -> [B, M, N], no broadcasting.
+Tensor bmm(const Tensor& a, const Tensor& b);
+
+// ---- indexing (ops/index.cpp) ----
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// weight: [V, D], ids: integer [...] -> [..., D]. Backward scatter-adds rows.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+
+// ---- joining and splitting (ops/join.cpp); split/chunk return views ----
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);
+
+// ---- views as free functions (ops/view.cpp) ----
+Tensor view(const Tensor& x, const Shape& shape);
+Tensor reshape(const Tensor& x, const Shape& shape);
+Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
+Tensor select(const Tensor& x, int64_t dim, int64_t index);
+Tensor expand(const Tensor& x, const Shape& shape);
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor squeeze(const Tensor& x, int64_t dim);
+
+// ---- copies (ops/copy.cpp) ----
+Tensor contiguous(const Tensor& x);
+Tensor clone(const Tensor& x);
+Tensor to_dtype(const Tensor& x, DType dtype);
+Tensor to_device(const Tensor& x, Device device);
+Tensor detach(const Tensor& x);
+
+// ---- fused neural-network ops with their own backward kernels (ops/nn.cpp) ----
+// logits: [N, V] (any float dtype), targets: integer [N]. Mean of
+// -log softmax(logits)[target] over rows whose target != ignore_index,
+// accumulated in f32; returns an f32 scalar (0 when every row is ignored).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// x: [..., D], weight: [D]. x / sqrt(mean(x^2, -1) + eps) * weight.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+// x: [B, L, H, Dh] (sequence-major, as a projection produces it). Rotates
+// pairs (i, i + Dh/2) by angle (pos_offset + l) * theta^(-2i/Dh): the HF LLaMA
+// rotate_half convention. pos_offset is the number of cached positions.
+Tensor rope(const Tensor& x, double theta, int64_t pos_offset = 0);
+// q: [B, H, L, Dh], k, v: [B, H, S, Dh] -> [B, H, L, Dh].
+// softmax(q k^T * scale + causal mask) v; scale defaults to 1/sqrt(Dh).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
+                                    double scale = 0.0);
+
+// ---- operators ----
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& x, double s) { return add(x, s); }
+inline Tensor operator-(const Tensor& x, double s) { return sub(x, s); }
+inline Tensor operator*(const Tensor& x, double s) { return mul(x, s); }
+inline Tensor operator/(const Tensor& x, double s) { return div(x, s); }
+inline Tensor operator+(double s, const Tensor& x) { return add(x, s); }
+inline Tensor operator-(double s, const Tensor& x) { return rsub(x, s); }
+inline Tensor operator*(double s, const Tensor& x) { return mul(x, s); }
+
+}  // namespace lory
