@@ -1,0 +1,152 @@
+// engine.cpp — building the graph (record) and walking it backwards (run_backward).
+#include <algorithm>
+#include <atomic>
+#include <unordered_map>
+
+#include "autograd/node.h"
+#include "tensor/ops.h"
+
+namespace lory {
+
+namespace {
+std::atomic<uint64_t> next_sequence{0};
+
+// The Node a leaf's gradient flows into: one per leaf, shared by all its uses
+// in a graph, so a leaf used twice receives the sum of both gradients.
+std::shared_ptr<Node> accumulator_for(const Tensor& leaf) {
+  TensorImpl* impl = leaf.impl();
+  if (auto node = impl->grad_accumulator.lock()) return node;
+  auto node = std::make_shared<Node>();
+  node->name = "AccumulateGrad";
+  node->leaf = leaf.impl_ptr();
+  node->input_shapes = {leaf.shape()};
+  node->input_dtypes = {leaf.dtype()};
+  node->sequence = next_sequence++;
+  impl->grad_accumulator = node;
+  return node;
+}
+}  // namespace
+
+SavedTensor::SavedTensor(const Tensor& t) {
+  if (!t.defined()) return;
+  tensor_ = t.detach();
+  version_ = t.version();
+}
+
+const Tensor& SavedTensor::get(const char* op) const {
+  LORY_CHECK(tensor_.defined(), op, ": a tensor saved for backward is missing");
+  LORY_CHECK(tensor_.version() == version_, op, ": a tensor it saved for backward, ", tensor_.describe(),
+             ", was modified by an in-place operation after it was saved (version ", tensor_.version(),
+             ", expected ", version_, "); gradients would be wrong. Clone it before modifying it.");
+  return tensor_;
+}
+
+Tensor record(const char* name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->backward = std::move(backward);
+  node->sequence = next_sequence++;
+  for (const Tensor& in : inputs) {
+    Edge edge;
+    if (in.requires_grad()) edge.node = in.is_leaf() ? accumulator_for(in) : in.grad_fn();
+    node->next.push_back(edge);
+    node->input_shapes.push_back(in.shape());
+    node->input_dtypes.push_back(in.dtype());
+  }
+  TensorImpl* out = output.impl();
+  out->requires_grad = true;
+  out->grad_fn = std::move(node);
+  return output;
+}
+
+namespace {
+
+// Nodes reachable from root, ordered so that every node comes after all the
+// nodes that feed gradient into it (reverse of a DFS post-order).
+std::vector<Node*> topological_order(Node* root) {
+  std::vector<Node*> post_order;
+  std::unordered_map<Node*, bool> visited;
+  // Iterative DFS: (node, index of the next edge to visit).
+  std::vector<std::pair<Node*, size_t>> stack{{root, 0}};
+  visited[root] = true;
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->next.size()) {
+      Node* child = node->next[next++].node.get();
+      if (child && !visited[child]) {
+        visited[child] = true;
+        stack.emplace_back(child, 0);
+      }
+    } else {
+      post_order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  std::reverse(post_order.begin(), post_order.end());
+  return post_order;
+}
+
+void accumulate_into_leaf(Node* node, const Tensor& grad) {
+  TensorImpl* leaf = node->leaf.get();
+  Tensor g = grad.to(leaf->dtype);
+  if (leaf->grad) {
+    g = add(Tensor(leaf->grad), g);
+  } else if (!g.is_contiguous() || g.impl()->storage.use_count() > 1 || g.offset() != 0) {
+    // Own the buffer: a view (of an expand, of another gradient) must not
+    // become the .grad an optimizer then updates in place.
+    g = g.clone();
+  }
+  leaf->grad = g.impl_ptr();
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  LORY_CHECK(root.defined(), "backward: called on an undefined tensor");
+  LORY_CHECK(root.requires_grad(), "backward: tensor ", root.describe(),
+             " does not require grad and has no grad_fn (did the computation run under NoGradGuard, or do no inputs "
+             "require grad?)");
+  Tensor seed = gradient;
+  if (!seed.defined()) {
+    LORY_CHECK(root.numel() == 1, "backward: a gradient must be given for non-scalar output ", root.describe(),
+               " (backward() without arguments is only for outputs with one element)");
+    seed = ones(root.shape(), {root.dtype(), root.device(), false});
+  }
+  LORY_CHECK(seed.shape() == root.shape(), "backward: gradient ", seed.describe(), " does not match output ",
+             root.describe());
+
+  NoGradGuard no_grad;  // backward formulas build no graph (no double backward)
+  std::shared_ptr<Node> root_node = root.is_leaf() ? accumulator_for(root) : root.grad_fn();
+
+  std::unordered_map<Node*, Tensor> pending;  // summed incoming gradient per node
+  pending[root_node.get()] = seed;
+  for (Node* node : topological_order(root_node.get())) {
+    auto it = pending.find(node);
+    if (it == pending.end()) continue;  // no gradient reached this node
+    const Tensor grad = it->second;
+    pending.erase(it);
+    if (node->is_accumulator()) {
+      accumulate_into_leaf(node, grad);
+      continue;
+    }
+    LORY_CHECK(!node->released, "backward: trying to backward through the graph a second time (", node->name,
+               " already freed its saved tensors); pass retain_graph=true to the first backward() if you need to "
+               "call it twice");
+    std::vector<Tensor> input_grads = node->backward(grad);
+    LORY_CHECK(input_grads.size() == node->next.size(), "backward: ", node->name, " returned ", input_grads.size(),
+               " gradients for ", node->next.size(), " inputs");
+    for (size_t i = 0; i < node->next.size(); ++i) {
+      Node* next = node->next[i].node.get();
+      if (!next || !input_grads[i].defined()) continue;
+      Tensor g = input_grads[i];
+      LORY_CHECK(g.shape() == node->input_shapes[i], "backward: ", node->name, " produced gradient ", g.describe(),
+                 " for input ", i, " of shape ", shape_str(node->input_shapes[i]));
+      if (g.dtype() != node->input_dtypes[i]) g = g.to(node->input_dtypes[i]);
+      auto [slot, inserted] = pending.try_emplace(next, g);
+      if (!inserted) slot->second = add(slot->second, g);
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+}  // namespace lory

@@ -1,0 +1,64 @@
+// backend.cpp — device lookup and the "not implemented on this device" defaults.
+#include "tensor/backend.h"
+
+#include "tensor/error.h"
+#include "tensor/tensor.h"
+
+namespace lory {
+
+const char* op_name(UnaryOp op) {
+  static const char* names[] = {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "abs",
+                                "add_scalar", "mul_scalar", "pow_scalar"};
+  return names[static_cast<int>(op)];
+}
+const char* op_name(BinaryOp op) {
+  static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum",
+                                "eq", "ne", "lt", "le", "gt", "ge"};
+  return names[static_cast<int>(op)];
+}
+const char* op_name(ReduceOp op) {
+  static const char* names[] = {"sum", "max", "min"};
+  return names[static_cast<int>(op)];
+}
+
+Backend& backend_for(Device device) {
+  return device.is_cpu() ? cpu_backend() : cuda_backend(device.index);
+}
+
+void Backend::not_implemented(const char* op) const {
+  fail(op, ": not implemented on ", device().str(),
+       " (this backend does not have the kernel yet; move the tensors to cpu with .to(cpu_device()))");
+}
+
+void Backend::copy(const Tensor&, Tensor&) { not_implemented("copy"); }
+void Backend::fill(Tensor&, double) { not_implemented("fill"); }
+void Backend::arange(Tensor&, double, double) { not_implemented("arange"); }
+void Backend::random(Tensor&, RandomDist, uint64_t, uint64_t, double, double) { not_implemented("random"); }
+void Backend::unary(UnaryOp op, const Tensor&, Tensor&, double) { not_implemented(op_name(op)); }
+void Backend::binary(BinaryOp op, const Tensor&, const Tensor&, Tensor&) { not_implemented(op_name(op)); }
+void Backend::where(const Tensor&, const Tensor&, const Tensor&, Tensor&) { not_implemented("where"); }
+void Backend::reduce(ReduceOp op, const Tensor&, Tensor&) { not_implemented(op_name(op)); }
+void Backend::softmax(const Tensor&, Tensor&, bool log) { not_implemented(log ? "log_softmax" : "softmax"); }
+void Backend::matmul(const Tensor&, const Tensor&, Tensor&) { not_implemented("matmul"); }
+void Backend::index_select(const Tensor&, int64_t, const Tensor&, Tensor&) { not_implemented("index_select"); }
+void Backend::index_add(Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_add"); }
+void Backend::cross_entropy_forward(const Tensor&, const Tensor&, int64_t, Tensor&, Tensor&) {
+  not_implemented("cross_entropy");
+}
+void Backend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&, Tensor&) {
+  not_implemented("cross_entropy_backward");
+}
+void Backend::rms_norm_forward(const Tensor&, const Tensor&, double, Tensor&, Tensor&) { not_implemented("rms_norm"); }
+void Backend::rms_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) {
+  not_implemented("rms_norm_backward");
+}
+void Backend::rope(const Tensor&, Tensor&, int64_t, double, bool) { not_implemented("rope"); }
+void Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, double, bool, Tensor&, Tensor&) {
+  not_implemented("scaled_dot_product_attention");
+}
+void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, double, bool, Tensor&, Tensor&, Tensor&) {
+  not_implemented("scaled_dot_product_attention_backward");
+}
+
+}  // namespace lory

@@ -1,0 +1,156 @@
+// nn.cpp — the fused ops of a Transformer, each with its own backward kernel.
+//
+// These are deliberate exceptions to "backward is written with other ops":
+// composing them from small ops would store several full-size intermediates
+// (the softmax of a [tokens, vocab] logit matrix, the attention matrix) that
+// the fused kernels recompute or never materialise. Each keeps only what its
+// backward needs: cross-entropy the row log-sum-exp, RMSNorm the row 1/rms,
+// attention the output and the row log-sum-exp.
+#include <cmath>
+
+#include "tensor/ops/op_util.h"
+
+namespace lory {
+
+using namespace ops_detail;
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  check_same_device(logits, targets, "cross_entropy");
+  check_floating(logits, "cross_entropy");
+  LORY_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, V], got ", logits.describe());
+  LORY_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0),
+             "cross_entropy: targets must be [N] for logits [N, V]: logits is ", logits.describe(), ", targets is ",
+             targets.describe());
+  LORY_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32,
+             "cross_entropy: targets must be i32 or i64, got ", targets.describe());
+  const int64_t N = logits.size(0);
+  Tensor x, t, row_loss, lse, loss, count;
+  {
+    NoGradGuard no_grad;
+    x = logits.contiguous();
+    t = targets.to(DType::i64).contiguous();
+    row_loss = empty_on({N}, DType::f32, x);
+    lse = empty_on({N}, DType::f32, x);
+    if (N > 0) kernels(x).cross_entropy_forward(x, t, ignore_index, row_loss, lse);
+    // Mean over the rows that count; all on device, no host sync.
+    count = maximum(sum(ne(t, full({}, static_cast<double>(ignore_index), {DType::i64, x.device(), false})))
+                        .to(DType::f32),
+                    constant_like(1.0, row_loss));
+    loss = sum(row_loss) / count;
+  }
+  if (!any_requires_grad({&logits})) return loss;
+  SavedTensor sx(x), st(t), slse(lse), scount(count);
+  return record("CrossEntropyBackward", {logits}, loss, [sx, st, slse, scount, ignore_index](const Tensor& g) {
+    const char* node = "CrossEntropyBackward";
+    const Tensor& x = sx.get(node);
+    const Tensor scale = (g.to(DType::f32) / scount.get(node)).reshape({1});
+    Tensor dx = empty_like(x);
+    if (x.numel() > 0) kernels(x).cross_entropy_backward(x, st.get(node), slse.get(node), ignore_index, scale, dx);
+    return std::vector<Tensor>{dx};
+  });
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  check_same_device(x, weight, "rms_norm");
+  check_floating(x, "rms_norm");
+  LORY_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1),
+             "rms_norm: weight must be [D] for input [..., D]: x is ", x.describe(), ", weight is ", weight.describe());
+  LORY_CHECK(eps >= 0, "rms_norm: eps must be >= 0, got ", eps);
+  const int64_t D = x.size(-1), R = D ? x.numel() / D : 0;
+  Tensor x2, w, out, rstd;
+  {
+    NoGradGuard no_grad;
+    x2 = x.contiguous().view({R, D});
+    w = weight.to(x.dtype()).contiguous();
+    out = empty_on({R, D}, x.dtype(), x);
+    rstd = empty_on({R}, DType::f32, x);
+    if (out.numel() > 0) kernels(x).rms_norm_forward(x2, w, eps, out, rstd);
+  }
+  out = out.view(x.shape());
+  if (!any_requires_grad({&x, &weight})) return out;
+  SavedTensor sx(x2), sw(w), sr(rstd);
+  const Shape shape = x.shape();
+  return record("RmsNormBackward", {x, weight}, out, [sx, sw, sr, shape, R, D](const Tensor& g) {
+    const char* node = "RmsNormBackward";
+    const Tensor& x = sx.get(node);
+    const Tensor& w = sw.get(node);
+    Tensor dx = empty_like(x), dw = empty_like(w);
+    if (x.numel() > 0) {
+      kernels(x).rms_norm_backward(g.to(x.dtype()).contiguous().view({R, D}), x, w, sr.get(node), dx, dw);
+    } else {
+      dw.zero_();
+    }
+    return std::vector<Tensor>{dx.view(shape), dw};
+  });
+}
+
+Tensor rope(const Tensor& x, double theta, int64_t pos_offset) {
+  check_defined(x, "rope");
+  check_floating(x, "rope");
+  LORY_CHECK(x.dim() == 4, "rope: expected x as [B, L, H, Dh], got ", x.describe());
+  LORY_CHECK(x.size(-1) % 2 == 0, "rope: head dim must be even, got ", x.describe());
+  LORY_CHECK(theta > 0, "rope: theta must be positive, got ", theta);
+  LORY_CHECK(pos_offset >= 0, "rope: pos_offset must be >= 0, got ", pos_offset);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    const Tensor in = x.contiguous();
+    out = empty_like(in);
+    if (out.numel() > 0) kernels(x).rope(in, out, pos_offset, theta, false);
+  }
+  if (!any_requires_grad({&x})) return out;
+  // A rotation's transpose is the rotation by the opposite angle.
+  return record("RopeBackward", {x}, out, [theta, pos_offset](const Tensor& g) {
+    const Tensor gc = g.contiguous();
+    Tensor dx = empty_like(gc);
+    if (dx.numel() > 0) kernels(gc).rope(gc, dx, pos_offset, theta, true);
+    return std::vector<Tensor>{dx};
+  });
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {
+  check_same_device(q, k, "scaled_dot_product_attention");
+  check_same_device(q, v, "scaled_dot_product_attention");
+  check_floating(q, "scaled_dot_product_attention");
+  LORY_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+             "scaled_dot_product_attention: expected q [B, H, L, Dh], k and v [B, H, S, Dh]; got q ", q.describe(),
+             ", k ", k.describe(), ", v ", v.describe());
+  LORY_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), "scaled_dot_product_attention: dtypes differ: q ",
+             q.describe(), ", k ", k.describe(), ", v ", v.describe());
+  LORY_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+             "scaled_dot_product_attention: shapes do not match: q ", q.describe(), ", k ", k.describe(), ", v ",
+             v.describe());
+  LORY_CHECK(!causal || k.size(2) >= q.size(2), "scaled_dot_product_attention: causal attention needs at least as "
+             "many keys as queries: q ", q.describe(), ", k ", k.describe());
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  Tensor qc, kc, vc, out, lse;
+  {
+    NoGradGuard no_grad;
+    qc = q.contiguous();
+    kc = k.contiguous();
+    vc = v.contiguous();
+    out = empty_like(qc);
+    lse = empty_on({q.size(0), q.size(1), q.size(2)}, DType::f32, q);
+    if (out.numel() > 0) kernels(q).attention_forward(qc, kc, vc, scale, causal, out, lse);
+  }
+  if (!any_requires_grad({&q, &k, &v})) return out;
+  SavedTensor sq(qc), sk(kc), sv(vc), so(out), sl(lse);
+  return record("AttentionBackward", {q, k, v}, out, [sq, sk, sv, so, sl, scale, causal](const Tensor& g) {
+    const char* node = "AttentionBackward";
+    const Tensor& q = sq.get(node);
+    const Tensor& k = sk.get(node);
+    const Tensor& v = sv.get(node);
+    Tensor dq = empty_like(q), dk = empty_like(k), dv = empty_like(v);
+    if (q.numel() > 0 && k.numel() > 0) {
+      kernels(q).attention_backward(g.to(q.dtype()).contiguous(), q, k, v, so.get(node), sl.get(node), scale, causal,
+                                    dq, dk, dv);
+    } else {
+      dq.zero_();
+      dk.zero_();
+      dv.zero_();
+    }
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+
+}  // namespace lory
