@@ -35,20 +35,26 @@ LORY_HOST_DEVICE void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo
   lo = static_cast<uint32_t>(p);
 }
 
-// Ten rounds of Philox4x32 on counter (c0..c3) with key (k0, k1).
-LORY_HOST_DEVICE Words philox4x32_10(uint64_t counter, uint64_t key) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
+// Ten rounds of Philox4x32 on a 128-bit counter with a 64-bit key (k0, k1),
+// exactly as Random123's philox4x32_10.
+LORY_HOST_DEVICE Words philox4x32_10(Words ctr, uint32_t k0, uint32_t k1) {
+  uint32_t c0 = ctr.w[0], c1 = ctr.w[1], c2 = ctr.w[2], c3 = ctr.w[3];
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, lo0, hi1, lo1;
     mulhilo(0xD2511F53u, c0, hi0, lo0);
     mulhilo(0xCD9E8D57u, c2, hi1, lo1);
     const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
     c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-    k0 += 0x9E3779B9u;
+    k0 += 0x9E3779B9u;  // the Weyl sequence that varies the key per round
     k1 += 0xBB67AE85u;
   }
   return Words{{c0, c1, c2, c3}};
+}
+
+// The engine's use: a 64-bit counter (upper counter words 0) and a 64-bit seed.
+LORY_HOST_DEVICE Words philox4x32_10(uint64_t counter, uint64_t key) {
+  const Words ctr{{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}};
+  return philox4x32_10(ctr, static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32));
 }
 
 LORY_HOST_DEVICE double word_to_unit(uint32_t word) {  // [0, 1)
