@@ -1,0 +1,243 @@
+// attention.cpp — scaled dot-product attention, forward and backward, fused.
+//
+// For one (batch, head): q: [L, Dh], k, v: [S, Dh].
+//   scores = scale * q k^T            [L, S]; causal: query i sees keys j <= i + S - L
+//   P      = softmax(scores) by row;  lse_i = log sum_j exp(scores_ij)
+//   out    = P v                      [L, Dh]
+// Backward (dO given; P recomputed from q, k and the saved lse, as FlashAttention does):
+//   dV = P^T dO,  dP = dO v^T,  D_i = dO_i . out_i,  dS = P * (dP - D),
+//   dQ = scale * dS k,  dK = scale * dS^T q
+//
+// Queries go in blocks of kQueryBlock rows, so only a [kQueryBlock, S] score
+// block exists at a time (not the [L, S] matrix), and each block only scores
+// the keys its last row can see: causal attention costs about half of full.
+// The products are Eigen GEMMs in f32 (f64 for f64); bf16/f16 heads are
+// widened to f32 once per head. Threads take whole (batch, head) pairs, so
+// every output element is written by one thread in a fixed order
+// (deterministic); with a single head, Eigen threads the GEMMs instead.
+#include <algorithm>
+#include <cmath>
+#include <initializer_list>
+#include <limits>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/dispatch.h"
+#include "tensor/cpu/parallel.h"
+
+namespace lory {
+
+using namespace cpu;
+
+namespace {
+
+constexpr int64_t kQueryBlock = 64;
+
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct AttnDims {
+  int64_t B, H, L, S, Dh;
+  bool causal;
+  // Keys visible to query row i: [0, visible(i)).
+  int64_t visible(int64_t i) const {
+    return causal ? std::clamp<int64_t>(i + S - L + 1, 0, S) : S;
+  }
+};
+
+template <typename T>
+using HeadMap = Eigen::Map<const RowMat<compute_t<T>>>;
+
+// One head's [rows, Dh] matrix in the compute type: a map over the tensor for
+// f32/f64; for bf16/f16 a widened copy, kept in `storage`.
+template <typename T>
+HeadMap<T> head(const T* base, int64_t bh, int64_t rows, int64_t Dh, RowMat<compute_t<T>>& storage) {
+  const T* p = base + bh * rows * Dh;
+  if constexpr (std::is_same_v<T, compute_t<T>>) {
+    return HeadMap<T>(p, rows, Dh);
+  } else {
+    storage = Eigen::Map<const RowMat<T>>(p, rows, Dh).template cast<compute_t<T>>();
+    return HeadMap<T>(storage.data(), rows, Dh);
+  }
+}
+
+void check_heads(const Tensor& t, const char* kernel, const char* what, const Tensor& q) {
+  LORY_CHECK(t.dim() == 4 && t.is_contiguous() && t.dtype() == q.dtype(), kernel, ": ", what,
+             " must be contiguous [B, H, *, Dh] of q's dtype: q is ", q.describe(), ", ", what, " is ", t.describe());
+}
+
+AttnDims check_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const char* kernel) {
+  check_heads(q, kernel, "q", q);
+  check_heads(k, kernel, "k", q);
+  check_heads(v, kernel, "v", q);
+  const AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), causal};
+  LORY_CHECK(k.shape() == v.shape() && k.size(0) == d.B && k.size(1) == d.H && k.size(3) == d.Dh, kernel,
+             ": shapes do not match: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe());
+  return d;
+}
+
+void check_lse(const Tensor& lse, const AttnDims& d, const char* kernel) {
+  LORY_CHECK(lse.dtype() == DType::f32 && lse.is_contiguous() && lse.numel() == d.B * d.H * d.L, kernel,
+             ": lse must be contiguous f32 [", d.B, ", ", d.H, ", ", d.L, "], got ", lse.describe());
+}
+
+template <typename T>
+void forward_typed(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const AttnDims& d, Tensor& out,
+                   Tensor& lse) {
+  using C = compute_t<T>;
+  const T* qp = ptr<T>(q);
+  const T* kp = ptr<T>(k);
+  const T* vp = ptr<T>(v);
+  T* op = ptr<T>(out);
+  float* lp = ptr<float>(lse);
+  const C sc = static_cast<C>(scale);
+  parallel_for(0, d.B * d.H, 1, [&](int64_t b, int64_t e) {
+    RowMat<C> scores(std::min(kQueryBlock, d.L), d.S);
+    RowMat<C> o_blk, q_buf, k_buf, v_buf;
+    for (int64_t bh = b; bh < e; ++bh) {
+      const HeadMap<T> Q = head<T>(qp, bh, d.L, d.Dh, q_buf);
+      const HeadMap<T> K = head<T>(kp, bh, d.S, d.Dh, k_buf);
+      const HeadMap<T> V = head<T>(vp, bh, d.S, d.Dh, v_buf);
+      Eigen::Map<RowMat<T>> O(op + bh * d.L * d.Dh, d.L, d.Dh);
+      float* lse_bh = lp + bh * d.L;
+      for (int64_t q0 = 0; q0 < d.L; q0 += kQueryBlock) {
+        const int64_t nq = std::min(kQueryBlock, d.L - q0);
+        const int64_t nk = d.visible(q0 + nq - 1);  // keys the block's last row sees
+        auto P = scores.topLeftCorner(nq, nk);
+        if (nk > 0) P.noalias() = sc * Q.middleRows(q0, nq) * K.topRows(nk).transpose();
+        for (int64_t r = 0; r < nq; ++r) {
+          const int64_t valid = d.visible(q0 + r);
+          auto row = P.row(r).array();
+          if (valid == 0) {  // sees no key: output 0, lse -inf
+            row.setZero();
+            lse_bh[q0 + r] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const C m = row.head(valid).maxCoeff();
+          row.head(valid) = (row.head(valid) - m).exp();
+          row.tail(nk - valid).setZero();
+          const C l = row.head(valid).sum();
+          row.head(valid) /= l;
+          lse_bh[q0 + r] = static_cast<float>(m + std::log(l));
+        }
+        if (nk > 0) {
+          o_blk.noalias() = P * V.topRows(nk);
+          O.middleRows(q0, nq) = o_blk.template cast<T>();
+        } else {
+          O.middleRows(q0, nq).setZero();
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_typed(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                    const Tensor& lse, double scale, const AttnDims& d, Tensor& dq, Tensor& dk, Tensor& dv) {
+  using C = compute_t<T>;
+  const T* gp = ptr<T>(dout);
+  const T* qp = ptr<T>(q);
+  const T* kp = ptr<T>(k);
+  const T* vp = ptr<T>(v);
+  const T* op = ptr<T>(out);
+  const float* lp = ptr<float>(lse);
+  const C sc = static_cast<C>(scale);
+  parallel_for(0, d.B * d.H, 1, [&](int64_t b, int64_t e) {
+    RowMat<C> probs(std::min(kQueryBlock, d.L), d.S), dprobs(std::min(kQueryBlock, d.L), d.S);
+    RowMat<C> dQ(d.L, d.Dh), dK(d.S, d.Dh), dV(d.S, d.Dh);
+    RowMat<C> q_buf, k_buf, v_buf, do_buf, o_buf;
+    for (int64_t bh = b; bh < e; ++bh) {
+      const HeadMap<T> Q = head<T>(qp, bh, d.L, d.Dh, q_buf);
+      const HeadMap<T> K = head<T>(kp, bh, d.S, d.Dh, k_buf);
+      const HeadMap<T> V = head<T>(vp, bh, d.S, d.Dh, v_buf);
+      const HeadMap<T> dO = head<T>(gp, bh, d.L, d.Dh, do_buf);
+      const HeadMap<T> O = head<T>(op, bh, d.L, d.Dh, o_buf);
+      const float* lse_bh = lp + bh * d.L;
+      // D_i = dO_i . O_i: the softmax Jacobian's correction term per query.
+      const Eigen::Array<C, Eigen::Dynamic, 1> D = (dO.array() * O.array()).rowwise().sum();
+      dK.setZero();
+      dV.setZero();
+      for (int64_t q0 = 0; q0 < d.L; q0 += kQueryBlock) {
+        const int64_t nq = std::min(kQueryBlock, d.L - q0);
+        const int64_t nk = d.visible(q0 + nq - 1);
+        if (nk == 0) {
+          dQ.middleRows(q0, nq).setZero();
+          continue;
+        }
+        auto P = probs.topLeftCorner(nq, nk);
+        auto dS = dprobs.topLeftCorner(nq, nk);
+        const auto Qb = Q.middleRows(q0, nq);
+        const auto dOb = dO.middleRows(q0, nq);
+        const auto Kk = K.topRows(nk);
+        const auto Vk = V.topRows(nk);
+        P.noalias() = sc * Qb * Kk.transpose();
+        for (int64_t r = 0; r < nq; ++r) {
+          const int64_t valid = d.visible(q0 + r);
+          auto row = P.row(r).array();
+          if (valid == 0) {
+            row.setZero();
+            continue;
+          }
+          C l;
+          if constexpr (std::is_same_v<C, double>) {  // f64 (gradcheck): lse again in f64, not the f32 copy
+            const C m = row.head(valid).maxCoeff();
+            l = m + std::log((row.head(valid) - m).exp().sum());
+          } else {
+            l = static_cast<C>(lse_bh[q0 + r]);
+          }
+          row.head(valid) = (row.head(valid) - l).exp();
+          row.tail(nk - valid).setZero();
+        }
+        dV.topRows(nk).noalias() += P.transpose() * dOb;
+        dS.noalias() = dOb * Vk.transpose();  // dP
+        dS = (P.array() * (dS.array().colwise() - D.segment(q0, nq))).matrix();
+        dQ.middleRows(q0, nq).noalias() = sc * dS * Kk;
+        dK.topRows(nk).noalias() += sc * dS.transpose() * Qb;
+      }
+      Eigen::Map<RowMat<T>>(ptr<T>(dq) + bh * d.L * d.Dh, d.L, d.Dh) = dQ.template cast<T>();
+      Eigen::Map<RowMat<T>>(ptr<T>(dk) + bh * d.S * d.Dh, d.S, d.Dh) = dK.template cast<T>();
+      Eigen::Map<RowMat<T>>(ptr<T>(dv) + bh * d.S * d.Dh, d.S, d.Dh) = dV.template cast<T>();
+    }
+  });
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                                   Tensor& out, Tensor& lse) {
+  const char* kernel = "scaled_dot_product_attention";
+  const AttnDims d = check_attention(q, k, v, causal, kernel);
+  LORY_CHECK(out.shape() == q.shape(), kernel, ": out must be shaped like q ", q.describe(), ", got ",
+             out.describe());
+  check_heads(out, kernel, "out", q);
+  check_lse(lse, d, kernel);
+  if (d.B * d.H * d.L == 0) return;
+  dispatch_floating(q, kernel, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forward_typed<T>(q, k, v, scale, d, out, lse);
+  });
+}
+
+void CpuBackend::attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& out, const Tensor& lse, double scale, bool causal, Tensor& dq,
+                                    Tensor& dk, Tensor& dv) {
+  const char* kernel = "scaled_dot_product_attention_backward";
+  const AttnDims d = check_attention(q, k, v, causal, kernel);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&dout, &out, &dq}) {
+    LORY_CHECK(t->shape() == q.shape(), kernel, ": dout, out and dq must be shaped like q ", q.describe(), ", got ",
+               t->describe());
+    check_heads(*t, kernel, "dout/out/dq", q);
+  }
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&dk, &dv}) {
+    LORY_CHECK(t->shape() == k.shape(), kernel, ": dk and dv must be shaped like k ", k.describe(), ", got ",
+               t->describe());
+    check_heads(*t, kernel, "dk/dv", q);
+  }
+  check_lse(lse, d, kernel);
+  if (d.B * d.H == 0) return;
+  dispatch_floating(q, kernel, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_typed<T>(dout, q, k, v, out, lse, scale, d, dq, dk, dv);
+  });
+}
+
+}  // namespace lory

@@ -1,0 +1,72 @@
+// cpu_backend.h — the host implementation of every kernel in tensor/backend.h.
+//
+// Memory is 64-byte aligned host memory (a cache line; also what AVX-512 loads
+// like). Kernels are plain loops parallelised with OpenMP over independent
+// chunks, plus Eigen where Eigen is faster than a loop we would write: GEMM
+// (its own blocked, multithreaded product) and vectorised exp/tanh/logistic.
+// Each concept lives in its own file:
+//   cpu_backend.cpp   memory, cpu_backend()
+//   copy.cpp          copy (any strides, any dtype pair), fill, arange, random
+//   unary.cpp         elementwise functions of one tensor
+//   binary.cpp        elementwise functions of two tensors, where
+//   reduce.cpp        row reductions (sum, max, min), softmax, log_softmax
+//   matmul.cpp        batched GEMM on Eigen maps of strided views
+//   index.cpp         index_select, index_add
+//   cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp: the fused ops
+// Shared helpers: dispatch.h (dtype -> C++ type), strided.h (walking strided
+// views), parallel.h (OpenMP chunking that keeps results deterministic).
+#pragma once
+
+#include "tensor/backend.h"
+
+namespace lory {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return cpu_device(); }
+
+  // ---- memory (cpu_backend.cpp) ----
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) override;
+  void copy_from_host(void* dst, const void* src, size_t nbytes) override;
+  void copy_to_host(void* dst, const void* src, size_t nbytes) override;
+
+  // ---- copies and creation (copy.cpp) ----
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& out, double value) override;
+  void arange(Tensor& out, double start, double step) override;
+  void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
+
+  // ---- elementwise (unary.cpp, binary.cpp) ----
+  void unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  // ---- reductions (reduce.cpp) ----
+  void reduce(ReduceOp op, const Tensor& x, Tensor& out) override;
+  void softmax(const Tensor& x, Tensor& out, bool log) override;
+
+  // ---- linear algebra (matmul.cpp) ----
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  // ---- indexing (index.cpp) ----
+  void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) override;
+  void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
+
+  // ---- fused ops (cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp) ----
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Tensor& row_loss,
+                             Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
+                              const Tensor& scale, Tensor& dlogits) override;
+  void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd) override;
+  void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd, Tensor& dx,
+                         Tensor& dweight) override;
+  void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) override;
+  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, Tensor& out,
+                         Tensor& lse) override;
+  void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, double scale, bool causal, Tensor& dq, Tensor& dk,
+                          Tensor& dv) override;
+};
+
+}  // namespace lory

@@ -1,0 +1,149 @@
+// cross_entropy.cpp — fused softmax cross-entropy over the rows of [N, V] logits.
+//
+// Forward, per row n with target t:
+//   lse_n  = m + log(sum_v exp(x[n, v] - m)),  m = max_v x[n, v]
+//   loss_n = lse_n - x[n, t]                   (0 where t == ignore_index)
+// Backward: dx[n, v] = scale * (exp(x[n, v] - lse_n) - [v == t]), 0 on ignored rows.
+// Only lse (one float per row) is kept between the two; the [N, V] softmax is
+// never stored. Math is in f32 (f64 for f64 logits, where backward recomputes
+// lse in f64 rather than trust the f32 copy: gradcheck needs the digits).
+#include <cmath>
+#include <vector>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/dispatch.h"
+#include "tensor/cpu/parallel.h"
+
+namespace lory {
+
+using namespace cpu;
+
+namespace {
+
+// Targets as int64, each in [0, V) or equal to ignore_index.
+std::vector<int64_t> checked_targets(const Tensor& targets, int64_t N, int64_t V, int64_t ignore_index,
+                                     const char* kernel) {
+  LORY_CHECK(targets.dim() == 1 && targets.size(0) == N, kernel, ": targets must be [", N, "], got ",
+             targets.describe());
+  std::vector<int64_t> t(static_cast<size_t>(N));
+  dispatch_index(targets, kernel, [&](auto tag) {
+    using I = typename decltype(tag)::type;
+    const I* p = ptr<I>(targets);
+    const int64_t s = targets.stride(0);
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t v = static_cast<int64_t>(p[n * s]);
+      LORY_CHECK(v == ignore_index || (v >= 0 && v < V), kernel, ": target ", v, " at row ", n,
+                 " is out of range for ", V, " classes (ignore_index is ", ignore_index, ")");
+      t[static_cast<size_t>(n)] = v;
+    }
+  });
+  return t;
+}
+
+void check_logits(const Tensor& logits, const char* kernel) {
+  LORY_CHECK(logits.dim() == 2 && logits.is_contiguous(), kernel, ": logits must be contiguous [N, V], got ",
+             logits.describe());
+  LORY_CHECK(logits.size(1) > 0, kernel, ": logits have no classes: ", logits.describe());
+}
+
+void check_f32_rows(const Tensor& t, int64_t N, const char* kernel, const char* what) {
+  LORY_CHECK(t.dtype() == DType::f32 && t.numel() == N && t.is_contiguous(), kernel, ": ", what,
+             " must be contiguous f32 [", N, "], got ", t.describe());
+}
+
+// Calls f(row) with row n of the logits as an Eigen array of the compute type
+// (a map for f32/f64, a widened copy in `buf`, V elements, for bf16/f16).
+template <typename T, typename F>
+void with_row(const T* x, int64_t n, int64_t V, compute_t<T>* buf, F&& f) {
+  using C = compute_t<T>;
+  Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> row(x + n * V, V);
+  if constexpr (std::is_same_v<T, C>) {
+    f(row);
+  } else {
+    Eigen::Map<Eigen::Array<C, Eigen::Dynamic, 1>> wide(buf, V);
+    wide = row.template cast<C>();
+    f(wide);
+  }
+}
+
+template <typename Row>
+auto row_lse(const Row& r) {
+  using C = typename Row::Scalar;
+  const C m = r.template maxCoeff<Eigen::PropagateNaN>();
+  if (std::isinf(m)) return m;  // every logit -inf (lse -inf), or one +inf (lse +inf)
+  return m + std::log((r - m).exp().sum());
+}
+
+}  // namespace
+
+void CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                       Tensor& row_loss, Tensor& lse) {
+  const char* kernel = "cross_entropy";
+  check_logits(logits, kernel);
+  const int64_t N = logits.size(0), V = logits.size(1);
+  check_f32_rows(row_loss, N, kernel, "row_loss");
+  check_f32_rows(lse, N, kernel, "lse");
+  const std::vector<int64_t> t = checked_targets(targets, N, V, ignore_index, kernel);
+  float* loss_p = ptr<float>(row_loss);
+  float* lse_p = ptr<float>(lse);
+  dispatch_floating(logits, kernel, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = compute_t<T>;
+    const T* x = ptr<T>(logits);
+    parallel_for(0, N, grain_for(V), [&](int64_t b, int64_t e) {
+      std::vector<C> buf(is_half_v<T> ? static_cast<size_t>(V) : 0);
+      for (int64_t n = b; n < e; ++n) {
+        with_row(x, n, V, buf.data(), [&](const auto& row) {
+          const C l = row_lse(row);
+          const int64_t target = t[static_cast<size_t>(n)];
+          lse_p[n] = static_cast<float>(l);
+          loss_p[n] = target == ignore_index ? 0.0f : static_cast<float>(l - row[target]);
+        });
+      }
+    });
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                        int64_t ignore_index, const Tensor& scale, Tensor& dlogits) {
+  const char* kernel = "cross_entropy_backward";
+  check_logits(logits, kernel);
+  const int64_t N = logits.size(0), V = logits.size(1);
+  check_f32_rows(lse, N, kernel, "lse");
+  LORY_CHECK(scale.numel() == 1 && is_floating(scale.dtype()), kernel, ": scale must be one floating value, got ",
+             scale.describe());
+  LORY_CHECK(dlogits.shape() == logits.shape() && dlogits.dtype() == logits.dtype() && dlogits.is_contiguous(),
+             kernel, ": dlogits must be contiguous like logits ", logits.describe(), ", got ", dlogits.describe());
+  const std::vector<int64_t> t = checked_targets(targets, N, V, ignore_index, kernel);
+  const double g = dispatch_floating(scale, kernel, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    return static_cast<double>(static_cast<compute_t<S>>(*ptr<S>(scale)));
+  });
+  const float* lse_p = ptr<float>(lse);
+  dispatch_floating(logits, kernel, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = compute_t<T>;
+    const T* x = ptr<T>(logits);
+    T* dx = ptr<T>(dlogits);
+    const C s = static_cast<C>(g);
+    parallel_for(0, N, grain_for(V), [&](int64_t b, int64_t e) {
+      std::vector<C> buf(is_half_v<T> ? static_cast<size_t>(V) : 0);
+      for (int64_t n = b; n < e; ++n) {
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> drow(dx + n * V, V);
+        const int64_t target = t[static_cast<size_t>(n)];
+        if (target == ignore_index) {
+          drow.setZero();
+          continue;
+        }
+        with_row(x, n, V, buf.data(), [&](const auto& row) {
+          const C l = std::is_same_v<C, double> ? static_cast<C>(row_lse(row)) : static_cast<C>(lse_p[n]);
+          C at_target = std::exp(row[target] - l) * s - s;
+          drow = ((row - l).exp() * s).template cast<T>();
+          drow[target] = cast_to<T>(at_target);
+        });
+      }
+    });
+  });
+}
+
+}  // namespace lory
