@@ -1,0 +1,81 @@
+// cuda_backend.h — the CUDA implementation of the kernel interface (tensor/backend.h).
+//
+// One CudaBackend per GPU, created on first use by cuda_backend(index) and
+// kept for the life of the process. It owns
+//   * a caching allocator (cuda/caching_allocator.h): tensor memory is
+//     recycled, so a training step does not call cudaMalloc after the first;
+//   * one stream (cuda/stream.h): every kernel, cuBLAS call and copy of the
+//     device runs on it in issue order; copy_to_host and synchronize wait for it;
+//   * the GEMM context (cuda/gemm.h): cuBLASLt handle, workspace, algorithm cache.
+// Each method checks its operands' devices and calls one launcher from
+// cuda/kernels.h; the kernels live one family per file (copy.cu, random.cu,
+// elementwise.cu, reduce.cu, softmax.cu, gemm.cu). Methods not overridden
+// here (index_select, index_add and the fused nn ops) fall back to Backend's
+// default, which throws "<op>: not implemented on cuda:N".
+//
+// Numerics match the CPU backend: bf16/f16 compute in f32 and round once,
+// reductions and softmax accumulate in f32 (f64 for f64), random numbers come
+// from the same Philox functions, and every reduction is deterministic.
+//
+// This header has no CUDA types, so plain C++ (the tests) can include it to
+// reach the allocator statistics: dynamic_cast<CudaBackend&>(cuda_backend(0)).
+#pragma once
+
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+
+#include "cuda/caching_allocator.h"
+#include "tensor/backend.h"
+
+namespace lory {
+
+namespace cuda {
+class GemmContext;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index);
+  ~CudaBackend() override;
+
+  Device device() const override { return cuda_device(index_); }
+
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) override;
+  void copy_from_host(void* dst, const void* src, size_t nbytes) override;
+  void copy_to_host(void* dst, const void* src, size_t nbytes) override;
+  void synchronize() override;
+
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& out, double value) override;
+  void arange(Tensor& out, double start, double step) override;
+  void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) override;
+
+  void unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  void reduce(ReduceOp op, const Tensor& x, Tensor& out) override;
+  void softmax(const Tensor& x, Tensor& out, bool log) override;
+
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  cuda::CachingAllocator& allocator() { return allocator_; }
+  // Lets f32 matmuls use TF32 tensor cores (see cuda/gemm.h); off by default.
+  void set_allow_tf32(bool allow);
+
+ private:
+  // Makes this backend's GPU current for the calling thread and checks that
+  // every tensor lives on it; `op` names the caller in the error.
+  void enter(const char* op, std::initializer_list<const Tensor*> tensors) const;
+  cuda::GemmContext& gemm();
+
+  int index_;
+  cuda::CachingAllocator allocator_;
+  void* stream_;  // cudaStream_t, kept opaque so this header needs no CUDA includes
+  std::once_flag gemm_once_;
+  std::unique_ptr<cuda::GemmContext> gemm_;
+};
+
+}  // namespace lory

@@ -1,0 +1,43 @@
+// random.cu — uniform and normal numbers from the counter-based Philox generator.
+#include "cuda/check.h"
+#include "cuda/element.cuh"
+#include "cuda/kernels.h"
+#include "cuda/strided_index.cuh"
+#include "tensor/philox.h"
+
+namespace lory::cuda {
+
+namespace {
+
+// out[i] = a + (b - a) * U_i (uniform) or a + b * N_i (normal), where U_i and
+// N_i are philox::uniform_at / normal_at of (seed, offset, i): the same
+// header functions the CPU calls, evaluated in f64 and rounded once, so both
+// devices draw the same numbers. Each element is independent, so any thread
+// computes any element; the four words of one Philox call are recomputed per
+// element, which costs ALU the memory-bound kernel has to spare.
+template <typename T>
+__global__ void random_kernel(T* out, int64_t n, bool normal, uint64_t seed, uint64_t offset, double a, double b) {
+  LORY_GRID_STRIDE_LOOP(i, n) {
+    const uint64_t k = static_cast<uint64_t>(i);
+    const double v =
+        normal ? a + b * philox::normal_at(seed, offset, k) : a + (b - a) * philox::uniform_at(seed, offset, k);
+    out[i] = cast<T>(v);
+  }
+}
+
+}  // namespace
+
+void launch_random(const Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b,
+                   cudaStream_t stream) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  LORY_CHECK(out.is_contiguous(), "random: output must be contiguous, got ", out.describe());
+  dispatch_dtype(out.dtype(), [&](auto t) {
+    using T = typename decltype(t)::type;
+    random_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n,
+                                                             dist == RandomDist::normal, seed, offset, a, b);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace lory::cuda
