@@ -8,6 +8,7 @@
 // never stored. Math is in f32 (f64 for f64 logits, where backward recomputes
 // lse in f64 rather than trust the f32 copy: gradcheck needs the digits).
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -66,12 +67,14 @@ void with_row(const T* x, int64_t n, int64_t V, compute_t<T>* buf, F&& f) {
   }
 }
 
+// The row's max m and log(sum(exp(x - m))): lse = m + log_sum, kept apart so
+// that the loss (m - x[t]) + log_sum never rounds at the magnitude of m.
 template <typename Row>
-auto row_lse(const Row& r) {
+auto row_max_logsum(const Row& r) {
   using C = typename Row::Scalar;
   const C m = r.template maxCoeff<Eigen::PropagateNaN>();
-  if (std::isinf(m)) return m;  // every logit -inf (lse -inf), or one +inf (lse +inf)
-  return m + std::log((r - m).exp().sum());
+  if (std::isinf(m)) return std::pair<C, C>{m, C(0)};  // every logit -inf (lse -inf), or one +inf (lse +inf)
+  return std::pair<C, C>{m, std::log((r - m).exp().sum())};
 }
 
 }  // namespace
@@ -94,10 +97,10 @@ void CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targe
       std::vector<C> buf(is_half_v<T> ? static_cast<size_t>(V) : 0);
       for (int64_t n = b; n < e; ++n) {
         with_row(x, n, V, buf.data(), [&](const auto& row) {
-          const C l = row_lse(row);
+          const auto [m, log_sum] = row_max_logsum(row);
           const int64_t target = t[static_cast<size_t>(n)];
-          lse_p[n] = static_cast<float>(l);
-          loss_p[n] = target == ignore_index ? 0.0f : static_cast<float>(l - row[target]);
+          lse_p[n] = static_cast<float>(m + log_sum);
+          loss_p[n] = target == ignore_index ? 0.0f : static_cast<float>((m - row[target]) + log_sum);
         });
       }
     });
@@ -136,7 +139,11 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
           continue;
         }
         with_row(x, n, V, buf.data(), [&](const auto& row) {
-          const C l = std::is_same_v<C, double> ? static_cast<C>(row_lse(row)) : static_cast<C>(lse_p[n]);
+          C l = static_cast<C>(lse_p[n]);
+          if constexpr (std::is_same_v<C, double>) {
+            const auto [m, log_sum] = row_max_logsum(row);
+            l = m + log_sum;
+          }
           C at_target = std::exp(row[target] - l) * s - s;
           drow = ((row - l).exp() * s).template cast<T>();
           drow[target] = cast_to<T>(at_target);

@@ -176,8 +176,10 @@ void CpuBackend::softmax(const Tensor& x, Tensor& out, bool log) {
         auto row_softmax = [&](const auto& xs) {
           const Cmp m = xs.template maxCoeff<Eigen::PropagateNaN>();
           if (log) {
-            const Cmp lse = m + std::log((xs - m).exp().sum());
-            orow = (xs - lse).template cast<T>();
+            // (x - m) - log(sum), not x - (m + log(sum)): m + log(sum) would be
+            // rounded at the magnitude of m (1000 + 0.92 keeps 4 digits in f32).
+            const Cmp log_sum = std::log((xs - m).exp().sum());
+            orow = ((xs - m) - log_sum).template cast<T>();
           } else if constexpr (std::is_same_v<T, Cmp>) {
             orow = (xs - m).exp();
             orow /= orow.sum();
