@@ -49,7 +49,14 @@ void unary_floating(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
   const C s = static_cast<C>(scalar);
   switch (op) {
     case UnaryOp::neg: return unary_eigen<T>(x, out, [](const auto& a) { return -a; });
-    case UnaryOp::exp: return unary_eigen<T>(x, out, [](const auto& a) { return a.exp(); });
+    // Eigen's generic (SSE/AVX2) exp clamps its input at about -88.7 (f32) /
+    // -709.8 (f64) and so returns a tiny denormal, not 0, for exp(-1000); below
+    // the clamp the answer is 0 to the type's precision.
+    case UnaryOp::exp:
+      return unary_eigen<T>(x, out, [](const auto& a) {
+        constexpr C lowest = std::is_same_v<C, float> ? C(-88.723f) : C(-709.784);
+        return (a < lowest).select(C(0), a.exp());
+      });
     case UnaryOp::log: return unary_eigen<T>(x, out, [](const auto& a) { return a.log(); });
     case UnaryOp::sqrt: return unary_eigen<T>(x, out, [](const auto& a) { return a.sqrt(); });
     // 1/sqrt rather than Eigen's rsqrt, whose fast-math packet version is an
