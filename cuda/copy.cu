@@ -1,5 +1,6 @@
 // copy.cu — strided copies with dtype conversion, fill, and arange.
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
@@ -39,6 +40,17 @@ __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
   LORY_GRID_STRIDE_LOOP(i, n) { out[i] = cast<T>(start + static_cast<double>(i) * step); }
 }
 
+void launch_arange(const Tensor& out, double start, double step, cudaStream_t stream) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  LORY_CHECK(out.is_contiguous(), "arange: output must be contiguous, got ", out.describe());
+  dispatch_dtype(out.dtype(), [&](auto t) {
+    using T = typename decltype(t)::type;
+    arange_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n, start, step);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
 }  // namespace
 
 void launch_copy(const Tensor& src, const Tensor& dst, cudaStream_t stream) {
@@ -73,15 +85,16 @@ void launch_fill(const Tensor& out, double value, cudaStream_t stream) {
   });
 }
 
-void launch_arange(const Tensor& out, double start, double step, cudaStream_t stream) {
-  const int64_t n = out.numel();
-  if (n == 0) return;
-  LORY_CHECK(out.is_contiguous(), "arange: output must be contiguous, got ", out.describe());
-  dispatch_dtype(out.dtype(), [&](auto t) {
-    using T = typename decltype(t)::type;
-    arange_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n, start, step);
-    CUDA_CHECK_LAUNCH();
-  });
+}  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::copy(const Tensor& src, Tensor& dst) { cuda::launch_copy(src, dst, enter("copy", {&src, &dst})); }
+
+void CudaBackend::fill(Tensor& out, double value) { cuda::launch_fill(out, value, enter("fill", {&out})); }
+
+void CudaBackend::arange(Tensor& out, double start, double step) {
+  cuda::launch_arange(out, start, step, enter("arange", {&out}));
 }
 
-}  // namespace lory::cuda
+}  // namespace lory

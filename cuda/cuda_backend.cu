@@ -1,20 +1,19 @@
-// cuda_backend.cu — CudaBackend's methods, and the per-device registry
-// behind cuda_backend(index), cuda_is_available() and cuda_device_count().
+// cuda_backend.cu — CudaBackend's memory methods and enter(), and the
+// per-device registry behind cuda_backend(index), cuda_is_available() and
+// cuda_device_count(). The kernel methods live with their kernels (see
+// cuda/cuda_backend.h for which file has which).
 #include <string>
 #include <vector>
 
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
-#include "cuda/kernels.h"
 #include "cuda/stream.h"
 #include "tensor/tensor.h"
 
 namespace lory {
 
 namespace {
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 // The device count, or 0 with the reason when CUDA cannot be used (no GPU, no
 // driver, a driver older than the toolkit). Asked once: the answer does not
@@ -69,10 +68,11 @@ CudaBackend::CudaBackend(int index) : index_(index), allocator_(index) {
 
 CudaBackend::~CudaBackend() = default;
 
-void CudaBackend::enter(const char* op, std::initializer_list<const Tensor*> tensors) const {
+cudaStream_t CudaBackend::enter(const char* op, std::initializer_list<const Tensor*> tensors) const {
   for (const Tensor* t : tensors)
     LORY_CHECK(t->device() == device(), op, ": tensor ", t->describe(), " is not on ", device().str());
   cuda::ensure_device(index_);
+  return stream_;
 }
 
 cuda::GemmContext& CudaBackend::gemm() {
@@ -98,7 +98,7 @@ void CudaBackend::deallocate(void* ptr, size_t) { allocator_.deallocate(ptr); }
 void CudaBackend::copy_from_host(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
   cuda::ensure_device(index_);
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, as_stream(stream_)));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream_));
 }
 
 // Queued behind every kernel that produces src, then waited for: the host
@@ -106,65 +106,13 @@ void CudaBackend::copy_from_host(void* dst, const void* src, size_t nbytes) {
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
   cuda::ensure_device(index_);
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, as_stream(stream_)));
-  CUDA_CHECK(cudaStreamSynchronize(as_stream(stream_)));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::synchronize() {
   cuda::ensure_device(index_);
-  CUDA_CHECK(cudaStreamSynchronize(as_stream(stream_)));
-}
-
-// ---- kernels ----
-
-void CudaBackend::copy(const Tensor& src, Tensor& dst) {
-  enter("copy", {&src, &dst});
-  cuda::launch_copy(src, dst, as_stream(stream_));
-}
-
-void CudaBackend::fill(Tensor& out, double value) {
-  enter("fill", {&out});
-  cuda::launch_fill(out, value, as_stream(stream_));
-}
-
-void CudaBackend::arange(Tensor& out, double start, double step) {
-  enter("arange", {&out});
-  cuda::launch_arange(out, start, step, as_stream(stream_));
-}
-
-void CudaBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) {
-  enter("random", {&out});
-  cuda::launch_random(out, dist, seed, offset, a, b, as_stream(stream_));
-}
-
-void CudaBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
-  enter(op_name(op), {&x, &out});
-  cuda::launch_unary(op, x, out, scalar, as_stream(stream_));
-}
-
-void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
-  enter(op_name(op), {&a, &b, &out});
-  cuda::launch_binary(op, a, b, out, as_stream(stream_));
-}
-
-void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
-  enter("where", {&cond, &a, &b, &out});
-  cuda::launch_where(cond, a, b, out, as_stream(stream_));
-}
-
-void CudaBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out) {
-  enter(op_name(op), {&x, &out});
-  cuda::launch_reduce(op, x, out, allocator_, as_stream(stream_));
-}
-
-void CudaBackend::softmax(const Tensor& x, Tensor& out, bool log) {
-  enter(log ? "log_softmax" : "softmax", {&x, &out});
-  cuda::launch_softmax(x, out, log, as_stream(stream_));
-}
-
-void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
-  enter("matmul", {&a, &b, &out});
-  gemm().matmul(a, b, out, as_stream(stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace lory

@@ -7,18 +7,23 @@
 //   * one stream (cuda/stream.h): every kernel, cuBLAS call and copy of the
 //     device runs on it in issue order; copy_to_host and synchronize wait for it;
 //   * the GEMM context (cuda/gemm.h): cuBLASLt handle, workspace, algorithm cache.
-// Each method checks its operands' devices and calls one launcher from
-// cuda/kernels.h; the kernels live one family per file (copy.cu, random.cu,
-// elementwise.cu, reduce.cu, softmax.cu, gemm.cu). Methods not overridden
-// here (index_select, index_add and the fused nn ops) fall back to Backend's
-// default, which throws "<op>: not implemented on cuda:N".
+// Each kernel method is defined next to its kernels, one family per file:
+//   copy.cu (copy, fill, arange)   random.cu (random)   elementwise.cu (unary,
+//   binary, where)   reduce.cu (reduce)   softmax.cu (softmax)   gemm.cu (matmul)
+// so adding a CUDA op is one method definition in one .cu file plus its
+// declaration below. Each method starts with enter(), which checks the
+// operands' devices and returns the stream to launch on. Methods not
+// overridden here (index_select, index_add and the fused nn ops) fall back to
+// Backend's default, which throws "<op>: not implemented on cuda:N".
+// cuda_backend.cu holds the memory methods and the per-device registry.
 //
 // Numerics match the CPU backend: bf16/f16 compute in f32 and round once,
 // reductions and softmax accumulate in f32 (f64 for f64), random numbers come
 // from the same Philox functions, and every reduction is deterministic.
 //
-// This header has no CUDA types, so plain C++ (the tests) can include it to
-// reach the allocator statistics: dynamic_cast<CudaBackend&>(cuda_backend(0)).
+// This header includes no CUDA header, so plain C++ (the tests) can include
+// it to reach the allocator statistics: dynamic_cast<CudaBackend&>(cuda_backend(0)).
+// A stream is named by the struct cudaStream_t points to, declared below.
 #pragma once
 
 #include <initializer_list>
@@ -27,6 +32,8 @@
 
 #include "cuda/caching_allocator.h"
 #include "tensor/backend.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st* (cuda_runtime_api.h)
 
 namespace lory {
 
@@ -66,14 +73,15 @@ class CudaBackend final : public Backend {
   void set_allow_tf32(bool allow);
 
  private:
-  // Makes this backend's GPU current for the calling thread and checks that
-  // every tensor lives on it; `op` names the caller in the error.
-  void enter(const char* op, std::initializer_list<const Tensor*> tensors) const;
+  // Makes this backend's GPU current for the calling thread, checks that
+  // every tensor lives on it (`op` names the caller in the error) and returns
+  // the stream to launch on.
+  CUstream_st* enter(const char* op, std::initializer_list<const Tensor*> tensors) const;
   cuda::GemmContext& gemm();
 
   int index_;
   cuda::CachingAllocator allocator_;
-  void* stream_;  // cudaStream_t, kept opaque so this header needs no CUDA includes
+  CUstream_st* stream_;
   std::once_flag gemm_once_;
   std::unique_ptr<cuda::GemmContext> gemm_;
 };

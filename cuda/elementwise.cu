@@ -7,9 +7,10 @@
 #include <cmath>
 
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
-#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/tensor.h"
 
 namespace lory::cuda {
 
@@ -203,8 +204,6 @@ void check_elementwise(const char* op, const Tensor& x, const Tensor& out) {
              out.describe());
 }
 
-}  // namespace
-
 void launch_unary(UnaryOp op, const Tensor& x, const Tensor& out, double scalar, cudaStream_t stream) {
   const char* name = op_name(op);
   check_elementwise(name, x, out);
@@ -295,4 +294,22 @@ void launch_where(const Tensor& cond, const Tensor& a, const Tensor& b, const Te
   });
 }
 
+}  // namespace
+
 }  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
+  cuda::launch_unary(op, x, out, scalar, enter(op_name(op), {&x, &out}));
+}
+
+void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+  cuda::launch_binary(op, a, b, out, enter(op_name(op), {&a, &b, &out}));
+}
+
+void CudaBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
+  cuda::launch_where(cond, a, b, out, enter("where", {&cond, &a, &b, &out}));
+}
+
+}  // namespace lory

@@ -18,6 +18,7 @@
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
 #include "cuda/stream.h"
@@ -260,3 +261,12 @@ bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out,
 }
 
 }  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
+  const cudaStream_t stream = enter("matmul", {&a, &b, &out});
+  gemm().matmul(a, b, out, stream);
+}
+
+}  // namespace lory

@@ -1,9 +1,10 @@
 // random.cu — uniform and normal numbers from the counter-based Philox generator.
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
-#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
 #include "tensor/philox.h"
+#include "tensor/tensor.h"
 
 namespace lory::cuda {
 
@@ -25,8 +26,6 @@ __global__ void random_kernel(T* out, int64_t n, bool normal, uint64_t seed, uin
   }
 }
 
-}  // namespace
-
 void launch_random(const Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b,
                    cudaStream_t stream) {
   const int64_t n = out.numel();
@@ -40,4 +39,14 @@ void launch_random(const Tensor& out, RandomDist dist, uint64_t seed, uint64_t o
   });
 }
 
+}  // namespace
+
 }  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) {
+  cuda::launch_random(out, dist, seed, offset, a, b, enter("random", {&out}));
+}
+
+}  // namespace lory

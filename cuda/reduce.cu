@@ -24,9 +24,10 @@
 #include "cuda/block_reduce.cuh"
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
-#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/tensor.h"
 
 namespace lory::cuda {
 
@@ -158,8 +159,6 @@ void reduce_as(const Tensor& x, const Tensor& out, Op op, CachingAllocator& allo
   }
 }
 
-}  // namespace
-
 void launch_reduce(ReduceOp op, const Tensor& x, const Tensor& out, CachingAllocator& allocator, cudaStream_t stream) {
   const char* name = op_name(op);
   LORY_CHECK(x.dim() == 2 && out.dim() == 1 && out.size(0) == x.size(0), name, ": expected x [O, R] and out [O], got ",
@@ -187,4 +186,14 @@ void launch_reduce(ReduceOp op, const Tensor& x, const Tensor& out, CachingAlloc
   });
 }
 
+}  // namespace
+
 }  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out) {
+  cuda::launch_reduce(op, x, out, allocator_, enter(op_name(op), {&x, &out}));
+}
+
+}  // namespace lory

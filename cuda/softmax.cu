@@ -13,9 +13,10 @@
 // result is deterministic. A row that is entirely -inf gives NaN, as in PyTorch.
 #include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
-#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/tensor.h"
 
 namespace lory::cuda {
 
@@ -50,8 +51,6 @@ __global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t cols, b
   }
 }
 
-}  // namespace
-
 void launch_softmax(const Tensor& x, const Tensor& out, bool log, cudaStream_t stream) {
   const char* name = log ? "log_softmax" : "softmax";
   LORY_CHECK(x.dim() == 2 && x.shape() == out.shape(), name, ": expected x and out of one [R, C] shape, got ",
@@ -79,4 +78,14 @@ void launch_softmax(const Tensor& x, const Tensor& out, bool log, cudaStream_t s
   });
 }
 
+}  // namespace
+
 }  // namespace lory::cuda
+
+namespace lory {
+
+void CudaBackend::softmax(const Tensor& x, Tensor& out, bool log) {
+  cuda::launch_softmax(x, out, log, enter(log ? "log_softmax" : "softmax", {&x, &out}));
+}
+
+}  // namespace lory
