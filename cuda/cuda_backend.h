@@ -10,11 +10,12 @@
 // Each kernel method is defined next to its kernels, one family per file:
 //   copy.cu (copy, fill, arange)   random.cu (random)   elementwise.cu (unary,
 //   binary, where)   reduce.cu (reduce)   softmax.cu (softmax)   gemm.cu (matmul)
+//   swiglu.cu (swiglu)
 // so adding a CUDA op is one method definition in one .cu file plus its
 // declaration below. Each method starts with enter(), which checks the
 // operands' devices and returns the stream to launch on. Methods not
-// overridden here (index_select, index_add and the fused nn ops) fall back to
-// Backend's default, which throws "<op>: not implemented on cuda:N".
+// overridden here (index_select, index_add and the other fused nn ops) fall
+// back to Backend's default, which throws "<op>: not implemented on cuda:N".
 // cuda_backend.cu holds the memory methods and the per-device registry.
 //
 // Numerics match the CPU backend: bf16/f16 compute in f32 and round once,
@@ -67,6 +68,8 @@ class CudaBackend final : public Backend {
   void softmax(const Tensor& x, Tensor& out, bool log) override;
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
 
   cuda::CachingAllocator& allocator() { return allocator_; }
   // Lets f32 matmuls use TF32 tensor cores (see cuda/gemm.h); off by default.

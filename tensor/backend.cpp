@@ -42,6 +42,7 @@ void Backend::softmax(const Tensor&, Tensor&, bool log) { not_implemented(log ? 
 void Backend::matmul(const Tensor&, const Tensor&, Tensor&) { not_implemented("matmul"); }
 void Backend::index_select(const Tensor&, int64_t, const Tensor&, Tensor&) { not_implemented("index_select"); }
 void Backend::index_add(Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_add"); }
+void Backend::swiglu(const Tensor&, const Tensor&, Tensor&) { not_implemented("swiglu"); }
 void Backend::cross_entropy_forward(const Tensor&, const Tensor&, int64_t, Tensor&, Tensor&) {
   not_implemented("cross_entropy");
 }

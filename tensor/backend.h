@@ -103,7 +103,13 @@ class Backend {
   // (deterministic); out is contiguous and is updated in place.
   virtual void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src);
 
-  // ---- fused ops with their own backward kernels ----
+  // ---- fused ops ----
+  // SwiGLU's gate (Shazeer 2020), the elementwise step of a LLaMA FFN:
+  // out = silu(gate) * up, in f32 for bf16/f16 and rounded once. gate, up:
+  // [R, F] with unit inner stride and any row stride (the two halves of one
+  // fused projection qualify); out: [R, F] contiguous. One dtype throughout.
+  virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out);
+
   // logits: [N, V] contiguous, targets: [N] i64. Writes per-row loss
   // (lse - logit[target], 0 where target == ignore_index) and the row's
   // log-sum-exp, both f32 [N].

@@ -107,7 +107,10 @@ Tensor to_dtype(const Tensor& x, DType dtype);
 Tensor to_device(const Tensor& x, Device device);
 Tensor detach(const Tensor& x);
 
-// ---- fused neural-network ops with their own backward kernels (ops/nn.cpp) ----
+// ---- fused neural-network ops (ops/nn.cpp) ----
+// gate, up: one shape [..., F]. silu(gate) * up in one pass: SwiGLU's gate,
+// the elementwise step of a LLaMA FFN down(silu(gate(x)) * up(x)).
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 // logits: [N, V] (any float dtype), targets: integer [N]. Mean of
 // -log softmax(logits)[target] over rows whose target != ignore_index,
 // accumulated in f32; returns an f32 scalar (0 when every row is ignored).

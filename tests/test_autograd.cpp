@@ -419,6 +419,19 @@ TEST_CASE("gradcheck: cross_entropy with ignored rows") {
   CHECK(vals(y.grad()) == std::vector<double>(6, 0.0));
 }
 
+TEST_CASE("gradcheck: swiglu in gate and up, contiguous, transposed and as halves of one tensor") {
+  check_grad("swiglu [2,3,4]", [](const In& in) { return swiglu(in[0], in[1]); },
+             {leaf({2, 3, 4}, 1, -4, 4), leaf({2, 3, 4}, 2)});
+  check_grad("swiglu of transposed gate", [](const In& in) { return swiglu(in[0].t(), in[1]); },
+             {leaf({5, 3}, 3, -4, 4), leaf({3, 5}, 4)});
+  check_grad("swiglu of the halves of one tensor",
+             [](const In& in) {
+               const std::vector<Tensor> halves = chunk(in[0], 2, -1);
+               return swiglu(halves[0], halves[1]);
+             },
+             {leaf({3, 8}, 5, -4, 4)});
+}
+
 TEST_CASE("gradcheck: rms_norm with respect to x and weight") {
   check_grad("rms_norm [2,3,4]", [](const In& in) { return rms_norm(in[0], in[1], 1e-5); },
              {leaf({2, 3, 4}, 1), leaf({4}, 2)});

@@ -1132,6 +1132,33 @@ TEST_CASE("ops: cross_entropy is the mean over non-ignored rows of -log softmax 
   CHECK_THROWS_AS(cross_entropy(zeros({2, 3}), zeros({2})), Error);
 }
 
+TEST_CASE("ops: swiglu is silu(gate) * up for every layout, including the halves of one fused projection") {
+  auto swiglu_ref = [](const Arr& g, const Arr& u) {
+    return map2(g, u, [](double x, double y) { return x / (1.0 + std::exp(-x)) * y; });
+  };
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    for (Layout l : kLayouts) {
+      const Operand g = make({2, 3, 8}, dt, 71, l, Gen{-6, 6, false});
+      const Operand u = make({2, 3, 8}, dt, 72, Layout::contiguous);
+      const Tensor y = swiglu(g.t, u.t);
+      CHECK(y.dtype() == dt);
+      CHECK(y.is_contiguous());
+      check_close(y, swiglu_ref(g.ref, u.ref), tol_for(dt), "swiglu " + dname(dt) + " " + layout_name(l));
+    }
+  }
+  // gate and up as the two halves of a [tokens, 2F] projection: row-strided views.
+  const Operand both = make({5, 12}, DType::f32, 73);
+  const Tensor gate = both.t.narrow(1, 0, 6), up = both.t.narrow(1, 6, 6);
+  REQUIRE(gate.stride(0) == 12);
+  check_close(swiglu(gate, up), swiglu_ref(narrow_ref(both.ref, 1, 0, 6), narrow_ref(both.ref, 1, 6, 6)),
+              tol_for(DType::f32), "fused halves");
+  // Mixed dtypes promote; 1-d and empty inputs work.
+  CHECK(swiglu(ones({4}, {DType::bf16}), ones({4})).dtype() == DType::f32);
+  CHECK(swiglu(zeros({0, 3}), zeros({0, 3})).shape() == Shape{0, 3});
+  CHECK_THROWS_WITH_AS(swiglu(zeros({2, 4}), zeros({2, 5})),
+                       doctest::Contains("swiglu: gate and up must have one shape [..., F]: gate is [2, 4]"), Error);
+}
+
 TEST_CASE("ops: rms_norm matches x / sqrt(mean(x^2) + eps) * weight") {
   for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
     for (Layout l : {Layout::contiguous, Layout::transposed, Layout::narrowed}) {

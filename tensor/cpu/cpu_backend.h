@@ -12,7 +12,7 @@
 //   reduce.cpp        row reductions (sum, max, min), softmax, log_softmax
 //   matmul.cpp        batched GEMM on Eigen maps of strided views
 //   index.cpp         index_select, index_add
-//   cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp: the fused ops
+//   swiglu.cpp, cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp: the fused ops
 // Shared helpers: dispatch.h (dtype -> C++ type), strided.h (walking strided
 // views), parallel.h (OpenMP chunking that keeps results deterministic).
 #pragma once
@@ -53,7 +53,8 @@ class CpuBackend final : public Backend {
   void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) override;
   void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
 
-  // ---- fused ops (cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp) ----
+  // ---- fused ops (swiglu.cpp, cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp) ----
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Tensor& row_loss,
                              Tensor& lse) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,

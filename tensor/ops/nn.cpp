@@ -1,11 +1,14 @@
-// nn.cpp — the fused ops of a Transformer, each with its own backward kernel.
+// nn.cpp — the fused ops of a Transformer.
 //
-// These are deliberate exceptions to "backward is written with other ops":
-// composing them from small ops would store several full-size intermediates
-// (the softmax of a [tokens, vocab] logit matrix, the attention matrix) that
-// the fused kernels recompute or never materialise. Each keeps only what its
-// backward needs: cross-entropy the row log-sum-exp, RMSNorm the row 1/rms,
-// attention the output and the row log-sum-exp.
+// Each has a forward kernel of its own, so that the forward writes no
+// full-size intermediate. swiglu's backward is written with other ops, like
+// every other op's. The rest are deliberate exceptions to that rule, with a
+// backward kernel of their own: composing them from small ops would store
+// several full-size intermediates (the softmax of a [tokens, vocab] logit
+// matrix, the attention matrix) that the fused kernels recompute or never
+// materialise. Each keeps only what its backward needs: cross-entropy the row
+// log-sum-exp, RMSNorm the row 1/rms, attention the output and the row
+// log-sum-exp.
 #include <cmath>
 
 #include "tensor/ops/op_util.h"
@@ -13,6 +16,37 @@
 namespace lory {
 
 using namespace ops_detail;
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  check_same_device(gate, up, "swiglu");
+  check_floating(gate, "swiglu");
+  LORY_CHECK(gate.shape() == up.shape() && gate.dim() >= 1,
+             "swiglu: gate and up must have one shape [..., F]: gate is ", gate.describe(), ", up is ", up.describe());
+  const DType dtype = promote_types(gate.dtype(), up.dtype());
+  const int64_t F = gate.size(-1), R = F ? gate.numel() / F : 0;
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    // [R, F] rows with unit inner stride: a view for contiguous inputs and for
+    // the halves of a fused [..., 2F] projection, a copy otherwise.
+    auto rows = [&](const Tensor& t) {
+      Tensor r = t.to(dtype).reshape({R, F});
+      return r.stride(1) == 1 || F == 1 ? r : r.contiguous();
+    };
+    out = empty_on({R, F}, dtype, gate);
+    if (out.numel() > 0) kernels(gate).swiglu(rows(gate), rows(up), out);
+    out = out.view(gate.shape());
+  }
+  if (!any_requires_grad({&gate, &up})) return out;
+  // d/dgate = g * up * silu'(gate), silu'(x) = s (1 + x (1 - s));  d/dup = g * silu(gate).
+  SavedTensor sg(gate), su(up);
+  return record("SwigluBackward", {gate, up}, out, [sg, su](const Tensor& g) {
+    const Tensor& x = sg.get("SwigluBackward");
+    const Tensor& u = su.get("SwigluBackward");
+    const Tensor s = sigmoid(x);
+    return std::vector<Tensor>{g * u * s * (1.0 + x * (1.0 - s)), g * (x * s)};
+  });
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_same_device(logits, targets, "cross_entropy");

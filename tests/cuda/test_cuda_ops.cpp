@@ -556,6 +556,41 @@ TEST_CASE("cuda: TF32 matmul is opt-in and close to f32") {
 // Autograd on the GPU, the allocator, errors
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Fused neural-network ops
+// ---------------------------------------------------------------------------
+
+TEST_CASE("cuda: swiglu matches the CPU, forward and backward, on contiguous and row-strided inputs") {
+  for (DType t : kFloatTypes) {
+    const Tol tol = tol_for(t);
+    for (const Shape& shape : {Shape{7, 33}, Shape{2, 5, 1000}, Shape{1}}) {
+      const Tensor g = mul(randn_as(shape, t, 81), 3.0), u = randn_as(shape, t, 82);
+      check_same(
+          name_of("swiglu " + shape_str(shape), t), tol,
+          [](const Tensor& a, const Tensor& b) { return swiglu(a, b); }, g, u);
+    }
+    const Tensor both = randn_as({9, 2 * 37}, t, 83);
+    check_same(
+        name_of("swiglu of the halves of one projection", t), tol,
+        [](const Tensor& x) { return swiglu(x.narrow(1, 0, 37), x.narrow(1, 37, 37)); }, both);
+    check_same(
+        name_of("swiglu of a transposed gate", t), tol,
+        [](const Tensor& a, const Tensor& b) { return swiglu(a.t(), b); }, randn_as({6, 4}, t, 84),
+        randn_as({4, 6}, t, 85));
+  }
+  auto grads = [](Device d) {
+    manual_seed(86);
+    Tensor gate = randn({5, 12}).to(d), up = randn({5, 12}).to(d), w = randn({5, 12}).to(d);
+    gate.set_requires_grad(true);
+    up.set_requires_grad(true);
+    sum(mul(swiglu(gate, up), w)).backward();
+    return std::vector<Tensor>{gate.grad(), up.grad()};
+  };
+  const std::vector<Tensor> cpu = grads(cpu_device()), gpu = grads(kGpu);
+  expect_close(cpu[0], gpu[0], Tol{1e-5, 1e-6}, "dswiglu/dgate");
+  expect_close(cpu[1], gpu[1], Tol{1e-5, 1e-6}, "dswiglu/dup");
+}
+
 TEST_CASE("cuda: gradients of a small network match the CPU's") {
   manual_seed(101);
   const Tensor x0 = randn({4, 6}), w0 = randn({6, 5}), c0 = randn({4, 5});
