@@ -40,9 +40,9 @@ void launch_swiglu(const Tensor& gate, const Tensor& up, const Tensor& out, cuda
   dispatch_dtype(out.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     if constexpr (std::is_floating_point_v<T> || is_half_v<T>) {
-      swiglu_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
-          static_cast<const T*>(gate.data_ptr()), gate.stride(0), static_cast<const T*>(up.data_ptr()),
-          up.stride(0), static_cast<T*>(out.data_ptr()), rows, cols);
+      swiglu_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const T*>(gate.data_ptr()), gate.stride(0),
+                                                               static_cast<const T*>(up.data_ptr()), up.stride(0),
+                                                               static_cast<T*>(out.data_ptr()), rows, cols);
       CUDA_CHECK_LAUNCH();
     }
   });

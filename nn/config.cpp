@@ -1,0 +1,292 @@
+// config.cpp — LoryConfig: names, validation, presets, config.json.
+#include "nn/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "nn/atomic_file.h"
+#include "tensor/error.h"
+
+namespace lory::nn {
+
+namespace {
+using Json = nlohmann::ordered_json;
+
+const std::vector<std::pair<Routing, const char*>> kRoutings = {{Routing::causal_segment, "causal_segment"},
+                                                                {Routing::prefix, "prefix"},
+                                                                {Routing::prompt, "prompt"},
+                                                                {Routing::segment, "segment"},
+                                                                {Routing::current_segment, "current_segment"}};
+const std::vector<std::pair<FirstSegment, const char*>> kFirstSegments = {{FirstSegment::self, "self"},
+                                                                          {FirstSegment::uniform, "uniform"}};
+
+template <typename E>
+const char* name_in(const std::vector<std::pair<E, const char*>>& table, E value) {
+  for (const auto& [v, n] : table)
+    if (v == value) return n;
+  return "?";
+}
+
+template <typename E>
+E parse_in(const std::vector<std::pair<E, const char*>>& table, const std::string& name, const std::string& where) {
+  std::string allowed;
+  for (const auto& [v, n] : table) {
+    if (name == n) return v;
+    allowed += (allowed.empty() ? "" : ", ") + std::string(n);
+  }
+  fail(where, ": '", name, "' is not one of ", allowed);
+}
+}  // namespace
+
+const char* routing_name(Routing r) { return name_in(kRoutings, r); }
+Routing parse_routing(const std::string& name, const std::string& where) { return parse_in(kRoutings, name, where); }
+const char* first_segment_name(FirstSegment f) { return name_in(kFirstSegments, f); }
+FirstSegment parse_first_segment(const std::string& name, const std::string& where) {
+  return parse_in(kFirstSegments, name, where);
+}
+
+int64_t llama_intermediate_size(int64_t d) { return 256 * ((8 * d / 3 + 255) / 256); }
+
+void LoryConfig::validate(const std::string& where) const {
+  auto positive = [&](const char* key, int64_t v) { LORY_CHECK(v > 0, where, ": ", key, " must be > 0, got ", v); };
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("intermediate_size", intermediate_size);
+  positive("num_hidden_layers", num_hidden_layers);
+  positive("num_attention_heads", num_attention_heads);
+  positive("max_position_embeddings", max_position_embeddings);
+  positive("segment_length", segment_length);
+  LORY_CHECK(hidden_size % num_attention_heads == 0, where, ": hidden_size ", hidden_size,
+             " is not divisible by num_attention_heads ", num_attention_heads);
+  LORY_CHECK(head_dim() % 2 == 0, where, ": the head dim hidden_size / num_attention_heads = ", head_dim(),
+             " must be even for rotary embeddings");
+  LORY_CHECK(num_key_value_heads == num_attention_heads, where, ": num_key_value_heads ", num_key_value_heads,
+             " must equal num_attention_heads ", num_attention_heads, " (grouped-query attention is not supported)");
+  LORY_CHECK(num_experts >= 0, where, ": num_experts must be >= 0 (0 = dense), got ", num_experts);
+  LORY_CHECK(rms_norm_eps > 0, where, ": rms_norm_eps must be > 0, got ", rms_norm_eps);
+  LORY_CHECK(rope_theta > 0, where, ": rope_theta must be > 0, got ", rope_theta);
+  LORY_CHECK(initializer_range > 0, where, ": initializer_range must be > 0, got ", initializer_range);
+  LORY_CHECK(router_init_std > 0, where, ": router_init_std must be > 0 (a zero router never learns: with identical ",
+             "experts its gradient is zero), got ", router_init_std);
+  LORY_CHECK(!tie_word_embeddings, where, ": tie_word_embeddings must be false (Lory models have untied embeddings)");
+  LORY_CHECK(routing == Routing::causal_segment || routing == Routing::prefix, where, ": routing must be ",
+             "causal_segment or prefix for training, got ", routing_name(routing),
+             " (prompt and segment are inference modes, chosen at generation time)");
+}
+
+ParameterCount count_parameters(const LoryConfig& c) {
+  const int64_t d = c.hidden_size, f = c.intermediate_size, layers = c.num_hidden_layers;
+  const int64_t experts = std::max<int64_t>(c.num_experts, 1);
+  ParameterCount n;
+  n.embeddings = 2 * c.vocab_size * d;
+  n.attention = layers * 4 * d * d;
+  n.ffn = layers * experts * 3 * d * f;
+  n.router = layers * c.num_experts * d;
+  n.norms = (2 * layers + 1) * d;
+  n.active = n.embeddings + n.attention + layers * 3 * d * f + n.router + n.norms;
+  return n;
+}
+
+// ---- presets ----
+
+namespace {
+LoryConfig sized(int64_t layers, int64_t d, int64_t heads, int64_t experts) {
+  LoryConfig c;
+  c.num_hidden_layers = layers;
+  c.hidden_size = d;
+  c.num_attention_heads = c.num_key_value_heads = heads;
+  c.intermediate_size = llama_intermediate_size(d);
+  c.num_experts = experts;
+  return c;
+}
+
+const std::map<std::string, std::function<LoryConfig()>>& presets() {
+  static const std::map<std::string, std::function<LoryConfig()>> table = [] {
+    std::map<std::string, std::function<LoryConfig()>> t;
+    // App. D: 0.3B is 24 x 1024 (16 heads of 64), 1.5B is 48 x 1536 (24 heads of 64).
+    for (int64_t e : {0, 8, 16, 32}) {
+      const std::string suffix = e ? std::string("-").append(std::to_string(e)).append("e") : std::string();
+      t["0.3b" + suffix] = [e] { return sized(24, 1024, 16, e); };
+      t["1.5b" + suffix] = [e] { return sized(48, 1536, 24, e); };
+    }
+    // App. E: LLaMA-2 7B shape, dense and with 4 experts.
+    for (int64_t e : {0, 4}) t[e ? "7b-4e" : "7b"] = [e] { return sized(32, 4096, 32, e); };
+    // Small shapes for tests and CPU runs.
+    t["tiny"] = [] {
+      LoryConfig c = sized(2, 32, 4, 4);
+      c.vocab_size = 64;
+      c.intermediate_size = 48;
+      c.segment_length = 4;
+      c.max_position_embeddings = 64;
+      return c;
+    };
+    for (int64_t e : {0, 8}) {
+      t[e ? "small-8e" : "small"] = [e] {
+        LoryConfig c = sized(4, 256, 4, e);
+        c.vocab_size = 8000;
+        c.segment_length = 64;
+        c.max_position_embeddings = 512;
+        return c;
+      };
+    }
+    return t;
+  }();
+  return table;
+}
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, make] : presets()) names.push_back(name);
+  return names;
+}
+
+LoryConfig preset(const std::string& name) {
+  const auto it = presets().find(name);
+  if (it == presets().end()) {
+    std::string all;
+    for (const auto& n : preset_names()) all += (all.empty() ? "" : ", ") + n;
+    fail("preset: unknown preset '", name, "'; presets are: ", all);
+  }
+  return it->second();
+}
+
+// ---- config.json ----
+
+namespace {
+// One entry per key: how to read it from JSON and how to write it.
+struct Key {
+  std::function<void(LoryConfig&, const Json&, const std::string&)> read;
+  std::function<Json(const LoryConfig&)> write;
+};
+
+template <typename T>
+Key int_key(T LoryConfig::*field) {
+  return {[field](LoryConfig& c, const Json& v, const std::string& where) {
+            LORY_CHECK(v.is_number_integer(), where, " must be an integer, got ", v.dump());
+            c.*field = v.get<T>();
+          },
+          [field](const LoryConfig& c) { return Json(c.*field); }};
+}
+Key double_key(double LoryConfig::*field) {
+  return {[field](LoryConfig& c, const Json& v, const std::string& where) {
+            LORY_CHECK(v.is_number(), where, " must be a number, got ", v.dump());
+            c.*field = v.get<double>();
+          },
+          [field](const LoryConfig& c) { return Json(c.*field); }};
+}
+Key bool_key(bool LoryConfig::*field) {
+  return {[field](LoryConfig& c, const Json& v, const std::string& where) {
+            LORY_CHECK(v.is_boolean(), where, " must be true or false, got ", v.dump());
+            c.*field = v.get<bool>();
+          },
+          [field](const LoryConfig& c) { return Json(c.*field); }};
+}
+std::string string_of(const Json& v, const std::string& where) {
+  LORY_CHECK(v.is_string(), where, " must be a string, got ", v.dump());
+  return v.get<std::string>();
+}
+
+// Keys transformers writes into a LlamaConfig's config.json that do not
+// change the model we build; accepted and ignored so HF checkpoints load.
+const char* const kIgnoredHfKeys[] = {"architectures",     "model_type",   "torch_dtype",    "transformers_version",
+                                      "use_cache",         "pad_token_id", "pretraining_tp", "attention_bias",
+                                      "attention_dropout", "mlp_bias",     "head_dim",       "_name_or_path"};
+
+const std::vector<std::pair<std::string, Key>>& keys() {
+  static const std::vector<std::pair<std::string, Key>> table = {
+      {"vocab_size", int_key(&LoryConfig::vocab_size)},
+      {"hidden_size", int_key(&LoryConfig::hidden_size)},
+      {"intermediate_size", int_key(&LoryConfig::intermediate_size)},
+      {"num_hidden_layers", int_key(&LoryConfig::num_hidden_layers)},
+      {"num_attention_heads", int_key(&LoryConfig::num_attention_heads)},
+      {"num_key_value_heads", int_key(&LoryConfig::num_key_value_heads)},
+      {"max_position_embeddings", int_key(&LoryConfig::max_position_embeddings)},
+      {"rms_norm_eps", double_key(&LoryConfig::rms_norm_eps)},
+      {"rope_theta", double_key(&LoryConfig::rope_theta)},
+      {"initializer_range", double_key(&LoryConfig::initializer_range)},
+      {"tie_word_embeddings", bool_key(&LoryConfig::tie_word_embeddings)},
+      {"bos_token_id", int_key(&LoryConfig::bos_token_id)},
+      {"eos_token_id", int_key(&LoryConfig::eos_token_id)},
+      {"hidden_act",
+       {[](LoryConfig&, const Json& v, const std::string& where) {
+          LORY_CHECK(string_of(v, where) == "silu", where, " must be \"silu\" (SwiGLU), got ", v.dump());
+        },
+        [](const LoryConfig&) { return Json("silu"); }}},
+      {"num_experts", int_key(&LoryConfig::num_experts)},
+      {"segment_length", int_key(&LoryConfig::segment_length)},
+      {"routing",
+       {[](LoryConfig& c, const Json& v, const std::string& where) {
+          c.routing = parse_routing(string_of(v, where), where);
+        },
+        [](const LoryConfig& c) { return Json(routing_name(c.routing)); }}},
+      {"first_segment",
+       {[](LoryConfig& c, const Json& v, const std::string& where) {
+          c.first_segment = parse_first_segment(string_of(v, where), where);
+        },
+        [](const LoryConfig& c) { return Json(first_segment_name(c.first_segment)); }}},
+      {"router_init_std", double_key(&LoryConfig::router_init_std)},
+  };
+  return table;
+}
+}  // namespace
+
+LoryConfig parse_config(const std::string& text, const std::string& where) {
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(where, ": not valid JSON: ", e.what());
+  }
+  LORY_CHECK(j.is_object(), where, ": expected a JSON object, got ", j.type_name());
+  LoryConfig c;
+  for (const auto& [key, value] : j.items()) {
+    const std::string at = where + ": key '" + key + "'";
+    bool known = false;
+    for (const auto& [name, k] : keys()) {
+      if (name != key) continue;
+      k.read(c, value, at);
+      known = true;
+    }
+    for (const char* ignored : kIgnoredHfKeys) known = known || key == ignored;
+    if (!known) {
+      std::string all;
+      for (const auto& [name, k] : keys()) all += (all.empty() ? "" : ", ") + name;
+      fail(at, " is not a config key; known keys: ", all);
+    }
+  }
+  c.validate(where);
+  return c;
+}
+
+LoryConfig load_config(const std::string& path) {
+  std::ifstream in(path);
+  LORY_CHECK(in.good(), path, ": cannot open config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+std::string config_to_json(const LoryConfig& c) {
+  Json j;
+  j["architectures"] = Json::array({c.is_lory() ? "LoryForCausalLM" : "LlamaForCausalLM"});
+  j["model_type"] = c.is_lory() ? "lory" : "llama";
+  for (const auto& [name, k] : keys()) {
+    const bool lory_key = name == "num_experts" || name == "segment_length" || name == "routing" ||
+                          name == "first_segment" || name == "router_init_std";
+    if (lory_key && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
+    j[name] = k.write(c);
+  }
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
+}
+
+void save_config(const LoryConfig& c, const std::string& path) { write_file_atomically(path, config_to_json(c)); }
+
+}  // namespace lory::nn

@@ -1,0 +1,98 @@
+// config.h — LoryConfig: the model's shape, in Hugging Face LlamaConfig terms
+// plus the Lory keys.
+//
+// Read from and written to config.json (nn/config.cpp) with LlamaConfig's key
+// names, so a dense checkpoint directory is one that transformers'
+// LlamaForCausalLM loads, and a Lory one adds:
+//   num_experts      E, experts per FFN layer; 0 is a dense model (plain SwiGLU FFNs)
+//   segment_length   T, tokens per routing segment (paper: 256)
+//   routing          causal_segment (paper §3.1, the training default) or
+//                    prefix (§5.1 ablation: segment 1 routes the whole sequence)
+//   first_segment    self (paper: segment 1 routed by its own mean, with a
+//                    stop-gradient on the router side) or uniform (strictly
+//                    causal: segment 1 uses the plain average of the experts)
+//   router_init_std  std of the router's normal init (not 0: with identical
+//                    experts a zero router never gets a gradient)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lory::nn {
+
+// How a Lory layer picks the routing weights of each segment.
+enum class Routing {
+  causal_segment,   // segment k uses softmax(R(mean of segment k-1)); segment 1 its own, stop-gradient
+  prefix,           // every segment uses segment 1's weights (paper §5.1 ablation)
+  prompt,           // inference: one decision from the mean of the prompt, for every token
+  segment,          // inference: re-route every T tokens while generating (causal_segment with a cache)
+  current_segment,  // NOT causal: segment k uses its own mean. Exists only so that the
+                    // causality tests can show they fail on a leaky model; never train with it.
+};
+const char* routing_name(Routing r);
+// Throws naming `where` and the allowed values.
+Routing parse_routing(const std::string& name, const std::string& where = "routing");
+
+enum class FirstSegment { self, uniform };
+const char* first_segment_name(FirstSegment f);
+FirstSegment parse_first_segment(const std::string& name, const std::string& where = "first_segment");
+
+struct LoryConfig {
+  // ---- LlamaConfig ----
+  int64_t vocab_size = 32000;
+  int64_t hidden_size = 1024;        // d
+  int64_t intermediate_size = 2816;  // f, the FFN width (of each expert)
+  int64_t num_hidden_layers = 24;
+  int64_t num_attention_heads = 16;
+  int64_t num_key_value_heads = 16;  // must equal num_attention_heads (no GQA in the paper's models)
+  int64_t max_position_embeddings = 4096;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  double initializer_range = 0.02;
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = 1, eos_token_id = 2;
+  // ---- Lory ----
+  int64_t num_experts = 0;
+  int64_t segment_length = 256;
+  Routing routing = Routing::causal_segment;
+  FirstSegment first_segment = FirstSegment::self;
+  double router_init_std = 0.02;
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  bool is_lory() const { return num_experts > 0; }
+  // Throws naming the key, its value and the rule when a value is out of range.
+  void validate(const std::string& where = "config") const;
+};
+
+// Parameter counts from the shapes alone (no allocation), as in the paper's
+// App. D table: total counts every expert, active counts one FFN per layer
+// (what a merged segment runs) plus the routers.
+struct ParameterCount {
+  int64_t embeddings = 0;  // embed_tokens + lm_head
+  int64_t attention = 0;   // q, k, v, o of every layer
+  int64_t ffn = 0;         // every expert of every layer (or the dense FFNs)
+  int64_t router = 0;
+  int64_t norms = 0;
+  int64_t total() const { return embeddings + attention + ffn + router + norms; }
+  int64_t active = 0;
+};
+ParameterCount count_parameters(const LoryConfig& config);
+
+// LLaMA's FFN width rule: 256 * ceil(8/3 * d / 256). 1024 -> 2816, 1536 -> 4096, 4096 -> 11008.
+int64_t llama_intermediate_size(int64_t hidden_size);
+
+// ---- presets: the paper's sizes (App. D) and small ones for tests and CPU runs ----
+// Names: 0.3b, 0.3b-8e, 0.3b-16e, 0.3b-32e, 1.5b, 1.5b-{8,16,32}e, 7b, 7b-4e,
+// tiny (tests), small and small-8e (CPU runs). Throws listing them for an unknown name.
+LoryConfig preset(const std::string& name);
+std::vector<std::string> preset_names();
+
+// ---- config.json ----
+// Unknown keys, wrong types and bad values throw naming the key and `path`.
+LoryConfig load_config(const std::string& path);
+LoryConfig parse_config(const std::string& json_text, const std::string& where);
+std::string config_to_json(const LoryConfig& config);
+void save_config(const LoryConfig& config, const std::string& path);  // atomic: temp + rename
+
+}  // namespace lory::nn

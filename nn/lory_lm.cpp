@@ -1,0 +1,117 @@
+// lory_lm.cpp — see lory_lm.h.
+#include "nn/lory_lm.h"
+
+#include <string>
+
+#include "autograd/node.h"
+
+namespace lory::nn {
+
+DecoderLayer::DecoderLayer(const LoryConfig& c, const InitOptions& init)
+    : input_layernorm(c.hidden_size, c.rms_norm_eps, init),
+      self_attn(c, init),
+      post_attention_layernorm(c.hidden_size, c.rms_norm_eps, init) {
+  register_module("input_layernorm", input_layernorm);
+  register_module("self_attn", self_attn);
+  register_module("post_attention_layernorm", post_attention_layernorm);
+  if (c.is_lory()) {
+    lory_mlp = std::make_unique<LoryFFN>(c, init);
+    register_module("mlp", *lory_mlp);
+  } else {
+    dense_mlp = std::make_unique<SwiGLU>(c.hidden_size, c.intermediate_size, init);
+    register_module("mlp", *dense_mlp);
+  }
+}
+
+Tensor DecoderLayer::mlp_forward(const Tensor& x, const ForwardOptions& options) {
+  return lory_mlp ? lory_mlp->forward(x, options.routing, options.prompt_length) : dense_mlp->forward(x);
+}
+
+Tensor DecoderLayer::forward(const Tensor& x, const ForwardOptions& options) {
+  const Tensor h = x + self_attn.forward(input_layernorm.forward(x));
+  return h + mlp_forward(post_attention_layernorm.forward(h), options);
+}
+
+Tensor DecoderLayer::forward_cached(const Tensor& x, InferenceState& state, size_t layer) {
+  const Tensor h = x + self_attn.forward(input_layernorm.forward(x), &state.kv[layer], state.capacity);
+  const Tensor n = post_attention_layernorm.forward(h);
+  return h + (lory_mlp ? lory_mlp->forward_cached(n, state.routing, state.lory[layer]) : dense_mlp->forward(n));
+}
+
+Backbone::Backbone(const LoryConfig& c, const InitOptions& init)
+    : embed_tokens(c.vocab_size, c.hidden_size, init), norm(c.hidden_size, c.rms_norm_eps, init) {
+  register_module("embed_tokens", embed_tokens);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    layers.push_back(std::make_unique<DecoderLayer>(c, init));
+    register_module("layers." + std::to_string(i), *layers.back());
+  }
+  register_module("norm", norm);
+}
+
+namespace {
+InitOptions with_std(InitOptions init, double std) {
+  init.std = std;
+  return init;
+}
+}  // namespace
+
+LoryLM::LoryLM(const LoryConfig& c, InitOptions init)
+    : config((c.validate(), c)),
+      model(c, with_std(init, c.initializer_range)),
+      lm_head(c.hidden_size, c.vocab_size, with_std(init, c.initializer_range)) {
+  register_module("model", model);
+  register_module("lm_head", lm_head);
+}
+
+Tensor LoryLM::forward(const Tensor& ids) { return forward(ids, ForwardOptions{config.routing}); }
+
+Tensor LoryLM::forward(const Tensor& ids, const ForwardOptions& options) {
+  LORY_CHECK(ids.dim() == 2, "LoryLM: ids must be [B, L], got ", ids.describe());
+  LORY_CHECK(ids.size(1) <= config.max_position_embeddings, "LoryLM: sequence of ", ids.size(1),
+             " tokens is longer than max_position_embeddings = ", config.max_position_embeddings);
+  return forward_embeddings(model.embed_tokens.forward(ids), options);
+}
+
+Tensor LoryLM::forward_embeddings(const Tensor& embeddings, const ForwardOptions& options) {
+  LORY_CHECK(embeddings.dim() == 3 && embeddings.size(2) == config.hidden_size, "LoryLM: embeddings must be [B, L, ",
+             config.hidden_size, "], got ", embeddings.describe());
+  Tensor x = embeddings;
+  for (auto& layer : model.layers) x = layer->forward(x, options);
+  return lm_head.forward(model.norm.forward(x));
+}
+
+Tensor LoryLM::forward_cached(const Tensor& ids, InferenceState& state) {
+  LORY_CHECK(ids.dim() == 2, "LoryLM: ids must be [B, L], got ", ids.describe());
+  LORY_CHECK(state.length() + ids.size(1) <= config.max_position_embeddings, "LoryLM: ", state.length(), " + ",
+             ids.size(1), " tokens exceed max_position_embeddings = ", config.max_position_embeddings);
+  LORY_CHECK(state.kv.size() == model.layers.size(), "LoryLM: inference state has ", state.kv.size(),
+             " layers, the model ", model.layers.size());
+  Tensor x = model.embed_tokens.forward(ids);
+  for (size_t i = 0; i < model.layers.size(); ++i) x = model.layers[i]->forward_cached(x, state, i);
+  return lm_head.forward(model.norm.forward(x));
+}
+
+Tensor LoryLM::loss(const Tensor& tokens) { return loss(tokens, ForwardOptions{config.routing}); }
+
+Tensor LoryLM::loss(const Tensor& tokens, const ForwardOptions& options) {
+  LORY_CHECK(tokens.dim() == 2 && tokens.size(1) >= 2, "LoryLM::loss: tokens must be [B, L+1] with L >= 1, got ",
+             tokens.describe());
+  const int64_t B = tokens.size(0), L = tokens.size(1) - 1;
+  const Tensor logits = forward(tokens.narrow(1, 0, L), options);
+  const Tensor targets = tokens.narrow(1, 1, L).reshape({B * L});
+  return cross_entropy(logits.reshape({B * L, config.vocab_size}), targets);
+}
+
+std::vector<Tensor> LoryLM::routing_weights() const {
+  std::vector<Tensor> out;
+  for (const auto& layer : model.layers)
+    if (layer->lory_mlp) out.push_back(layer->lory_mlp->last_routing_weights());
+  return out;
+}
+
+void LoryLM::set_recompute_merged(bool on) {
+  for (auto& layer : model.layers)
+    if (layer->lory_mlp) layer->lory_mlp->recompute_merged = on;
+}
+
+}  // namespace lory::nn

@@ -1,0 +1,92 @@
+// lory_lm.h — LoryLM: a LLaMA-style decoder whose FFNs are Lory layers.
+//
+//   ids [B, L] -> model.embed_tokens -> N x DecoderLayer -> model.norm -> lm_head -> logits [B, L, V]
+//   DecoderLayer: h = x + self_attn(input_layernorm(x))
+//                 y = h + mlp(post_attention_layernorm(h))
+// mlp is a dense SwiGLU when num_experts == 0 (the model of the dense
+// warm-up, and the paper's dense baselines) and a LoryFFN otherwise.
+// Parameter names are Hugging Face LLaMA's (nn/module.h); embeddings are untied.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nn/attention.h"
+#include "nn/config.h"
+#include "nn/linear.h"
+#include "nn/lory_ffn.h"
+#include "nn/swiglu_ffn.h"
+
+namespace lory::nn {
+
+struct ForwardOptions {
+  Routing routing;            // how Lory layers route
+  int64_t prompt_length = 0;  // prompt routing: tokens whose mean decides (0 = all)
+};
+
+// What generation keeps between calls: per layer, keys/values and the Lory
+// routing state.
+struct InferenceState {
+  InferenceState(int64_t num_layers, int64_t capacity, Routing routing)
+      : kv(num_layers), lory(num_layers), capacity(capacity), routing(routing) {}
+  std::vector<KVCache> kv;
+  std::vector<LoryCache> lory;
+  int64_t capacity;  // positions the KV caches hold
+  Routing routing;   // prompt or segment
+  int64_t length() const { return kv.empty() ? 0 : kv[0].length; }
+};
+
+class DecoderLayer : public Module {
+ public:
+  DecoderLayer(const LoryConfig& config, const InitOptions& init);
+  Tensor forward(const Tensor& x, const ForwardOptions& options);
+  Tensor forward_cached(const Tensor& x, InferenceState& state, size_t layer);
+  Tensor mlp_forward(const Tensor& x, const ForwardOptions& options);
+
+  RMSNorm input_layernorm;
+  Attention self_attn;
+  RMSNorm post_attention_layernorm;
+  std::unique_ptr<SwiGLU> dense_mlp;  // exactly one of these two is set;
+  std::unique_ptr<LoryFFN> lory_mlp;  // either is registered as "mlp"
+};
+
+// The "model." part of the tree (HF's LlamaModel).
+class Backbone : public Module {
+ public:
+  Backbone(const LoryConfig& config, const InitOptions& init);
+  Embedding embed_tokens;
+  std::vector<std::unique_ptr<DecoderLayer>> layers;
+  RMSNorm norm;
+};
+
+class LoryLM : public Module {
+ public:
+  explicit LoryLM(const LoryConfig& config, InitOptions init = {});
+
+  // ids: integer [B, L] -> logits [B, L, V]. Routing defaults to the config's.
+  Tensor forward(const Tensor& ids);
+  Tensor forward(const Tensor& ids, const ForwardOptions& options);
+  // The same from input embeddings x: [B, L, d] (what model.embed_tokens
+  // returns), for tests and analyses that need gradients at the input.
+  Tensor forward_embeddings(const Tensor& x, const ForwardOptions& options);
+  // Incremental: ids [B, L] are the tokens after state.length(); returns their logits.
+  Tensor forward_cached(const Tensor& ids, InferenceState& state);
+  InferenceState new_inference_state(int64_t capacity, Routing routing) const {
+    return InferenceState(config.num_hidden_layers, capacity, routing);
+  }
+  // tokens: integer [B, L+1]. Mean cross-entropy of predicting tokens[:, 1:]
+  // from tokens[:, :-1] (an f32 scalar).
+  Tensor loss(const Tensor& tokens);
+  Tensor loss(const Tensor& tokens, const ForwardOptions& options);
+
+  // Per Lory layer, the routing weights of the last forward ([B, N, E]); empty for dense.
+  std::vector<Tensor> routing_weights() const;
+  // Sets recompute-in-backward of the merged expert weights on every Lory layer.
+  void set_recompute_merged(bool on);
+
+  LoryConfig config;
+  Backbone model;
+  Linear lm_head;
+};
+
+}  // namespace lory::nn

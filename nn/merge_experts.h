@@ -1,0 +1,32 @@
+// merge_experts.h — expert merging in parameter space (Lory eq. (3); SMEAR).
+//
+// A Lory layer never runs its E experts: per segment s it builds one merged
+// matrix  W̄_s = Σ_i e_si W_i  and runs the tokens of that segment through it.
+// With the experts stacked as W: [E, out, in], the merge of all S segments is
+// one GEMM over the flattened stack,
+//   W̄ = (e [S, E] @ W.view(E, out*in)).view(S, out, in)        (App. B)
+// and its backward is two GEMMs:
+//   dW = e^T @ dW̄      (dW_i = Σ_s e_si dW̄_s)
+//   de = dW̄ @ W^T      (de_si = <dW̄_s, W_i>)
+// which is what the matmul op's own backward computes, so merge_experts needs
+// no backward of its own.
+#pragma once
+
+#include "tensor/tensor.h"
+
+namespace lory::nn {
+
+// weights: [S, E], experts: [E, out, in] -> merged [S, out, in].
+Tensor merge_experts(const Tensor& weights, const Tensor& experts);
+
+// Segment-batched linear through merged experts:
+//   x: [S, T, in], weights: [S, E], experts: [E, out, in] -> [S, T, out],
+//   y_s = x_s W̄_s^T.
+// With recompute = false the merged W̄ [S, out, in] is kept for the backward
+// (by the batched matmul that uses it). With recompute = true it is not: the
+// backward merges again (one GEMM, E/T of the layer's FLOPs) and then
+//   dx = dy W̄,  dW̄ = dy^T x,  dW = e^T dW̄,  de = dW̄ W^T,
+// saving S*out*in values per call between forward and backward.
+Tensor merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts, bool recompute);
+
+}  // namespace lory::nn
