@@ -1,0 +1,195 @@
+// nn/ building blocks: parameter names and module mechanics, configs
+// (config.json parsing, validation, presets, parameter counts), attention.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "autograd/node.h"
+#include "nn/lory_lm.h"
+#include "tensor/ops.h"
+
+using namespace lory;
+using namespace lory::nn;
+
+namespace {
+
+std::vector<std::string> names_of(Module& m) {
+  std::vector<std::string> names;
+  for (auto& [name, slot] : m.named_parameters()) names.push_back(name);
+  return names;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& s) {
+  for (const auto& x : v)
+    if (x == s) return true;
+  return false;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("lory_test_" + name)).string();
+}
+
+}  // namespace
+
+TEST_CASE("nn: a Lory model's parameters have Hugging Face LLaMA names and the stacked expert shapes") {
+  manual_seed(1);
+  LoryConfig c = preset("tiny");
+  LoryLM model(c);
+  const std::vector<std::string> names = names_of(model);
+  for (const char* n : {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+                        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+                        "model.layers.0.post_attention_layernorm.weight", "model.layers.1.mlp.experts.gate_proj.weight",
+                        "model.layers.1.mlp.experts.up_proj.weight", "model.layers.1.mlp.experts.down_proj.weight",
+                        "model.layers.1.mlp.router.weight", "model.norm.weight", "lm_head.weight"})
+    CHECK_MESSAGE(has(names, n), n);
+  CHECK(names.size() == 2 + 1 + 2 * (2 + 4 + 4));
+  CHECK(model.parameter("model.layers.0.mlp.experts.gate_proj.weight").shape() == Shape{4, 48, 32});
+  CHECK(model.parameter("model.layers.0.mlp.experts.down_proj.weight").shape() == Shape{4, 32, 48});
+  CHECK(model.parameter("model.layers.0.mlp.router.weight").shape() == Shape{4, 32});
+  CHECK(model.parameter("model.layers.0.self_attn.q_proj.weight").shape() == Shape{32, 32});
+  CHECK(model.parameter("lm_head.weight").shape() == Shape{64, 32});
+  CHECK_THROWS_WITH_AS(model.parameter("model.layers.9.mlp.router.weight"),
+                       doctest::Contains("no parameter named 'model.layers.9.mlp.router.weight'"), Error);
+  // The shape-only count agrees with the model.
+  CHECK(count_parameters(c).total() == model.num_parameters());
+}
+
+TEST_CASE("nn: a dense model has the plain LLaMA FFN names") {
+  LoryConfig c = preset("tiny");
+  c.num_experts = 0;
+  LoryLM model(c);
+  const std::vector<std::string> names = names_of(model);
+  for (const char* n : {"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
+                        "model.layers.0.mlp.down_proj.weight"})
+    CHECK_MESSAGE(has(names, n), n);
+  CHECK(model.parameter("model.layers.0.mlp.down_proj.weight").shape() == Shape{32, 48});
+  CHECK(count_parameters(c).total() == model.num_parameters());
+  CHECK(count_parameters(c).active == model.num_parameters());
+}
+
+TEST_CASE("nn: to(dtype) keeps names, values and requires_grad; train/eval reaches every module") {
+  manual_seed(2);
+  LoryLM model(preset("tiny"));
+  const Tensor before = model.parameter("model.layers.1.mlp.router.weight").clone();
+  model.to(DType::f64);
+  const Tensor& after = model.parameter("model.layers.1.mlp.router.weight");
+  CHECK(after.dtype() == DType::f64);
+  CHECK(after.requires_grad());
+  CHECK(after.is_leaf());
+  CHECK(before.to_vector<double>() == after.to_vector<double>());
+  model.eval();
+  CHECK(!model.training());
+  CHECK(!model.model.layers[1]->lory_mlp->training());
+  model.train();
+  CHECK(model.model.layers[0]->self_attn.q_proj.training());
+}
+
+TEST_CASE("nn: the same seed gives the same initial model; the router starts small but not zero") {
+  manual_seed(3);
+  LoryLM a(preset("tiny"));
+  manual_seed(3);
+  LoryLM b(preset("tiny"));
+  for (auto& [name, slot] : a.named_parameters())
+    CHECK(slot->to_vector<float>() == b.parameter(name).to_vector<float>());
+  const Tensor router = a.parameter("model.layers.0.mlp.router.weight");
+  const double rms = std::sqrt(mean(router * router).item());
+  CHECK(rms > 0.01);
+  CHECK(rms < 0.04);  // router_init_std 0.02
+  CHECK(a.parameter("model.norm.weight").to_vector<float>() == std::vector<float>(32, 1.0f));
+}
+
+TEST_CASE("config: presets reproduce the paper's parameter counts (App. D)") {
+  auto billions = [](const std::string& name) { return count_parameters(preset(name)).total() / 1e9; };
+  // 0.3B: 0.37 / 1.83 / 3.49 / 6.81B; 1.5B: 1.46 / 7.80 / 15.05 / 29.55B.
+  CHECK(billions("0.3b") == doctest::Approx(0.37).epsilon(0.01));
+  CHECK(billions("0.3b-8e") == doctest::Approx(1.83).epsilon(0.005));
+  CHECK(billions("0.3b-16e") == doctest::Approx(3.49).epsilon(0.005));
+  CHECK(billions("0.3b-32e") == doctest::Approx(6.81).epsilon(0.005));
+  CHECK(billions("1.5b") == doctest::Approx(1.46).epsilon(0.005));
+  CHECK(billions("1.5b-8e") == doctest::Approx(7.80).epsilon(0.005));
+  CHECK(billions("1.5b-16e") == doctest::Approx(15.05).epsilon(0.005));
+  CHECK(billions("1.5b-32e") == doctest::Approx(29.55).epsilon(0.005));
+  CHECK(billions("7b") == doctest::Approx(6.74).epsilon(0.005));
+  CHECK(billions("7b-4e") == doctest::Approx(19.7).epsilon(0.01));
+  // Active parameters of a Lory model are those of its dense twin, plus routers.
+  const ParameterCount lory = count_parameters(preset("0.3b-32e")), dense = count_parameters(preset("0.3b"));
+  CHECK(lory.active == dense.total() + 24 * 32 * 1024);
+  CHECK(llama_intermediate_size(1024) == 2816);
+  CHECK(llama_intermediate_size(1536) == 4096);
+  CHECK(llama_intermediate_size(4096) == 11008);
+  CHECK_THROWS_WITH_AS(preset("0.4b"), doctest::Contains("unknown preset '0.4b'; presets are: 0.3b"), Error);
+}
+
+TEST_CASE("config: config.json round-trips, and a dense one is a plain LlamaConfig") {
+  LoryConfig c = preset("small-8e");
+  c.routing = Routing::prefix;
+  c.first_segment = FirstSegment::uniform;
+  c.rope_theta = 500000.0;
+  const std::string path = temp_path("config.json");
+  save_config(c, path);
+  const LoryConfig back = load_config(path);
+  CHECK(config_to_json(back) == config_to_json(c));
+  CHECK(back.routing == Routing::prefix);
+  CHECK(back.first_segment == FirstSegment::uniform);
+  CHECK(back.num_experts == 8);
+  const std::string dense = config_to_json(preset("small"));
+  CHECK(dense.find("\"LlamaForCausalLM\"") != std::string::npos);
+  CHECK(dense.find("\"model_type\": \"llama\"") != std::string::npos);
+  CHECK(dense.find("num_experts") == std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and the file") {
+  auto error_of = [](const std::string& json) {
+    try {
+      parse_config(json, "run/config.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(R"({"hidden_sise": 64})").find("run/config.json: key 'hidden_sise' is not a config key") == 0);
+  CHECK(error_of(R"({"hidden_size": "64"})") == "run/config.json: key 'hidden_size' must be an integer, got \"64\"");
+  CHECK(error_of(R"({"routing": "random"})") ==
+        "run/config.json: key 'routing': 'random' is not one of causal_segment, prefix, prompt, segment, "
+        "current_segment");
+  CHECK(error_of(R"({"routing": "prompt"})").find("routing must be causal_segment or prefix for training") !=
+        std::string::npos);
+  CHECK(error_of(R"({"hidden_size": 100, "num_attention_heads": 16})") ==
+        "run/config.json: hidden_size 100 is not divisible by num_attention_heads 16");
+  CHECK(error_of(R"({"num_experts": -1})") == "run/config.json: num_experts must be >= 0 (0 = dense), got -1");
+  CHECK(error_of(R"({"router_init_std": 0})").find("router_init_std must be > 0") != std::string::npos);
+  CHECK(error_of(R"({"tie_word_embeddings": true})").find("tie_word_embeddings must be false") != std::string::npos);
+  CHECK(error_of(R"({"hidden_act": "gelu"})") ==
+        "run/config.json: key 'hidden_act' must be \"silu\" (SwiGLU), got \"gelu\"");
+  CHECK(error_of("{\"vocab_size\": 10,").find("run/config.json: not valid JSON") == 0);
+  // Keys transformers writes are accepted.
+  CHECK(error_of(R"({"model_type": "llama", "torch_dtype": "bfloat16", "use_cache": true})") == "no error");
+  CHECK_THROWS_WITH_AS(load_config("/nonexistent/config.json"),
+                       doctest::Contains("/nonexistent/config.json: cannot open config file"), Error);
+}
+
+TEST_CASE("attention: cached decoding one token at a time equals attention over the whole sequence") {
+  manual_seed(4);
+  LoryConfig c = preset("tiny");
+  Attention attn(c, {});
+  attn.to(DType::f64);
+  NoGradGuard no_grad;
+  const Tensor x = randn({2, 9, 32}).to(DType::f64);
+  const Tensor full = attn.forward(x);
+  KVCache cache;
+  const Tensor head = attn.forward(x.narrow(1, 0, 4), &cache, 9);
+  CHECK(amax(abs(head - full.narrow(1, 0, 4))).item() < 1e-12);
+  for (int64_t t = 4; t < 9; ++t) {
+    const Tensor step = attn.forward(x.narrow(1, t, 1), &cache, 9);
+    CHECK(amax(abs(step - full.narrow(1, t, 1))).item() < 1e-12);
+  }
+  CHECK(cache.length == 9);
+  CHECK_THROWS_WITH_AS(attn.forward(x.narrow(1, 0, 1), &cache, 9), doctest::Contains("KV cache is full"), Error);
+}
