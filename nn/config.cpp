@@ -273,7 +273,7 @@ LoryConfig load_config(const std::string& path) {
   return parse_config(ss.str(), path);
 }
 
-std::string config_to_json(const LoryConfig& c) {
+std::string config_to_json(const LoryConfig& c, const std::string& torch_dtype) {
   Json j;
   j["architectures"] = Json::array({c.is_lory() ? "LoryForCausalLM" : "LlamaForCausalLM"});
   j["model_type"] = c.is_lory() ? "lory" : "llama";
@@ -283,10 +283,12 @@ std::string config_to_json(const LoryConfig& c) {
     if (lory_key && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
     j[name] = k.write(c);
   }
-  j["torch_dtype"] = "float32";
+  j["torch_dtype"] = torch_dtype;
   return j.dump(2) + "\n";
 }
 
-void save_config(const LoryConfig& c, const std::string& path) { write_file_atomically(path, config_to_json(c)); }
+void save_config(const LoryConfig& c, const std::string& path, const std::string& torch_dtype) {
+  write_file_atomically(path, config_to_json(c, torch_dtype));
+}
 
 }  // namespace lory::nn

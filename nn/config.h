@@ -92,7 +92,9 @@ std::vector<std::string> preset_names();
 // Unknown keys, wrong types and bad values throw naming the key and `path`.
 LoryConfig load_config(const std::string& path);
 LoryConfig parse_config(const std::string& json_text, const std::string& where);
-std::string config_to_json(const LoryConfig& config);
-void save_config(const LoryConfig& config, const std::string& path);  // atomic: temp + rename
+// torch_dtype: the dtype the weights are saved in, as transformers names it.
+std::string config_to_json(const LoryConfig& config, const std::string& torch_dtype = "float32");
+void save_config(const LoryConfig& config, const std::string& path,
+                 const std::string& torch_dtype = "float32");  // atomic: temp + rename
 
 }  // namespace lory::nn

@@ -1,0 +1,42 @@
+// checkpoint.h — model directories, upcycling a dense model into a Lory one,
+// and exporting a routed Lory model as a dense one.
+//
+// A model directory holds config.json (nn/config.h) and model.safetensors
+// with Hugging Face LLaMA tensor names, so a dense directory is one that
+// transformers' LlamaForCausalLM.from_pretrained loads. Each file is written
+// atomically; loading checks every name and shape and names what is wrong.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "nn/lory_lm.h"
+#include "nn/safetensors.h"
+
+namespace lory::nn {
+
+// Writes dir/config.json and dir/model.safetensors (parameters cast to
+// `dtype`: f32 or bf16), creating dir if needed.
+void save_pretrained(LoryLM& model, const std::string& dir, DType dtype = DType::f32);
+// Builds the model of dir/config.json and loads dir/model.safetensors into it
+// (parameters keep the file's dtype when `dtype` is undefined-like f32 default).
+std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype = DType::f32);
+// Copies every tensor of `file` into the parameter of the same name. Every
+// parameter must be in the file with its shape and no tensor may be left
+// over; values are converted to the parameter's dtype and device.
+void load_parameters(Module& model, const SafetensorsFile& file);
+
+// Upcycling (paper §4.1): a Lory model with `num_experts` experts whose
+// experts are all copies of `dense`'s FFN and whose routers are freshly
+// initialised (from the global generator); everything else is copied.
+std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts);
+// One dense FFN weight [out, in] repeated into an expert stack [E, out, in].
+Tensor repeat_into_experts(const Tensor& ffn_weight, int64_t num_experts);
+
+// Export (paper §3.1, prompt-only routing made permanent): routes `lory` once
+// from the mean of `prompt_ids` ([1, P]) in every layer and returns the dense
+// LLaMA model whose FFNs are the merged experts. On any continuation of the
+// prompt it computes what `lory` computes with prompt routing.
+std::unique_ptr<LoryLM> export_dense(LoryLM& lory, const Tensor& prompt_ids);
+
+}  // namespace lory::nn

@@ -1,0 +1,159 @@
+// safetensors.cpp — see safetensors.h.
+#include "nn/safetensors.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/node.h"
+#include "nn/atomic_file.h"
+#include "tensor/ops.h"
+
+namespace lory::nn {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+const std::pair<DType, const char*> kDTypes[] = {{DType::f32, "F32"}, {DType::bf16, "BF16"},   {DType::f16, "F16"},
+                                                 {DType::f64, "F64"}, {DType::i32, "I32"},     {DType::i64, "I64"},
+                                                 {DType::u8, "U8"},   {DType::boolean, "BOOL"}};
+
+const char* safetensors_dtype(DType t) {
+  for (const auto& [d, name] : kDTypes)
+    if (d == t) return name;
+  fail("safetensors: dtype ", dtype_name(t), " has no safetensors name");
+}
+
+// Header length is capped like the reference implementation (100 MB).
+constexpr uint64_t kMaxHeader = 100'000'000;
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<Tensor> host;  // contiguous CPU copies, in order
+  Json header = Json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    LORY_CHECK(t.defined(), "safetensors: tensor '", name, "' for ", path, " is undefined");
+    LORY_CHECK(name != "__metadata__" && !header.contains(name), "safetensors: tensor name '", name,
+               "' is used twice (or reserved) in ", path);
+    NoGradGuard no_grad;
+    host.push_back(t.detach().to(cpu_device()).contiguous());
+    const uint64_t bytes = host.back().nbytes();
+    header[name] = {
+        {"dtype", safetensors_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned, as HF writes it
+  write_file_atomically(path, [&](std::FILE* f) {
+    uint64_t n = text.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));  // little-endian
+    auto put = [&](const void* p, size_t size) {
+      if (size > 0 && std::fwrite(p, 1, size, f) != size) fail(path, ": write failed: ", std::strerror(errno));
+    };
+    put(len, 8);
+    put(text.data(), text.size());
+    for (const Tensor& t : host) put(t.data_ptr(), t.nbytes());
+  });
+}
+
+const Tensor& SafetensorsFile::get(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return t;
+  fail(path, ": no tensor named '", name, "'");
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  LORY_CHECK(in.good(), path, ": cannot open safetensors file");
+  const uint64_t file_size = std::filesystem::file_size(path);
+  LORY_CHECK(file_size >= 8, path, ": truncated: ", file_size, " bytes, less than the 8-byte header length");
+  unsigned char len[8];
+  in.read(reinterpret_cast<char*>(len), 8);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
+  LORY_CHECK(n <= kMaxHeader, path, ": not a safetensors file: header length ", n, " is implausible");
+  LORY_CHECK(8 + n <= file_size, path, ": truncated: the header needs ", n, " bytes, the file has ", file_size - 8,
+             " after the length");
+  std::string text(n, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(n));
+  Json header;
+  try {
+    header = Json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path, ": header is not valid JSON: ", e.what());
+  }
+  LORY_CHECK(header.is_object(), path, ": header is not a JSON object");
+  const uint64_t data_size = file_size - 8 - n;
+
+  SafetensorsFile file;
+  file.path = path;
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") {
+      LORY_CHECK(info.is_object(), path, ": __metadata__ must be an object of strings");
+      for (const auto& [k, v] : info.items()) {
+        LORY_CHECK(v.is_string(), path, ": __metadata__ value of '", k, "' is not a string");
+        file.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = path + ": tensor '" + name + "'";
+    LORY_CHECK(info.is_object() && info.contains("dtype") && info.contains("shape") && info.contains("data_offsets"),
+               where, ": needs dtype, shape and data_offsets");
+    Entry e{name, DType::f32, {}, 0, 0};
+    bool known = false;
+    for (const auto& [d, dname] : kDTypes)
+      if (info["dtype"] == dname) e.dtype = d, known = true;
+    LORY_CHECK(known, where, ": unsupported dtype ", info["dtype"].dump());
+    LORY_CHECK(info["shape"].is_array(), where, ": shape is not an array");
+    for (const auto& s : info["shape"]) {
+      LORY_CHECK(s.is_number_unsigned() || (s.is_number_integer() && s.get<int64_t>() >= 0), where, ": bad shape ",
+                 info["shape"].dump());
+      e.shape.push_back(s.get<int64_t>());
+    }
+    const auto& off = info["data_offsets"];
+    LORY_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() && off[1].is_number_unsigned(), where,
+               ": bad data_offsets ", off.dump());
+    e.begin = off[0].get<uint64_t>();
+    e.end = off[1].get<uint64_t>();
+    const uint64_t want = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
+    LORY_CHECK(e.begin <= e.end && e.end - e.begin == want, where, ": data_offsets ", off.dump(), " hold ",
+               e.end - e.begin, " bytes, but ", shape_str(e.shape), " ", dtype_name(e.dtype), " needs ", want);
+    LORY_CHECK(e.end <= data_size, where, ": truncated file: the tensor ends at byte ", e.end,
+               " of the data, which has only ", data_size);
+    entries.push_back(std::move(e));
+  }
+  // Tensors must not overlap (each byte of data belongs to at most one).
+  std::vector<const Entry*> by_offset;
+  for (const Entry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    LORY_CHECK(by_offset[i]->begin >= by_offset[i - 1]->end || by_offset[i - 1]->begin == by_offset[i - 1]->end, path,
+               ": tensors '", by_offset[i - 1]->name, "' and '", by_offset[i]->name, "' overlap");
+
+  for (const Entry& e : entries) {
+    Tensor t = empty(e.shape, {e.dtype, cpu_device(), false});
+    in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
+    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
+    LORY_CHECK(in.good(), path, ": tensor '", e.name, "': read failed");
+    file.tensors.emplace_back(e.name, t);
+  }
+  return file;
+}
+
+}  // namespace lory::nn

@@ -1,0 +1,215 @@
+// Checkpoints (nn/safetensors.h, nn/checkpoint.h): the safetensors format
+// byte for byte, bit-exact round trips, errors that name the tensor, and the
+// two model surgeries: upcycling a dense model and exporting a routed one.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "autograd/node.h"
+#include "nn/checkpoint.h"
+#include "tensor/ops.h"
+
+using namespace lory;
+using namespace lory::nn;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("lory_ckpt_test_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A safetensors file made by hand: 8-byte little-endian length, header, data.
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+
+std::string load_error(const std::string& path) {
+  try {
+    load_safetensors(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+Tensor ids(const std::vector<int64_t>& v) { return from_vector(v, {1, static_cast<int64_t>(v.size())}, {DType::i64}); }
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  NoGradGuard no_grad;
+  return amax(abs(a.to(DType::f64) - b.to(DType::f64))).item();
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: reads a file written by hand to the format's specification") {
+  const std::string dir = temp_dir("spec");
+  // Two f32 values 1.0, -2.0 and one bf16 value 1.5 (0x3FC0), little-endian.
+  const std::string data = std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8) + std::string("\xc0\x3f", 2);
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[1],"data_offsets":[8,10]},)"
+      R"("a":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}})";
+  write_bytes(dir + "/x.safetensors", safetensors_bytes(header, data));
+  const SafetensorsFile f = load_safetensors(dir + "/x.safetensors");
+  REQUIRE(f.tensors.size() == 2);
+  CHECK(f.metadata.at("format") == "pt");
+  CHECK(f.get("a").shape() == Shape{2, 1});
+  CHECK(f.get("a").to_vector<float>() == std::vector<float>{1.0f, -2.0f});
+  CHECK(f.get("b").dtype() == DType::bf16);
+  CHECK(f.get("b").to_vector<float>() == std::vector<float>{1.5f});
+}
+
+TEST_CASE("safetensors: what we write is the format: length, JSON header padded to 8 bytes, then the data") {
+  const std::string dir = temp_dir("write");
+  const Tensor a = from_vector(std::vector<float>{1.0f, -2.0f, 0.5f}, {3});
+  const Tensor b = from_vector(std::vector<double>{1.5}, {1, 1}, {DType::bf16});
+  save_safetensors(dir + "/y.safetensors", {{"a", a}, {"b", b.t()}}, {{"format", "pt"}});
+  const std::string bytes = read_bytes(dir + "/y.safetensors");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  CHECK(n % 8 == 0);
+  REQUIRE(bytes.size() == 8 + n + 12 + 2);
+  const std::string header = bytes.substr(8, n);
+  CHECK(header.find(R"("a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]})") != std::string::npos);
+  CHECK(header.find(R"("b":{"dtype":"BF16","shape":[1,1],"data_offsets":[12,14]})") != std::string::npos);
+  CHECK(header.find(R"("__metadata__":{"format":"pt"})") != std::string::npos);
+  CHECK(bytes.substr(8 + n, 4) == std::string("\x00\x00\x80\x3f", 4));  // 1.0f
+  CHECK(bytes.substr(8 + n + 12, 2) == std::string("\xc0\x3f", 2));     // bf16 1.5
+}
+
+TEST_CASE("safetensors: corrupt and truncated files are refused with the file and the tensor named") {
+  const std::string dir = temp_dir("corrupt");
+  const std::string p = dir + "/bad.safetensors";
+  const std::string ok_header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  write_bytes(p, std::string("\x05\x00", 2));
+  CHECK(load_error(p).find("truncated: 2 bytes") != std::string::npos);
+  write_bytes(p, safetensors_bytes(ok_header, std::string(4, '\0')));
+  CHECK(load_error(p) == p + ": tensor 'w': truncated file: the tensor ends at byte 8 of the data, which has only 4");
+  write_bytes(p, safetensors_bytes(ok_header, "").substr(0, 20));
+  CHECK(load_error(p).find("truncated: the header needs") != std::string::npos);
+  write_bytes(p, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  CHECK(load_error(p).find("tensor 'w': data_offsets [0,8] hold 8 bytes, but [3] f32 needs 12") != std::string::npos);
+  write_bytes(p, safetensors_bytes(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  CHECK(load_error(p).find("tensor 'w': unsupported dtype \"Q4\"") != std::string::npos);
+  write_bytes(p, safetensors_bytes("{not json", ""));
+  CHECK(load_error(p).find("header is not valid JSON") != std::string::npos);
+  write_bytes(p, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                   R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                   std::string(8, '\0')));
+  CHECK(load_error(p).find("tensors 'a' and 'b' overlap") != std::string::npos);
+  write_bytes(p, std::string(16, '\xff'));
+  CHECK(load_error(p).find("header length") != std::string::npos);
+}
+
+TEST_CASE("checkpoint: save then load is bit-exact, in f32 and in bf16") {
+  manual_seed(1);
+  LoryLM model(preset("tiny"));
+  const std::string dir = temp_dir("roundtrip");
+  save_pretrained(model, dir);
+  auto back = load_pretrained(dir);
+  for (auto& [name, slot] : model.named_parameters()) {
+    INFO(name);
+    CHECK(slot->to_vector<float>() == back->parameter(name).to_vector<float>());
+  }
+  NoGradGuard no_grad;
+  const Tensor x = ids({3, 1, 4, 1, 5, 9, 2, 6, 5});
+  CHECK(max_abs_diff(model.forward(x), back->forward(x)) == 0.0);
+  CHECK(read_bytes(dir + "/config.json").find("\"torch_dtype\": \"float32\"") != std::string::npos);
+
+  save_pretrained(model, dir, DType::bf16);
+  auto half = load_pretrained(dir, DType::bf16);
+  for (auto& [name, slot] : model.named_parameters())
+    CHECK(slot->to(DType::bf16).to_vector<float>() == half->parameter(name).to_vector<float>());
+  CHECK(read_bytes(dir + "/config.json").find("\"torch_dtype\": \"bfloat16\"") != std::string::npos);
+  // Nothing temporary is left behind.
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+}
+
+TEST_CASE("checkpoint: a missing, unexpected or misshapen tensor is named") {
+  manual_seed(2);
+  LoryLM model(preset("tiny"));
+  const std::string dir = temp_dir("mismatch");
+  NamedTensors tensors;
+  for (auto& [name, slot] : model.named_parameters())
+    if (name != "model.norm.weight") tensors.emplace_back(name, *slot);
+  save_safetensors(dir + "/m.safetensors", tensors);
+  auto error_of = [&](const std::string& file) {
+    try {
+      load_parameters(model, load_safetensors(file));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(dir + "/m.safetensors") ==
+        dir + "/m.safetensors: missing tensor 'model.norm.weight' (the model has it, the file does not)");
+  tensors.emplace_back("model.norm.weight", zeros({31}));
+  save_safetensors(dir + "/m.safetensors", tensors);
+  CHECK(error_of(dir + "/m.safetensors") ==
+        dir + "/m.safetensors: tensor 'model.norm.weight' has shape [31] in the file but [32] in the model");
+  tensors.back().second = ones({32});
+  tensors.emplace_back("model.layers.2.mlp.router.weight", zeros({4, 32}));
+  save_safetensors(dir + "/m.safetensors", tensors);
+  CHECK(error_of(dir + "/m.safetensors").find("unexpected tensor 'model.layers.2.mlp.router.weight' [4, 32]") !=
+        std::string::npos);
+}
+
+TEST_CASE("checkpoint: an upcycled model computes exactly what the dense model did, and its router is fresh") {
+  manual_seed(3);
+  LoryConfig c = preset("tiny");
+  c.num_experts = 0;
+  LoryLM dense(c);
+  dense.to(DType::f64);
+  auto lory = upcycle(dense, 4);
+  CHECK(lory->config.num_experts == 4);
+  CHECK(lory->parameter("model.layers.1.mlp.experts.up_proj.weight").dtype() == DType::f64);
+  CHECK(lory->parameter("model.layers.1.mlp.experts.up_proj.weight").select(0, 3).to_vector<double>() ==
+        dense.parameter("model.layers.1.mlp.up_proj.weight").to_vector<double>());
+  const Tensor router = lory->parameter("model.layers.0.mlp.router.weight");
+  CHECK(amax(abs(router)).item() > 0.0);
+  NoGradGuard no_grad;
+  const Tensor x = ids({3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5});
+  CHECK(max_abs_diff(dense.forward(x), lory->forward(x)) < 1e-12);
+  CHECK_THROWS_WITH_AS(upcycle(*lory, 8), doctest::Contains("already has 4 experts"), Error);
+}
+
+TEST_CASE("checkpoint: an exported dense model computes what the Lory model computes with prompt routing") {
+  manual_seed(4);
+  LoryConfig c = preset("tiny");
+  c.router_init_std = 1.0;
+  LoryLM lory(c);
+  lory.to(DType::f64);
+  const std::vector<int64_t> prompt = {7, 3, 11, 2, 9, 40};
+  auto dense = export_dense(lory, ids(prompt));
+  CHECK(!dense->config.is_lory());
+  NoGradGuard no_grad;
+  const Tensor all = ids({7, 3, 11, 2, 9, 40, 12, 5, 33, 1, 8});
+  const Tensor want = lory.forward(all, {Routing::prompt, static_cast<int64_t>(prompt.size())});
+  CHECK(max_abs_diff(dense->forward(all), want) < 1e-12);
+  // And a dense directory is a LLaMA one.
+  const std::string dir = temp_dir("export");
+  save_pretrained(*dense, dir);
+  const std::string config = read_bytes(dir + "/config.json");
+  CHECK(config.find("\"LlamaForCausalLM\"") != std::string::npos);
+  CHECK(load_safetensors(dir + "/model.safetensors").get("model.layers.0.mlp.gate_proj.weight").shape() ==
+        Shape{48, 32});
+}
