@@ -1,0 +1,129 @@
+// cli.h — the command-line parsing every lory_* tool shares.
+//
+//   Cli cli("lory_info", "Prints parameter counts, FLOPs and memory of a model.");
+//   cli.option("config", "FILE", "a config.json");
+//   cli.flag("json", "print JSON instead of a table");
+//   if (!cli.parse(argc, argv)) return cli.exit_code();   // --help, or a usage error
+//   std::string path = cli.get("config");
+//
+// Options are written --name VALUE or --name=VALUE. An unknown option, a
+// missing value or a bad number is reported with the usage text and exit
+// code 2; --help prints the usage and exits 0.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lory::tools {
+
+class Cli {
+ public:
+  Cli(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
+
+  void option(const std::string& name, const std::string& metavar, const std::string& help,
+              const std::string& default_value = "") {
+    specs_.push_back({name, metavar, help, default_value, false});
+  }
+  void flag(const std::string& name, const std::string& help) { specs_.push_back({name, "", help, "", true}); }
+
+  // False when the program should exit now with exit_code().
+  bool parse(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--help" || arg == "-h") {
+        usage(stdout);
+        code_ = 0;
+        return false;
+      }
+      if (arg.rfind("--", 0) != 0) return error("unexpected argument '" + arg + "'");
+      std::string name = arg.substr(2), value;
+      const auto eq = name.find('=');
+      const bool inline_value = eq != std::string::npos;
+      if (inline_value) value = name.substr(eq + 1), name = name.substr(0, eq);
+      const Spec* spec = find(name);
+      if (!spec) return error("unknown option --" + name);
+      if (spec->is_flag) {
+        if (inline_value) return error("--" + name + " takes no value");
+        values_[name] = std::string(1, '1');  // not = "1": GCC 12 -O3 false -Wrestrict (PR 105651)
+        continue;
+      }
+      if (!inline_value) {
+        if (i + 1 >= argc) return error("--" + name + " needs a value (" + spec->metavar + ")");
+        value = argv[++i];
+      }
+      values_[name] = value;
+    }
+    return true;
+  }
+  int exit_code() const { return code_; }
+
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string get(const std::string& name) const {
+    const auto it = values_.find(name);
+    if (it != values_.end()) return it->second;
+    const Spec* spec = find(name);
+    return spec ? spec->default_value : "";
+  }
+  // Exits with a usage error when the option is absent.
+  std::string require(const std::string& name) const {
+    if (!has(name)) fatal("--" + name + " is required");
+    return get(name);
+  }
+  long long get_int(const std::string& name) const {
+    const std::string v = get(name);
+    char* end = nullptr;
+    const long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end) fatal("--" + name + " must be an integer, got '" + v + "'");
+    return x;
+  }
+  double get_double(const std::string& name) const {
+    const std::string v = get(name);
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end) fatal("--" + name + " must be a number, got '" + v + "'");
+    return x;
+  }
+
+  [[noreturn]] void fatal(const std::string& message) const {
+    std::fprintf(stderr, "%s: %s\n", program_.c_str(), message.c_str());
+    std::fprintf(stderr, "run '%s --help' for usage\n", program_.c_str());
+    std::exit(2);
+  }
+
+  void usage(std::FILE* out) const {
+    std::fprintf(out, "usage: %s [options]\n%s\n\noptions:\n", program_.c_str(), summary_.c_str());
+    for (const Spec& s : specs_) {
+      const std::string left = "  --" + s.name + (s.is_flag ? "" : " " + s.metavar);
+      std::fprintf(out, "%-28s %s%s\n", left.c_str(), s.help.c_str(),
+                   s.default_value.empty() ? "" : (" (default " + s.default_value + ")").c_str());
+    }
+    std::fprintf(out, "  %-26s %s\n", "--help", "print this help and exit");
+  }
+
+ private:
+  struct Spec {
+    std::string name, metavar, help, default_value;
+    bool is_flag;
+  };
+  const Spec* find(const std::string& name) const {
+    for (const Spec& s : specs_)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+  bool error(const std::string& message) {
+    std::fprintf(stderr, "%s: %s\n\n", program_.c_str(), message.c_str());
+    usage(stderr);
+    code_ = 2;
+    return false;
+  }
+
+  std::string program_, summary_;
+  std::vector<Spec> specs_;
+  std::map<std::string, std::string> values_;
+  int code_ = 0;
+};
+
+}  // namespace lory::tools
