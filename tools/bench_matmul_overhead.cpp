@@ -44,12 +44,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--n") n = std::atoll(next());
-    else if (a == "--reps") reps = std::atoi(next());
-    else if (a == "--rounds") rounds = std::atoi(next());
+    if (a == "--n")
+      n = std::atoll(next());
+    else if (a == "--reps")
+      reps = std::atoi(next());
+    else if (a == "--rounds")
+      rounds = std::atoi(next());
     else if (a == "--help" || a == "-h") {
-      std::printf("usage: bench_matmul_overhead [--n N] [--reps R] [--rounds K]\n"
-                  "Times lory::matmul against Eigen's GEMM on the same N x N f32 matrices.\n");
+      std::printf(
+          "usage: bench_matmul_overhead [--n N] [--reps R] [--rounds K]\n"
+          "Times lory::matmul against Eigen's GEMM on the same N x N f32 matrices.\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_matmul_overhead: unknown argument '%s' (try --help)\n", a.c_str());
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
   std::printf("%-22s %12.3f %12.1f\n", "eigen (baseline)", t_eigen * 1e3, flops / t_eigen * 1e-9);
   std::printf("%-22s %12.3f %12.1f\n", "lory::matmul", t_lory * 1e3, flops / t_lory * 1e-9);
   const double overhead = (t_lory / t_eigen - 1.0) * 100.0;
-  std::printf("ratio lory/eigen: %.3f (overhead %+.1f%%, target < 10%%), max |diff| %.2e\n", t_lory / t_eigen,
-              overhead, max_diff);
+  std::printf("ratio lory/eigen: %.3f (overhead %+.1f%%, target < 10%%), max |diff| %.2e\n", t_lory / t_eigen, overhead,
+              max_diff);
   return max_diff < 1e-2 ? 0 : 1;
 }
