@@ -11,6 +11,7 @@
 // code 2; --help prints the usage and exits 0.
 #pragma once
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -78,6 +79,22 @@ class Cli {
     const long long x = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end) fatal("--" + name + " must be an integer, got '" + v + "'");
     return x;
+  }
+  // A comma-separated list of integers ("1,2,3"), such as a prompt's token ids.
+  std::vector<long long> get_int_list(const std::string& name) const {
+    std::vector<long long> out;
+    const std::string v = get(name);
+    size_t start = 0;
+    while (start <= v.size()) {
+      const size_t comma = std::min(v.find(',', start), v.size());
+      const std::string item = v.substr(start, comma - start);
+      char* end = nullptr;
+      const long long x = std::strtoll(item.c_str(), &end, 10);
+      if (item.empty() || *end) fatal("--" + name + ": '" + item + "' is not an integer");
+      out.push_back(x);
+      start = comma + 1;
+    }
+    return out;
   }
   double get_double(const std::string& name) const {
     const std::string v = get(name);

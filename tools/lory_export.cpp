@@ -7,7 +7,6 @@
 //   lory_export --ckpt lory/ --prompt-npy prompt.npy --out dense/ [--dtype bf16]
 #include <cstdio>
 #include <exception>
-#include <sstream>
 
 #include "nn/checkpoint.h"
 #include "nn/npy.h"
@@ -32,14 +31,8 @@ int main(int argc, char** argv) {
     if (cli.has("prompt-npy")) {
       prompt = read_npy(cli.get("prompt-npy")).to(DType::i64).reshape({1, -1});
     } else {
-      std::vector<int64_t> ids;
-      std::stringstream ss(cli.get("prompt-ids"));
-      for (std::string item; std::getline(ss, item, ',');) {
-        char* end = nullptr;
-        const long long id = std::strtoll(item.c_str(), &end, 10);
-        if (item.empty() || *end) cli.fatal("--prompt-ids: '" + item + "' is not an integer token id");
-        ids.push_back(id);
-      }
+      const std::vector<long long> list = cli.get_int_list("prompt-ids");
+      const std::vector<int64_t> ids(list.begin(), list.end());
       prompt = from_vector(ids, {1, static_cast<int64_t>(ids.size())}, {DType::i64});
     }
     auto lory = load_pretrained(ckpt);

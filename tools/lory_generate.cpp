@@ -9,7 +9,6 @@
 // Generated ids are printed as they are chosen, space-separated.
 #include <cstdio>
 #include <exception>
-#include <sstream>
 
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
@@ -30,16 +29,11 @@ int main(int argc, char** argv) {
   cli.option("routing", "prompt|segment", "how Lory layers route while generating", "prompt");
   cli.option("stop-id", "ID", "stop after generating this id (default: the config's eos_token_id)");
   if (!cli.parse(argc, argv)) return cli.exit_code();
-  const std::string ckpt = cli.require("ckpt"), ids_text = cli.require("prompt-ids");
+  const std::string ckpt = cli.require("ckpt");
+  cli.require("prompt-ids");
   try {
-    std::vector<int64_t> prompt;
-    std::stringstream ss(ids_text);
-    for (std::string item; std::getline(ss, item, ',');) {
-      char* end = nullptr;
-      const long long id = std::strtoll(item.c_str(), &end, 10);
-      if (item.empty() || *end) cli.fatal("--prompt-ids: '" + item + "' is not an integer token id");
-      prompt.push_back(id);
-    }
+    const std::vector<long long> ids = cli.get_int_list("prompt-ids");
+    const std::vector<int64_t> prompt(ids.begin(), ids.end());
     auto model = load_pretrained(ckpt);
     model->eval();
     GenerateOptions options;
