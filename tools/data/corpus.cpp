@@ -1,0 +1,339 @@
+// corpus.cpp — see corpus.h. The recipes come first: they are the part a
+// reader most wants to see (what text, from where, cut how).
+#include "tools/data/corpus.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "nn/atomic_file.h"
+#include "tensor/error.h"
+#include "tools/data/deb_archive.h"
+#include "tools/data/text_extract.h"
+
+namespace lory::data {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::function<bool(const std::string&)> suffixes(std::vector<std::string> list) {
+  return [list](const std::string& path) {
+    for (const auto& s : list)
+      if (ends_with(path, s)) return true;
+    return false;
+  };
+}
+
+// One document per file, the text as it is (source code, TeX, reST, POD).
+Extractor whole_files() {
+  return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
+    for (auto& [path, bytes] : files) {
+      const std::string source = package + ":" + path;
+      out.push_back({std::move(bytes), source, source});
+    }
+  };
+}
+
+Extractor html_pages() {
+  return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
+    for (auto& [path, bytes] : files) {
+      const std::string source = package + ":" + path;
+      out.push_back({html_to_text(bytes), source, source});
+    }
+  };
+}
+
+// dictd dictionaries: consecutive entries grouped into pages of >= 2 KB, so
+// a document is an alphabetical run of definitions (a page of a reference
+// work) rather than a one-line gloss.
+Extractor dictionary_pages() {
+  return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
+    for (const auto& [path, index] : files) {
+      if (!ends_with(path, ".index")) continue;
+      const std::string dict_path = path.substr(0, path.size() - 6) + ".dict.dz";
+      const auto it = files.find(dict_path);
+      if (it == files.end()) continue;
+      const std::string dict = decompress(it->second, package + ":" + dict_path);
+      std::string page, first;
+      auto flush = [&](const std::string& last) {
+        if (page.empty()) return;
+        const std::string source = package + ":" + path + "#" + first + ".." + last;
+        out.push_back({page, source, source});
+        page.clear();
+      };
+      std::string previous;
+      for (const auto& [word, definition] : dictd_entries(index, dict)) {
+        if (page.empty()) first = word;
+        page += definition;
+        page += "\n";
+        previous = word;
+        if (page.size() >= 2048) flush(word);
+      }
+      flush(previous);
+    }
+  };
+}
+
+// SWORD zText Bibles (BlockType=BOOK): module/{ot,nt}.bzs lists the blocks
+// of {ot,nt}.bzz as (offset, size, uncompressed size) u32 triples, each
+// block a zlib stream holding one book in OSIS markup; {ot,nt}.bzv lists
+// every verse as (block, offset, size) with u32, u32, u16 fields. A document
+// is a book, a verse per line; its split key is the book's OSIS id, so a
+// book lands in one split in every translation.
+Extractor sword_books() {
+  return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
+    for (const auto& [path, bzs] : files) {
+      if (!ends_with(path, ".bzs")) continue;
+      const std::string stem = path.substr(0, path.size() - 4);
+      const auto it = files.find(stem + ".bzz");
+      if (it == files.end()) continue;
+      const std::string& bzz = it->second;
+      const auto bzv_it = files.find(stem + ".bzv");
+      const std::string bzv = bzv_it == files.end() ? std::string() : bzv_it->second;
+      auto u32 = [](const std::string& f, size_t at) {
+        uint32_t v;
+        std::memcpy(&v, f.data() + at, 4);  // little-endian, as SWORD writes it
+        return v;
+      };
+      std::map<uint32_t, std::vector<std::pair<uint32_t, uint32_t>>> verses;  // block -> (offset, size)
+      for (size_t v = 0; v + 10 <= bzv.size(); v += 10) {
+        uint16_t size;
+        std::memcpy(&size, bzv.data() + v + 8, 2);
+        if (size > 0) verses[u32(bzv, v)].emplace_back(u32(bzv, v + 4), size);
+      }
+      for (size_t b = 0; b + 12 <= bzs.size(); b += 12) {
+        const uint32_t offset = u32(bzs, b), size = u32(bzs, b + 4), usize = u32(bzs, b + 8);
+        LORY_CHECK(uint64_t{offset} + size <= bzz.size(), package, ":", stem, ".bzz: block ", b / 12,
+                   " lies outside the file");
+        std::string block(usize, '\0');
+        uLongf got = usize;
+        const int rc = uncompress(reinterpret_cast<Bytef*>(block.data()), &got,
+                                  reinterpret_cast<const Bytef*>(bzz.data() + offset), size);
+        LORY_CHECK(rc == Z_OK && got == usize, package, ":", stem, ".bzz: block ", b / 12,
+                   " does not decompress (zlib ", rc, ")");
+        std::string book = "front";
+        const size_t id = block.find("osisID=\"");
+        const size_t type = block.find("type=\"book\"");
+        if (id != std::string::npos && type != std::string::npos) {
+          const size_t end = block.find('"', id + 8);
+          book = block.substr(id + 8, end - id - 8);
+        }
+        const std::string source = package + ":" + stem + "#" + std::to_string(b / 12) + ":" + book;
+        std::string text;
+        const auto vs = verses.find(static_cast<uint32_t>(b / 12));
+        if (vs == verses.end()) {
+          text = strip_markup(block);
+        } else {
+          for (const auto& [start, length] : vs->second) {
+            if (uint64_t{start} + length > block.size()) continue;
+            const std::string verse = strip_markup(block.substr(start, length));
+            if (!verse.empty()) text += verse + "\n";
+          }
+        }
+        out.push_back({std::move(text), source, "bible:" + book});
+      }
+    }
+  };
+}
+
+}  // namespace
+
+const std::vector<DomainRecipe>& corpus_recipes() {
+  static const std::vector<DomainRecipe> recipes = {
+      {"books", "Books", {"sword-text-kjv", "sword-text-web"}, suffixes({".bzs", ".bzz", ".bzv"}), sword_books()},
+      {"reference",
+       "Wikipedia",
+       {"dict-foldoc", "dict-jargon", "dict-gcide", "dict-wn"},
+       suffixes({".index", ".dict.dz"}),
+       dictionary_pages()},
+      {"latex",
+       "arXiv",
+       {"pari-doc", "texlive-latex-base-doc", "texlive-latex-recommended-doc"},
+       suffixes({".tex"}),
+       whole_files()},
+      {"code-python", "Python", {"libpython3.11-stdlib", "libpython3.11-testsuite"}, suffixes({".py"}), whole_files()},
+      {"code-c",
+       "GitHub C",
+       {"glibc-source"},
+       [](const std::string& p) { return p.rfind("usr/src/glibc/glibc-", 0) == 0 && ends_with(p, ".c"); },
+       whole_files(),
+       [](const std::string& p) { return p.rfind("usr/src/glibc/glibc-", 0) == 0; }},
+      {"code-cpp", "GitHub C++", {"libboost1.74-dev"}, suffixes({".hpp", ".ipp"}), whole_files()},
+      {"manuals", "technical manuals", {"python3.11-doc", "perl-doc"}, suffixes({".rst.txt", ".pod"}), whole_files()},
+      {"web", "C4", {"postgresql-doc-15", "sqlite3-doc", "debian-reference-en"}, suffixes({".html"}), html_pages()},
+  };
+  return recipes;
+}
+
+std::vector<std::string> corpus_packages() {
+  std::vector<std::string> all;
+  for (const auto& r : corpus_recipes()) all.insert(all.end(), r.packages.begin(), r.packages.end());
+  return all;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size() + 16);
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string find_deb(const std::string& dir, const std::string& package) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(package + "_", 0) == 0 && ends_with(name, ".deb")) found.push_back(entry.path().string());
+  }
+  LORY_CHECK(!found.empty(), "corpus: package ", package, " is not in ", dir,
+             " (fetch the packages with: bash tools/build-corpus.sh, or apt-get download ", package, ")");
+  std::sort(found.begin(), found.end());
+  return found.back();  // the highest version string, if several
+}
+
+const char* const kSplits[] = {"train", "valid", "test"};
+
+}  // namespace
+
+std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
+  LORY_CHECK(o.valid_fraction >= 0 && o.test_fraction >= 0 && o.valid_fraction + o.test_fraction < 1,
+             "corpus: valid and test fractions must be >= 0 and sum to less than 1");
+  std::set<std::string> wanted(o.domains.begin(), o.domains.end());
+  for (const auto& d : wanted) {
+    bool known = false;
+    for (const auto& r : corpus_recipes()) known = known || r.domain == d;
+    std::string all;
+    for (const auto& r : corpus_recipes()) all += (all.empty() ? "" : ", ") + r.domain;
+    LORY_CHECK(known, "corpus: unknown domain '", d, "'; domains are: ", all);
+  }
+  std::filesystem::create_directories(o.out_dir);
+  std::string lines[3];  // the JSONL text of each split
+  std::map<std::string, DomainStats> stats;
+
+  for (const DomainRecipe& recipe : corpus_recipes()) {
+    if (!wanted.empty() && !wanted.count(recipe.domain)) continue;
+    DomainStats& st = stats[recipe.domain];
+    std::vector<Document> docs;
+    for (const std::string& package : recipe.packages) {
+      const std::string deb = find_deb(o.debs_dir, package);
+      std::map<std::string, std::string> files;
+      read_deb(deb, {recipe.want, [&](const std::string& path, std::string&& bytes) { files[path] = std::move(bytes); },
+                     recipe.descend});
+      const size_t before = docs.size();
+      recipe.extract(package, files, docs);
+      o.log(recipe.domain + ": " + package + ": " + std::to_string(docs.size() - before) + " documents");
+    }
+    // Clean, filter, deduplicate.
+    std::vector<Document> kept;
+    std::set<uint64_t> seen;
+    for (Document& d : docs) {
+      d.text = clean_text(d.text);
+      if (static_cast<int64_t>(d.text.size()) < o.min_doc_bytes) {
+        ++st.dropped_short;
+      } else if (static_cast<int64_t>(longest_line(d.text)) > o.max_line_bytes) {
+        ++st.dropped_long_lines;
+      } else if (!seen.insert(fnv1a(d.text)).second) {
+        ++st.dropped_duplicates;
+      } else {
+        kept.push_back(std::move(d));
+      }
+    }
+    // A sample spread over the whole domain: documents in hash order.
+    std::sort(kept.begin(), kept.end(), [](const Document& a, const Document& b) {
+      const uint64_t ha = fnv1a(a.source), hb = fnv1a(b.source);
+      return ha != hb ? ha < hb : a.source < b.source;
+    });
+    int64_t budget = o.bytes_per_domain;
+    size_t taken = 0;
+    for (; taken < kept.size() && budget > 0; ++taken) budget -= static_cast<int64_t>(kept[taken].text.size());
+    st.over_budget = static_cast<int64_t>(kept.size() - taken);
+    kept.resize(taken);
+    // Split by key: the keys in hash order, the first ones to valid, the next
+    // to test (at least one each when the fraction is > 0, so every domain
+    // has held-out text), the rest to train.
+    std::vector<std::string> keys;
+    for (const Document& d : kept) keys.push_back(d.split_key);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
+      const uint64_t ha = fnv1a("split:" + a), hb = fnv1a("split:" + b);
+      return ha != hb ? ha < hb : a < b;
+    });
+    auto count_for = [&](double fraction) {
+      if (fraction <= 0 || keys.size() < 3) return size_t{0};
+      return std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(keys.size()) + 0.5));
+    };
+    const size_t n_valid = count_for(o.valid_fraction), n_test = count_for(o.test_fraction);
+    std::map<std::string, int> split_of;
+    for (size_t k = 0; k < keys.size(); ++k) split_of[keys[k]] = k < n_valid ? 1 : k < n_valid + n_test ? 2 : 0;
+    for (const Document& d : kept) {
+      const int split = split_of[d.split_key];
+      lines[split] += "{\"text\": \"" + json_escape(d.text) + "\", \"domain\": \"" + recipe.domain +
+                      "\", \"source\": \"" + json_escape(d.source) + "\"}\n";
+      st.documents[split] += 1;
+      st.bytes[split] += static_cast<int64_t>(d.text.size());
+    }
+    o.log(recipe.domain + ": kept " + std::to_string(st.documents[0] + st.documents[1] + st.documents[2]) +
+          " documents, " + std::to_string(st.bytes[0] + st.bytes[1] + st.bytes[2]) + " bytes");
+  }
+
+  for (int s = 0; s < 3; ++s) nn::write_file_atomically(o.out_dir + "/" + kSplits[s] + ".jsonl", lines[s]);
+  std::ostringstream json;
+  json << "{\n";
+  size_t i = 0;
+  for (const auto& [domain, st] : stats) {
+    json << "  \"" << domain << "\": {";
+    for (int s = 0; s < 3; ++s)
+      json << "\"" << kSplits[s] << "_documents\": " << st.documents[s] << ", \"" << kSplits[s]
+           << "_bytes\": " << st.bytes[s] << ", ";
+    json << "\"dropped_short\": " << st.dropped_short << ", \"dropped_long_lines\": " << st.dropped_long_lines
+         << ", \"dropped_duplicates\": " << st.dropped_duplicates << ", \"over_budget\": " << st.over_budget << "}"
+         << (++i < stats.size() ? ",\n" : "\n");
+  }
+  json << "}\n";
+  nn::write_file_atomically(o.out_dir + "/stats.json", json.str());
+  return stats;
+}
+
+}  // namespace lory::data

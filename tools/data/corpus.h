@@ -1,0 +1,75 @@
+// corpus.h — a multi-domain corpus of real text from Debian packages.
+//
+// The paper evaluates on arXiv, Books, Wikipedia, C4 and Python; none of
+// those can be downloaded here, but Debian's archive holds real text of the
+// same kinds (see shared/docs/corpus-sources.md). Each domain below is a
+// recipe: which packages, which files in them, and how a file becomes
+// documents. build_corpus reads the packages directly (tools/data/
+// deb_archive.h), cleans and filters the documents, samples each domain up
+// to a byte budget, splits by document into train/valid/test, and writes
+// JSONL lines {"text", "domain", "source"}.
+//
+// The output is a pure function of the packages and the options: documents
+// are ordered by a hash of their source, not by the order files are read,
+// and the split of a document is decided by a hash of its split key (for the
+// two Bibles the book, so a book is in the same split in both translations).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lory::data {
+
+struct Document {
+  std::string text;
+  std::string source;     // "package:path[#part]"
+  std::string split_key;  // documents with one key land in one split
+};
+
+// How the wanted files of one package become documents.
+using Extractor = std::function<void(const std::string& package, std::map<std::string, std::string>& files,
+                                     std::vector<Document>& out)>;
+
+struct DomainRecipe {
+  std::string domain;                 // "books", "code-python", ...
+  std::string paper_analogue;         // the paper's evaluation domain it stands in for
+  std::vector<std::string> packages;  // Debian package names
+  std::function<bool(const std::string& path)> want;
+  Extractor extract;
+  std::function<bool(const std::string& path)> descend = [](const std::string&) { return false; };
+};
+
+// The eight domains, in output order.
+const std::vector<DomainRecipe>& corpus_recipes();
+// Every package the recipes read (what tools/build-corpus.sh downloads).
+std::vector<std::string> corpus_packages();
+
+struct CorpusOptions {
+  std::string debs_dir;                   // holds <package>_<version>_<arch>.deb
+  std::string out_dir;                    // gets train.jsonl, valid.jsonl, test.jsonl, stats.json
+  int64_t bytes_per_domain = 25'000'000;  // text budget per domain, all splits together
+  double valid_fraction = 0.01, test_fraction = 0.01;
+  std::vector<std::string> domains;  // empty: all
+  int64_t min_doc_bytes = 200;       // shorter documents are dropped
+  int64_t max_line_bytes = 1000;     // documents with a longer line (minified, generated) are dropped
+  std::function<void(const std::string&)> log = [](const std::string&) {};
+};
+
+struct DomainStats {
+  int64_t documents[3] = {0, 0, 0};  // train, valid, test
+  int64_t bytes[3] = {0, 0, 0};
+  int64_t dropped_short = 0, dropped_long_lines = 0, dropped_duplicates = 0, over_budget = 0;
+};
+
+// Builds the corpus; returns per-domain statistics (also written to stats.json).
+std::map<std::string, DomainStats> build_corpus(const CorpusOptions& options);
+
+// JSON string escaping for one JSONL field (valid UTF-8 in, valid JSON out).
+std::string json_escape(const std::string& s);
+// FNV-1a, 64 bits: the hash behind every ordering and split decision.
+uint64_t fnv1a(const std::string& s);
+
+}  // namespace lory::data
