@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cli.option("domains", "A,B", "only these domains (default: all)");
   cli.option("valid", "FRACTION", "share of documents in valid", "0.01");
   cli.option("test", "FRACTION", "share of documents in test", "0.01");
+  cli.option("max-doc-kb", "KB", "drop documents longer than this (0: no limit)", "0");
   cli.flag("list-packages", "print the packages the recipes read, one per line, and exit");
   if (!cli.parse(argc, argv)) return cli.exit_code();
   if (cli.has("list-packages")) {
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   o.bytes_per_domain = static_cast<int64_t>(cli.get_double("mb-per-domain") * 1e6);
   o.valid_fraction = cli.get_double("valid");
   o.test_fraction = cli.get_double("test");
+  o.max_doc_bytes = static_cast<int64_t>(cli.get_double("max-doc-kb") * 1000);
   if (cli.has("domains")) {
     std::stringstream ss(cli.get("domains"));
     for (std::string d; std::getline(ss, d, ',');) o.domains.push_back(d);

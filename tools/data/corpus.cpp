@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -119,7 +121,7 @@ Extractor sword_books() {
                                   reinterpret_cast<const Bytef*>(bzz.data() + offset), size);
         LORY_CHECK(rc == Z_OK && got == usize, package, ":", stem, ".bzz: block ", b / 12,
                    " does not decompress (zlib ", rc, ")");
-        std::string book = "front";
+        std::string book = "block" + std::to_string(b / 12);  // no OSIS book id: a key of its own
         const size_t id = block.find("osisID=\"");
         const size_t type = block.find("type=\"book\"");
         if (id != std::string::npos && type != std::string::npos) {
@@ -271,6 +273,8 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
       d.text = clean_text(d.text);
       if (static_cast<int64_t>(d.text.size()) < o.min_doc_bytes) {
         ++st.dropped_short;
+      } else if (o.max_doc_bytes > 0 && static_cast<int64_t>(d.text.size()) > o.max_doc_bytes) {
+        ++st.dropped_long_docs;
       } else if (static_cast<int64_t>(longest_line(d.text)) > o.max_line_bytes) {
         ++st.dropped_long_lines;
       } else if (!seen.insert(fnv1a(d.text)).second) {
@@ -327,13 +331,42 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
     for (int s = 0; s < 3; ++s)
       json << "\"" << kSplits[s] << "_documents\": " << st.documents[s] << ", \"" << kSplits[s]
            << "_bytes\": " << st.bytes[s] << ", ";
-    json << "\"dropped_short\": " << st.dropped_short << ", \"dropped_long_lines\": " << st.dropped_long_lines
+    json << "\"dropped_short\": " << st.dropped_short << ", \"dropped_long_docs\": " << st.dropped_long_docs
+         << ", \"dropped_long_lines\": " << st.dropped_long_lines
          << ", \"dropped_duplicates\": " << st.dropped_duplicates << ", \"over_budget\": " << st.over_budget << "}"
          << (++i < stats.size() ? ",\n" : "\n");
   }
   json << "}\n";
   nn::write_file_atomically(o.out_dir + "/stats.json", json.str());
   return stats;
+}
+
+std::vector<CorpusLine> read_corpus_jsonl(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  LORY_CHECK(in.good(), path, ": cannot open corpus file");
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  if (ends_with(path, ".gz") || ends_with(path, ".xz") || ends_with(path, ".zst")) bytes = decompress(bytes, path);
+  std::vector<CorpusLine> lines;
+  size_t start = 0;
+  for (int64_t number = 1; start < bytes.size(); ++number) {
+    const size_t end = std::min(bytes.find('\n', start), bytes.size());
+    const std::string line = bytes.substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(path, ":", number, ": not valid JSON: ", e.what());
+    }
+    LORY_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), path, ":", number,
+               ": expected an object with a string \"text\"");
+    CorpusLine c{j["text"].get<std::string>(), "", ""};
+    if (j.contains("domain") && j["domain"].is_string()) c.domain = j["domain"].get<std::string>();
+    if (j.contains("source") && j["source"].is_string()) c.source = j["source"].get<std::string>();
+    lines.push_back(std::move(c));
+  }
+  return lines;
 }
 
 }  // namespace lory::data

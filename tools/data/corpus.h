@@ -54,6 +54,7 @@ struct CorpusOptions {
   double valid_fraction = 0.01, test_fraction = 0.01;
   std::vector<std::string> domains;  // empty: all
   int64_t min_doc_bytes = 200;       // shorter documents are dropped
+  int64_t max_doc_bytes = 0;         // longer documents are dropped (0: no limit)
   int64_t max_line_bytes = 1000;     // documents with a longer line (minified, generated) are dropped
   std::function<void(const std::string&)> log = [](const std::string&) {};
 };
@@ -61,11 +62,21 @@ struct CorpusOptions {
 struct DomainStats {
   int64_t documents[3] = {0, 0, 0};  // train, valid, test
   int64_t bytes[3] = {0, 0, 0};
-  int64_t dropped_short = 0, dropped_long_lines = 0, dropped_duplicates = 0, over_budget = 0;
+  int64_t dropped_short = 0, dropped_long_docs = 0, dropped_long_lines = 0, dropped_duplicates = 0;
+  int64_t over_budget = 0;
 };
 
 // Builds the corpus; returns per-domain statistics (also written to stats.json).
 std::map<std::string, DomainStats> build_corpus(const CorpusOptions& options);
+
+// One line of a corpus file.
+struct CorpusLine {
+  std::string text, domain, source;
+};
+// Reads a corpus JSONL file (plain or compressed: .gz, .xz, .zst); a line
+// that is not an object with string "text" and "domain" is an error naming
+// the file and the line number.
+std::vector<CorpusLine> read_corpus_jsonl(const std::string& path);
 
 // JSON string escaping for one JSONL field (valid UTF-8 in, valid JSON out).
 std::string json_escape(const std::string& s);

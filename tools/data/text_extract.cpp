@@ -131,16 +131,33 @@ std::string decode_entities(const std::string& s) {
 }
 
 std::string html_to_text(const std::string& html) {
+  // Outside <pre>, a run of whitespace is one space and a line starts with
+  // its first word; inside <pre> (code samples) the text is kept verbatim.
   std::string text;
   text.reserve(html.size() / 2);
-  size_t i = 0;
+  bool pending_space = false;
   int pre = 0;
+  auto append_run = [&](const std::string& raw) {
+    const std::string run = decode_entities(raw);
+    if (pre > 0) {
+      text += run;
+      return;
+    }
+    for (char c : run) {
+      if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f') {
+        pending_space = true;
+        continue;
+      }
+      if (pending_space && !text.empty() && text.back() != '\n') text += ' ';
+      pending_space = false;
+      text += c;
+    }
+  };
+  size_t i = 0;
   while (i < html.size()) {
     if (html[i] != '<') {
       const size_t next = std::min(html.find('<', i), html.size());
-      std::string run = html.substr(i, next - i);
-      if (!pre) std::replace(run.begin(), run.end(), '\n', ' ');
-      text += run;
+      append_run(html.substr(i, next - i));
       i = next;
       continue;
     }
@@ -160,11 +177,27 @@ std::string html_to_text(const std::string& html) {
       i = gt == std::string::npos ? html.size() : gt + 1;
       continue;
     }
-    if (tag == "pre") pre += closing ? -1 : 1;
-    pre = std::max(pre, 0);
-    if (is_block(tag)) text += '\n';
+    if (tag == "pre") pre = std::max(0, pre + (closing ? -1 : 1));
+    if (is_block(tag)) {
+      text += '\n';
+      pending_space = false;
+    }
   }
-  return tidy_lines(decode_entities(text));
+  // Trailing spaces off every line, at most one empty line in a row.
+  std::string out;
+  int newlines = 2;  // no leading empty lines
+  for (char c : text) {
+    if (c == '\n') {
+      while (!out.empty() && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
+      if (newlines < 2) out += '\n';
+      ++newlines;
+    } else {
+      out += c;
+      if (c != ' ' && c != '\t') newlines = 0;  // a line of spaces is an empty line
+    }
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
 }
 
 std::string strip_markup(const std::string& xml) {

@@ -1,0 +1,89 @@
+// The corpus builder's pieces (tools/data/): text extraction from HTML, OSIS
+// and dictd files, cleaning, JSON escaping, and the committed fixture
+// (tests/data/corpus/) that the other data tests read.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "tensor/error.h"
+#include "tools/data/corpus.h"
+#include "tools/data/text_extract.h"
+
+using namespace lory;
+using namespace lory::data;
+
+namespace {
+const std::string kFixture = std::string(LORY_SOURCE_DIR) + "/tests/data/corpus/";
+}
+
+TEST_CASE("text: html_to_text keeps the visible text, blocks on their own lines, <pre> verbatim, entities decoded") {
+  const std::string html =
+      "<html><head><title>T</title><style>p {color: red}</style></head><body>\n"
+      "<h1>Heading &amp; more</h1><p>First   paragraph,\nstill first.</p><script>var x = '<p>no</p>';</script>"
+      "<ul><li>one</li><li>two &lt;3 &#x263A; &#169;</li></ul><pre>a\n  b</pre><!-- <p>hidden</p> -->end</body></html>";
+  CHECK(html_to_text(html) ==
+        "Heading & more\n\nFirst paragraph, still first.\n\none\n\ntwo <3 \xE2\x98\xBA \xC2\xA9\n\na\n  b\nend");
+}
+
+TEST_CASE("text: strip_markup drops OSIS tags and notes, a verse per line") {
+  const std::string osis =
+      "<div type=\"x-p\"/><w lemma=\"strong:H7225\">In the beginning</w> <w lemma=\"strong:H0430\">God</w>"
+      "<note type=\"x-footnote\">a note</note> created the heaven.<verse eID=\"Gen.1.1\"/>"
+      "And the earth was <transChange type=\"added\">without</transChange> form.";
+  CHECK(strip_markup(osis) == "In the beginning God created the heaven.\nAnd the earth was without form.");
+}
+
+TEST_CASE("text: clean_text repairs UTF-8, line ends and control characters") {
+  CHECK(clean_text("a\r\nb\rc\x01\td\n\n  ") == "a\nb\nc\td");
+  CHECK(clean_text("caf\xC3\xA9") == "caf\xC3\xA9");                            // valid 2-byte sequence kept
+  CHECK(clean_text("bad \xE9 byte") == "bad \xEF\xBF\xBD byte");                // Latin-1 e-acute -> U+FFFD
+  CHECK(clean_text("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a UTF-16 surrogate is invalid
+  CHECK(clean_text("\xF0\x9F\x98\x80!") == "\xF0\x9F\x98\x80!");                // 4-byte emoji kept
+  CHECK(longest_line("ab\nabcd\n") == 4);
+}
+
+TEST_CASE("text: dictd_entries reads headwords and base64 offsets into the dictionary text") {
+  const std::string dict = "00-database-info\nfoo\n  a word\nbar\n  another word\n";
+  // "foo" at offset 17 (R) length 13 (N), "bar" at 30 (e) length 19 (T).
+  const std::string index = "00-database-info\tA\tR\nfoo\tR\tN\nbar\te\tT\n";
+  const auto entries = dictd_entries(index, dict);
+  REQUIRE(entries.size() == 2);
+  CHECK(entries[0] == std::make_pair(std::string("foo"), std::string("foo\n  a word\n")));
+  CHECK(entries[1] == std::make_pair(std::string("bar"), std::string("bar\n  another word\n")));
+}
+
+TEST_CASE("corpus: json_escape and fnv1a") {
+  CHECK(json_escape("a\"b\\c\nd\te\x01") == "a\\\"b\\\\c\\nd\\te\\u0001");
+  CHECK(json_escape("\xC3\xA9") == "\xC3\xA9");
+  CHECK(fnv1a("") == 0xcbf29ce484222325ull);
+  CHECK(fnv1a("a") == 0xaf63dc4c8601ec8cull);
+  CHECK(corpus_recipes().size() == 8);
+  CHECK(corpus_packages().size() >= 8);
+}
+
+TEST_CASE("corpus: the fixture has every domain in every split, and no source in two splits") {
+  std::map<std::string, std::string> split_of_source;
+  for (const char* split : {"train", "valid", "test"}) {
+    const auto lines = read_corpus_jsonl(kFixture + split + ".jsonl.gz");
+    std::map<std::string, int64_t> bytes;
+    for (const auto& l : lines) {
+      CHECK(!l.text.empty());
+      CHECK(!l.source.empty());
+      bytes[l.domain] += static_cast<int64_t>(l.text.size());
+      const auto [it, inserted] = split_of_source.emplace(l.source, split);
+      CHECK_MESSAGE((inserted || it->second == split), l.source, " is in ", it->second, " and ", split);
+    }
+    INFO(split);
+    CHECK(bytes.size() == 8);
+    for (const char* d : {"books", "reference", "latex", "code-python", "code-c", "code-cpp", "manuals", "web"})
+      CHECK(bytes[d] > 0);
+  }
+  CHECK(split_of_source.size() > 300);
+}
+
+TEST_CASE("corpus: a bad corpus line is named with its file and line number") {
+  CHECK_THROWS_WITH_AS(read_corpus_jsonl(kFixture + "missing.jsonl"),
+                       doctest::Contains("missing.jsonl: cannot open corpus file"), Error);
+}
