@@ -3,6 +3,8 @@
 // (tests/data/corpus/) that the other data tests read.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -84,6 +86,19 @@ TEST_CASE("corpus: the fixture has every domain in every split, and no source in
 }
 
 TEST_CASE("corpus: a bad corpus line is named with its file and line number") {
+  const std::string path = (std::filesystem::temp_directory_path() / "lory_bad.jsonl").string();
+  {
+    std::ofstream out(path);
+    out << "{\"text\": \"fine\", \"domain\": \"web\"}\n\n{\"text\": 3}\n";
+  }
+  CHECK_THROWS_WITH_AS(read_corpus_jsonl(path), doctest::Contains("lory_bad.jsonl:3: not valid JSON"), Error);
+  {
+    std::ofstream out(path);
+    out << "{\"txt\": \"fine\"}\n";
+  }
+  CHECK_THROWS_WITH_AS(read_corpus_jsonl(path),
+                       doctest::Contains("lory_bad.jsonl:1: expected an object with a string \"text\""), Error);
+  std::filesystem::remove(path);
   CHECK_THROWS_WITH_AS(read_corpus_jsonl(kFixture + "missing.jsonl"),
                        doctest::Contains("missing.jsonl: cannot open corpus file"), Error);
 }

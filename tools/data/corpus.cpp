@@ -9,13 +9,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "nn/atomic_file.h"
 #include "tensor/error.h"
 #include "tools/data/deb_archive.h"
+#include "tools/data/jsonl.h"
 #include "tools/data/text_extract.h"
 
 namespace lory::data {
@@ -342,30 +342,9 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
 }
 
 std::vector<CorpusLine> read_corpus_jsonl(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  LORY_CHECK(in.good(), path, ": cannot open corpus file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  if (ends_with(path, ".gz") || ends_with(path, ".xz") || ends_with(path, ".zst")) bytes = decompress(bytes, path);
+  JsonlReader reader(path);
   std::vector<CorpusLine> lines;
-  size_t start = 0;
-  for (int64_t number = 1; start < bytes.size(); ++number) {
-    const size_t end = std::min(bytes.find('\n', start), bytes.size());
-    const std::string line = bytes.substr(start, end - start);
-    start = end + 1;
-    if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(path, ":", number, ": not valid JSON: ", e.what());
-    }
-    LORY_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), path, ":", number,
-               ": expected an object with a string \"text\"");
-    CorpusLine c{j["text"].get<std::string>(), "", ""};
-    if (j.contains("domain") && j["domain"].is_string()) c.domain = j["domain"].get<std::string>();
-    if (j.contains("source") && j["source"].is_string()) c.source = j["source"].get<std::string>();
-    lines.push_back(std::move(c));
-  }
+  for (CorpusLine line; reader.next(line);) lines.push_back(line);
   return lines;
 }
 
