@@ -196,10 +196,12 @@ Neighbours nearest_neighbours(const Embeddings& e, int64_t k, KnnIndex kind, int
 // ---- 3. the traversal ----
 
 namespace {
-// 3-grams of a document's first 100 tokens, for near-duplicate detection.
+// 3-grams of a document's first 1024 tokens, for near-duplicate detection.
+// (ICP compares only the first 100 characters; in code, those are the same
+// licence header in every file of a project, so we look further.)
 std::vector<uint64_t> head_trigrams(const std::vector<int32_t>& t) {
   std::vector<uint64_t> g;
-  const size_t n = std::min<size_t>(t.size(), 100);
+  const size_t n = std::min<size_t>(t.size(), 1024);
   for (size_t i = 0; i + 2 < n; ++i)
     g.push_back(splitmix64((static_cast<uint64_t>(t[i]) << 42) ^ (static_cast<uint64_t>(t[i + 1]) << 21) ^
                            static_cast<uint64_t>(t[i + 2])));
