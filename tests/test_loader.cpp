@@ -1,0 +1,115 @@
+// The training data loader (tools/data/data_loader.h): deterministic order,
+// disjoint rank shares covering each epoch exactly once, exact resume, and
+// instance-file validation. Instance i of the test file holds the token i
+// in every position, so a batch says which instances it holds.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "tensor/error.h"
+#include "tools/data/data_loader.h"
+#include "tools/data/similarity_batching.h"
+
+using namespace lory;
+using namespace lory::data;
+
+namespace {
+
+std::string instances_file(int64_t count, int64_t length, int64_t vocab = 1000) {
+  const auto path = (std::filesystem::temp_directory_path() /
+                     ("lory_loader_" + std::to_string(count) + "_" + std::to_string(vocab) + ".bin"))
+                        .string();
+  Instances inst;
+  inst.instance_tokens = length;
+  for (int64_t i = 0; i < count; ++i) inst.tokens.insert(inst.tokens.end(), length, static_cast<int32_t>(i));
+  write_instances(path, inst, vocab);
+  return path;
+}
+
+// The instance ids of the next batch.
+std::vector<int64_t> next_ids(DataLoader& loader) {
+  const int32_t* b = loader.next();
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < loader.batch_size(); ++i) {
+    const int32_t* row = b + i * loader.instance_tokens();
+    CHECK(std::all_of(row, row + loader.instance_tokens(), [&](int32_t t) { return t == row[0]; }));
+    ids.push_back(row[0]);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("loader: the same seed gives the same batches; another seed another order") {
+  const std::string path = instances_file(10, 5);
+  DataLoader a(path, 3, 0, 1, 42), b(path, 3, 0, 1, 42), c(path, 3, 0, 1, 43);
+  std::vector<int64_t> sa, sc;
+  for (int step = 0; step < 7; ++step) {
+    const auto ids = next_ids(a);
+    CHECK(ids == next_ids(b));
+    sa.insert(sa.end(), ids.begin(), ids.end());
+    const auto other = next_ids(c);
+    sc.insert(sc.end(), other.begin(), other.end());
+  }
+  CHECK(sa != sc);
+  // Each epoch of 10 is a permutation: the first 10 drawn are 0..9 once each.
+  std::vector<int64_t> first(sa.begin(), sa.begin() + 10);
+  std::sort(first.begin(), first.end());
+  for (int64_t i = 0; i < 10; ++i) CHECK(first[i] == i);
+}
+
+TEST_CASE("loader: ranks see disjoint shares that together cover every epoch exactly once") {
+  const std::string path = instances_file(11, 4);  // 11 instances over 3 ranks: shares of 4, 4, 3
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    std::multiset<int64_t> seen;
+    for (int rank = 0; rank < 3; ++rank) {
+      const int64_t share = rank < 2 ? 4 : 3;
+      DataLoader loader(path, 1, rank, 3, 5, LoaderState{epoch, 0});
+      for (int64_t i = 0; i < share; ++i) seen.insert(next_ids(loader)[0]);
+      CHECK(loader.state().epoch == epoch);
+      CHECK(loader.state().offset == share);
+    }
+    CHECK(seen.size() == 11);
+    for (int64_t i = 0; i < 11; ++i) CHECK(seen.count(i) == 1);
+  }
+}
+
+TEST_CASE("loader: resuming from a saved state continues with exactly the batches that would have followed") {
+  const std::string path = instances_file(13, 6);
+  DataLoader straight(path, 4, 1, 2, 9);
+  std::vector<std::vector<int64_t>> all;
+  for (int step = 0; step < 9; ++step) all.push_back(next_ids(straight));  // crosses several epochs
+  DataLoader first(path, 4, 1, 2, 9);
+  for (int step = 0; step < 4; ++step) CHECK(next_ids(first) == all[step]);
+  const LoaderState saved = first.state();
+  DataLoader resumed(path, 4, 1, 2, 9, saved);
+  for (int step = 4; step < 9; ++step) CHECK(next_ids(resumed) == all[step]);
+}
+
+TEST_CASE("loader: truncated, foreign and mismatched instance files are refused with the problem named") {
+  const std::string path = instances_file(5, 8, 500);
+  auto error_of = [&](int64_t vocab) {
+    try {
+      InstanceFile f(path, vocab);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(500) == "no error");
+  CHECK(error_of(32000).find("vocab mismatch: the instances were made with 500 tokens, the model has 32000") !=
+        std::string::npos);
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 2);
+  CHECK(error_of(0).find("truncated: ") != std::string::npos);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.write("NOTINSTS", 8);
+  }
+  CHECK(error_of(0).find("wrong magic") != std::string::npos);
+  CHECK_THROWS_WITH_AS(DataLoader(instances_file(2, 8), 1, 0, 3), doctest::Contains("fewer than the 3 ranks"), Error);
+}

@@ -1,0 +1,151 @@
+// data_loader.cpp — see data_loader.h.
+#include "tools/data/data_loader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+
+#include "tensor/error.h"
+#include "tools/data/similarity_batching.h"
+
+namespace lory::data {
+
+InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  LORY_CHECK(fd >= 0, "instances ", path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    LORY_CHECK(m != MAP_FAILED, "instances ", path, ": mmap failed: ", std::strerror(errno));
+    map_ = static_cast<const unsigned char*>(m);
+  } else {
+    ::close(fd);
+  }
+  const std::string where = "instances " + path;
+  LORY_CHECK(size_ >= 64, where, ": truncated: ", size_, " bytes, less than the 64-byte header");
+  LORY_CHECK(std::memcmp(map_, "LORYINST", 8) == 0, where, ": wrong magic (not a Lory instances file)");
+  uint32_t version, tb;
+  uint64_t vocab, len, count;
+  std::memcpy(&version, map_ + 8, 4);
+  std::memcpy(&tb, map_ + 12, 4);
+  std::memcpy(&vocab, map_ + 16, 8);
+  std::memcpy(&len, map_ + 24, 8);
+  std::memcpy(&count, map_ + 32, 8);
+  LORY_CHECK(version == 1, where, ": wrong version ", version, " (this build reads version 1)");
+  LORY_CHECK((tb == 2 || tb == 4) && len >= 2, where, ": corrupt header (token size ", tb, ", instance length ", len,
+             ")");
+  token_bytes_ = static_cast<int>(tb);
+  vocab_size_ = static_cast<int64_t>(vocab);
+  instance_tokens_ = static_cast<int64_t>(len);
+  count_ = static_cast<int64_t>(count);
+  LORY_CHECK(expected_vocab <= 0 || expected_vocab == vocab_size_, where,
+             ": vocab mismatch: the instances were made with ", vocab_size_, " tokens, the model has ", expected_vocab);
+  const uint64_t expected = 64 + count * len * tb;
+  LORY_CHECK(size_ == expected, where, ": ", size_ < expected ? "truncated" : "corrupt", ": ", size_, " bytes, but ",
+             count, " instances of ", len, " tokens need ", expected);
+}
+
+InstanceFile::~InstanceFile() {
+  if (map_) ::munmap(const_cast<unsigned char*>(map_), size_);
+}
+
+void InstanceFile::read(int64_t instance, int32_t* out) const {
+  LORY_CHECK(instance >= 0 && instance < count_, "instances ", path_, ": instance ", instance, " of ", count_);
+  const unsigned char* p = map_ + 64 + static_cast<size_t>(instance * instance_tokens_ * token_bytes_);
+  if (token_bytes_ == 4) {
+    std::memcpy(out, p, static_cast<size_t>(instance_tokens_) * 4);
+    return;
+  }
+  for (int64_t i = 0; i < instance_tokens_; ++i) {
+    uint16_t t;
+    std::memcpy(&t, p + 2 * i, 2);
+    out[i] = t;
+  }
+}
+
+DataLoader::DataLoader(const std::string& path, int64_t batch_size, int rank, int world_size, uint64_t seed,
+                       LoaderState start, int64_t expected_vocab)
+    : file_(path, expected_vocab),
+      batch_size_(batch_size),
+      rank_(rank),
+      world_(world_size),
+      seed_(seed),
+      produced_(start),
+      returned_(start) {
+  LORY_CHECK(batch_size > 0, "data loader: batch size must be > 0, got ", batch_size);
+  LORY_CHECK(world_size > 0 && rank >= 0 && rank < world_size, "data loader: rank ", rank, " is not in [0, ",
+             world_size, ")");
+  LORY_CHECK(file_.count() >= world_size, "data loader: ", path, " has ", file_.count(), " instances, fewer than the ",
+             world_size, " ranks");
+  LORY_CHECK(start.epoch >= 0 && start.offset >= 0, "data loader: bad resume state (epoch ", start.epoch, ", offset ",
+             start.offset, ")");
+  for (auto& b : buffers_) b.resize(static_cast<size_t>(batch_size * file_.instance_tokens()));
+  thread_ = std::thread([this] { worker(); });
+}
+
+DataLoader::~DataLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+int64_t DataLoader::take(LoaderState& s) {
+  for (;;) {
+    // This rank's share of an epoch: positions rank, rank + N, ... < count.
+    const int64_t share = (file_.count() - rank_ + world_ - 1) / world_;
+    if (s.offset < share) break;
+    s.epoch += 1;
+    s.offset = 0;
+  }
+  if (permutation_epoch_ != s.epoch) {
+    permutation_.resize(static_cast<size_t>(file_.count()));
+    std::iota(permutation_.begin(), permutation_.end(), 0);
+    shuffle_with_seed(permutation_, seed_ + static_cast<uint64_t>(s.epoch));
+    permutation_epoch_ = s.epoch;
+  }
+  return permutation_[static_cast<size_t>(rank_ + s.offset++ * world_)];
+}
+
+void DataLoader::fill(std::vector<int32_t>& buffer, LoaderState& s) {
+  for (int64_t b = 0; b < batch_size_; ++b) file_.read(take(s), buffer.data() + b * file_.instance_tokens());
+}
+
+// Fills the buffer that is not handed out, then waits until next() takes it.
+void DataLoader::worker() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stop_ || !ready_; });
+    if (stop_) return;
+    const int target = 1 - current_;
+    LoaderState s = produced_;
+    lock.unlock();
+    fill(buffers_[target], s);  // the slow part, outside the lock
+    lock.lock();
+    produced_ = s;
+    ready_ = true;
+    cv_.notify_all();
+  }
+}
+
+const int32_t* DataLoader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [this] { return ready_; });
+  current_ = 1 - current_;
+  returned_ = produced_;
+  ready_ = false;
+  cv_.notify_all();  // the worker starts on the batch after this one
+  return buffers_[current_].data();
+}
+
+}  // namespace lory::data

@@ -1,0 +1,88 @@
+// data_loader.h — training batches from an instances file (lory_batch's
+// output): memory-mapped, in a seeded order, split across data-parallel
+// ranks, resumable, prefetched, with no allocation per step.
+//
+// Order: epoch e visits the instances in the permutation
+// shuffle_with_seed(0..count-1, seed + e). Rank r of N takes the positions
+// r, r + N, r + 2N, ... of that permutation, so the ranks' shares of an
+// epoch are disjoint and together cover every instance exactly once. A
+// rank's stream runs on from one epoch into the next, so a batch never
+// waits for an epoch boundary and nothing is skipped. The state (epoch,
+// offset into this rank's share) is all a checkpoint needs to resume exactly.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace lory::data {
+
+// A memory-mapped instances file; the reader checks the header against the size.
+class InstanceFile {
+ public:
+  explicit InstanceFile(const std::string& path, int64_t expected_vocab = 0);
+  ~InstanceFile();
+  InstanceFile(const InstanceFile&) = delete;
+  InstanceFile& operator=(const InstanceFile&) = delete;
+  int64_t count() const { return count_; }
+  int64_t instance_tokens() const { return instance_tokens_; }
+  int64_t vocab_size() const { return vocab_size_; }
+  void read(int64_t instance, int32_t* out) const;  // out: instance_tokens() values
+
+ private:
+  std::string path_;
+  const unsigned char* map_ = nullptr;
+  size_t size_ = 0;
+  int64_t count_ = 0, instance_tokens_ = 0, vocab_size_ = 0;
+  int token_bytes_ = 0;
+};
+
+struct LoaderState {
+  int64_t epoch = 0;   // current epoch
+  int64_t offset = 0;  // instances of this rank's share of that epoch already returned
+};
+
+class DataLoader {
+ public:
+  DataLoader(const std::string& path, int64_t batch_size, int rank = 0, int world_size = 1, uint64_t seed = 0,
+             LoaderState start = {}, int64_t expected_vocab = 0);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // The next batch, [batch_size, instance_tokens] row-major; valid until the
+  // next call. The following batch is already being read in the background.
+  const int32_t* next();
+  // Where a resumed loader must start to return exactly the batches that
+  // would have followed the last one next() returned.
+  LoaderState state() const { return returned_; }
+  int64_t batch_size() const { return batch_size_; }
+  int64_t instance_tokens() const { return file_.instance_tokens(); }
+  int64_t instances_per_epoch() const { return file_.count(); }
+
+ private:
+  // The instance at `state` in this rank's stream, advancing it.
+  int64_t take(LoaderState& state);
+  void fill(std::vector<int32_t>& buffer, LoaderState& state);
+  void worker();
+
+  InstanceFile file_;
+  int64_t batch_size_;
+  int rank_, world_;
+  uint64_t seed_;
+  std::vector<int64_t> permutation_;  // of the epoch in permutation_epoch_
+  int64_t permutation_epoch_ = -1;
+  LoaderState produced_, returned_;
+  std::vector<int32_t> buffers_[2];
+  int current_ = 0;     // buffer handed out by the last next()
+  bool ready_ = false;  // the other buffer holds the next batch
+  bool stop_ = false;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace lory::data
