@@ -73,11 +73,20 @@ Tensor LoryLM::forward(const Tensor& ids, const ForwardOptions& options) {
 }
 
 Tensor LoryLM::forward_embeddings(const Tensor& embeddings, const ForwardOptions& options) {
+  return lm_head.forward(final_hidden(embeddings, options));
+}
+
+Tensor LoryLM::hidden_states(const Tensor& ids, const ForwardOptions& options) {
+  LORY_CHECK(ids.dim() == 2, "LoryLM: ids must be [B, L], got ", ids.describe());
+  return final_hidden(model.embed_tokens.forward(ids), options);
+}
+
+Tensor LoryLM::final_hidden(const Tensor& embeddings, const ForwardOptions& options) {
   LORY_CHECK(embeddings.dim() == 3 && embeddings.size(2) == config.hidden_size, "LoryLM: embeddings must be [B, L, ",
              config.hidden_size, "], got ", embeddings.describe());
   Tensor x = embeddings;
   for (auto& layer : model.layers) x = layer->forward(x, options);
-  return lm_head.forward(model.norm.forward(x));
+  return model.norm.forward(x);
 }
 
 Tensor LoryLM::forward_cached(const Tensor& ids, InferenceState& state) {

@@ -69,6 +69,9 @@ class LoryLM : public Module {
   // The same from input embeddings x: [B, L, d] (what model.embed_tokens
   // returns), for tests and analyses that need gradients at the input.
   Tensor forward_embeddings(const Tensor& x, const ForwardOptions& options);
+  // The final hidden states (after model.norm, before lm_head): [B, L, d].
+  // Their mean over a document is the model's document embedding.
+  Tensor hidden_states(const Tensor& ids, const ForwardOptions& options);
   // Incremental: ids [B, L] are the tokens after state.length(); returns their logits.
   Tensor forward_cached(const Tensor& ids, InferenceState& state);
   InferenceState new_inference_state(int64_t capacity, Routing routing) const {
@@ -87,6 +90,10 @@ class LoryLM : public Module {
   LoryConfig config;
   Backbone model;
   Linear lm_head;
+
+ private:
+  // embeddings [B, L, d] -> the layers -> model.norm.
+  Tensor final_hidden(const Tensor& embeddings, const ForwardOptions& options);
 };
 
 }  // namespace lory::nn

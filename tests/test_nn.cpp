@@ -193,3 +193,13 @@ TEST_CASE("attention: cached decoding one token at a time equals attention over 
   CHECK(cache.length == 9);
   CHECK_THROWS_WITH_AS(attn.forward(x.narrow(1, 0, 1), &cache, 9), doctest::Contains("KV cache is full"), Error);
 }
+
+TEST_CASE("nn: hidden_states are what lm_head turns into the logits") {
+  manual_seed(5);
+  LoryLM model(preset("tiny"));
+  NoGradGuard no_grad;
+  const Tensor ids = from_vector(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2}, {1, 7}, {DType::i64});
+  const Tensor h = model.hidden_states(ids, {Routing::causal_segment});
+  CHECK(h.shape() == Shape{1, 7, 32});
+  CHECK(amax(abs(model.lm_head.forward(h) - model.forward(ids))).item() == 0.0);
+}

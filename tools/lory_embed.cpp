@@ -1,0 +1,64 @@
+// lory_embed — document embeddings from a checkpoint of our own model, for
+// similarity-based batching (lory_batch --embeddings): the mean of the final
+// hidden states over each document's first tokens, as the paper embeds
+// documents with a pretrained encoder (Contriever, mean-pooled).
+//
+//   lory_embed --ckpt runs/dense-warmup --shards data/shards/train-00000.bin --out data/embeddings.npy
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <sstream>
+
+#include "autograd/node.h"
+#include "nn/checkpoint.h"
+#include "nn/npy.h"
+#include "tensor/ops.h"
+#include "tools/cli.h"
+#include "tools/data/similarity_batching.h"
+
+using namespace lory;
+
+int main(int argc, char** argv) {
+  tools::Cli cli("lory_embed", "Embeds every document of token shards with a checkpoint (mean final hidden state).");
+  cli.option("ckpt", "DIR", "a model directory");
+  cli.option("shards", "A.bin,B.bin", "token shards (their documents, in order, are the rows)");
+  cli.option("out", "E.npy", "the embeddings [documents, hidden_size] as f32");
+  cli.option("max-tokens", "N", "tokens of each document to read (capped at max_position_embeddings)", "512");
+  if (!cli.parse(argc, argv)) return cli.exit_code();
+  const std::string ckpt = cli.require("ckpt"), out = cli.require("out");
+  try {
+    auto model = nn::load_pretrained(ckpt);
+    model->eval();
+    std::vector<std::unique_ptr<data::ShardReader>> readers;
+    std::vector<const data::ShardReader*> shards;
+    std::stringstream ss(cli.require("shards"));
+    for (std::string p; std::getline(ss, p, ',');)
+      if (!p.empty()) {
+        readers.push_back(std::make_unique<data::ShardReader>(p, model->config.vocab_size));
+        shards.push_back(readers.back().get());
+      }
+    data::DocumentSet docs(shards);
+    const int64_t max_tokens = std::min<int64_t>(cli.get_int("max-tokens"), model->config.max_position_embeddings);
+    const int64_t d = model->config.hidden_size;
+    Tensor embeddings = zeros({docs.size(), d});
+    NoGradGuard no_grad;
+    for (int64_t i = 0; i < docs.size(); ++i) {
+      std::vector<int32_t> t = docs.tokens(i);
+      if (static_cast<int64_t>(t.size()) > max_tokens) t.resize(static_cast<size_t>(max_tokens));
+      if (t.empty()) continue;
+      const Tensor ids =
+          from_vector(std::vector<int64_t>(t.begin(), t.end()), {1, static_cast<int64_t>(t.size())}, {DType::i64});
+      embeddings.select(0, i).copy_(mean(model->hidden_states(ids, {nn::Routing::causal_segment}), {0, 1}));
+      if ((i + 1) % 1000 == 0)
+        std::fprintf(stderr, "  %lld / %lld documents\n", static_cast<long long>(i + 1),
+                     static_cast<long long>(docs.size()));
+    }
+    nn::write_npy(out, embeddings);
+    std::printf("wrote %s: [%lld, %lld] f32\n", out.c_str(), static_cast<long long>(docs.size()),
+                static_cast<long long>(d));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lory_embed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
