@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/data/hash.h"
 #include "tools/data/similarity_batching.h"
 #include "tools/data/token_shard.h"
 
@@ -17,13 +18,6 @@ using namespace lory::data;
 
 namespace {
 
-uint64_t mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // 600 documents, 6 topics ("t0".."t5"), lengths 60..220 tokens, vocab 1000:
 // 80% of a document's tokens come from its topic's 100-token slice.
 std::string clustered_shard(const std::string& name, int64_t docs = 600) {
@@ -31,11 +25,11 @@ std::string clustered_shard(const std::string& name, int64_t docs = 600) {
   ShardWriter w(path, 1000);
   uint64_t s = 42;
   for (int64_t d = 0; d < docs; ++d) {
-    const int topic = static_cast<int>((s = mix(s)) % 6);
-    const int64_t len = 60 + static_cast<int64_t>((s = mix(s)) % 160);
+    const int topic = static_cast<int>((s = splitmix64(s)) % 6);
+    const int64_t len = 60 + static_cast<int64_t>((s = splitmix64(s)) % 160);
     std::vector<int32_t> t;
     for (int64_t i = 0; i < len; ++i) {
-      s = mix(s);
+      s = splitmix64(s);
       t.push_back((s % 10) < 8 ? 400 + topic * 100 + static_cast<int32_t>((s >> 8) % 100)
                                : 3 + static_cast<int32_t>((s >> 8) % 397));
     }

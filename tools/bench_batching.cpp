@@ -14,19 +14,11 @@
 #include <string>
 
 #include "tools/cli.h"
+#include "tools/data/hash.h"
 #include "tools/data/similarity_batching.h"
 
 using namespace lory;
 using namespace lory::data;
-
-namespace {
-uint64_t mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   tools::Cli cli("bench_batching", "Times every stage of similarity-based batching on synthetic documents.");
@@ -49,11 +41,12 @@ int main(int argc, char** argv) {
       std::vector<int32_t> doc;
       const int64_t slice = 30000 / topics;
       for (int64_t d = 0; d < n; ++d) {
-        const int64_t topic = static_cast<int64_t>((s = mix(s)) % static_cast<uint64_t>(topics));
-        const int64_t len = mean_len / 4 + static_cast<int64_t>((s = mix(s)) % static_cast<uint64_t>(3 * mean_len / 2));
+        const int64_t topic = static_cast<int64_t>((s = splitmix64(s)) % static_cast<uint64_t>(topics));
+        const int64_t len =
+            mean_len / 4 + static_cast<int64_t>((s = splitmix64(s)) % static_cast<uint64_t>(3 * mean_len / 2));
         doc.clear();
         for (int64_t i = 0; i < len; ++i) {
-          s = mix(s);
+          s = splitmix64(s);
           doc.push_back((s % 10) < 8
                             ? static_cast<int32_t>(2000 + topic * slice + static_cast<int64_t>((s >> 8) % slice))
                             : static_cast<int32_t>(3 + (s >> 8) % 1997));

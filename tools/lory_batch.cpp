@@ -15,7 +15,6 @@
 #include <exception>
 #include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "nn/npy.h"
 #include "tensor/ops.h"
@@ -44,12 +43,8 @@ int main(int argc, char** argv) {
   if (mode != "similarity" && mode != "random") cli.fatal("--mode must be similarity or random, got '" + mode + "'");
   const std::string out = cli.require("out");
   try {
-    std::vector<std::unique_ptr<ShardReader>> readers;
-    std::vector<const ShardReader*> shards;
-    std::stringstream ss(cli.require("shards"));
-    for (std::string p; std::getline(ss, p, ',');)
-      if (!p.empty()) readers.push_back(std::make_unique<ShardReader>(p)), shards.push_back(readers.back().get());
-    DocumentSet docs(shards);
+    const auto readers = open_shards(cli.require("shards"));
+    DocumentSet docs(pointers(readers));
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     auto t0 = clock();

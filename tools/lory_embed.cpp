@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
-#include <sstream>
 
 #include "autograd/node.h"
 #include "nn/checkpoint.h"
@@ -29,15 +28,8 @@ int main(int argc, char** argv) {
   try {
     auto model = nn::load_pretrained(ckpt);
     model->eval();
-    std::vector<std::unique_ptr<data::ShardReader>> readers;
-    std::vector<const data::ShardReader*> shards;
-    std::stringstream ss(cli.require("shards"));
-    for (std::string p; std::getline(ss, p, ',');)
-      if (!p.empty()) {
-        readers.push_back(std::make_unique<data::ShardReader>(p, model->config.vocab_size));
-        shards.push_back(readers.back().get());
-      }
-    data::DocumentSet docs(shards);
+    const auto readers = data::open_shards(cli.require("shards"), model->config.vocab_size);
+    data::DocumentSet docs(data::pointers(readers));
     const int64_t max_tokens = std::min<int64_t>(cli.get_int("max-tokens"), model->config.max_position_embeddings);
     const int64_t d = model->config.hidden_size;
     Tensor embeddings = zeros({docs.size(), d});

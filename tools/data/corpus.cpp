@@ -181,12 +181,6 @@ std::vector<std::string> corpus_packages() {
   return all;
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
 std::string json_escape(const std::string& s) {
   std::string out;
   out.reserve(s.size() + 16);

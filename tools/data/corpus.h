@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/data/hash.h"
+
 namespace lory::data {
 
 struct Document {
@@ -80,7 +82,5 @@ std::vector<CorpusLine> read_corpus_jsonl(const std::string& path);
 
 // JSON string escaping for one JSONL field (valid UTF-8 in, valid JSON out).
 std::string json_escape(const std::string& s);
-// FNV-1a, 64 bits: the hash behind every ordering and split decision.
-uint64_t fnv1a(const std::string& s);
 
 }  // namespace lory::data

@@ -1,11 +1,6 @@
 // data_loader.cpp — see data_loader.h.
 #include "tools/data/data_loader.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <numeric>
@@ -15,20 +10,8 @@
 
 namespace lory::data {
 
-InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  LORY_CHECK(fd >= 0, "instances ", path, ": cannot open: ", std::strerror(errno));
-  struct stat st {};
-  ::fstat(fd, &st);
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    LORY_CHECK(m != MAP_FAILED, "instances ", path, ": mmap failed: ", std::strerror(errno));
-    map_ = static_cast<const unsigned char*>(m);
-  } else {
-    ::close(fd);
-  }
+InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab)
+    : path_(path), file_(path, "instances"), map_(file_.data()), size_(file_.size()) {
   const std::string where = "instances " + path;
   LORY_CHECK(size_ >= 64, where, ": truncated: ", size_, " bytes, less than the 64-byte header");
   LORY_CHECK(std::memcmp(map_, "LORYINST", 8) == 0, where, ": wrong magic (not a Lory instances file)");
@@ -51,10 +34,6 @@ InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab) : pa
   const uint64_t expected = 64 + count * len * tb;
   LORY_CHECK(size_ == expected, where, ": ", size_ < expected ? "truncated" : "corrupt", ": ", size_, " bytes, but ",
              count, " instances of ", len, " tokens need ", expected);
-}
-
-InstanceFile::~InstanceFile() {
-  if (map_) ::munmap(const_cast<unsigned char*>(map_), size_);
 }
 
 void InstanceFile::read(int64_t instance, int32_t* out) const {

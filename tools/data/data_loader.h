@@ -18,13 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "tools/data/mapped_file.h"
+
 namespace lory::data {
 
 // A memory-mapped instances file; the reader checks the header against the size.
 class InstanceFile {
  public:
   explicit InstanceFile(const std::string& path, int64_t expected_vocab = 0);
-  ~InstanceFile();
   InstanceFile(const InstanceFile&) = delete;
   InstanceFile& operator=(const InstanceFile&) = delete;
   int64_t count() const { return count_; }
@@ -34,6 +35,7 @@ class InstanceFile {
 
  private:
   std::string path_;
+  MappedFile file_;
   const unsigned char* map_ = nullptr;
   size_t size_ = 0;
   int64_t count_ = 0, instance_tokens_ = 0, vocab_size_ = 0;

@@ -12,17 +12,11 @@
 
 #include "nn/atomic_file.h"
 #include "tensor/error.h"
+#include "tools/data/hash.h"
 
 namespace lory::data {
 
 namespace {
-
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Hashed features of a document's first tokens: token unigrams and bigrams.
 void document_features(const std::vector<int32_t>& tokens, int64_t max_tokens, int64_t buckets,

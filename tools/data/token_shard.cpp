@@ -1,11 +1,9 @@
 // token_shard.cpp — see token_shard.h.
 #include "tools/data/token_shard.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -108,20 +106,8 @@ void ShardWriter::close() {
   }
 }
 
-ShardReader::ShardReader(const std::string& path, int64_t expected_vocab) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  LORY_CHECK(fd >= 0, "shard ", path, ": cannot open: ", std::strerror(errno));
-  struct stat st {};
-  ::fstat(fd, &st);
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    LORY_CHECK(m != MAP_FAILED, "shard ", path, ": mmap failed: ", std::strerror(errno));
-    map_ = static_cast<const unsigned char*>(m);
-  } else {
-    ::close(fd);
-  }
+ShardReader::ShardReader(const std::string& path, int64_t expected_vocab)
+    : path_(path), file_(path, "shard"), map_(file_.data()), size_(file_.size()) {
   // Check everything before trusting anything.
   const std::string where = "shard " + path;
   LORY_CHECK(size_ >= kTokensStart, where, ": truncated: ", size_, " bytes, less than the ", kTokensStart,
@@ -165,10 +151,6 @@ ShardReader::ShardReader(const std::string& path, int64_t expected_vocab) : path
   }
 }
 
-ShardReader::~ShardReader() {
-  if (map_) ::munmap(const_cast<unsigned char*>(map_), size_);
-}
-
 int32_t ShardReader::token(int64_t i) const {
   return token_bytes_ == 2 ? get<uint16_t>(tokens_ + 2 * i) : static_cast<int32_t>(get<uint32_t>(tokens_ + 4 * i));
 }
@@ -181,6 +163,24 @@ void ShardReader::read_tokens(int64_t start, int64_t n, int32_t* out) const {
   } else {
     std::memcpy(out, tokens_ + 4 * start, static_cast<size_t>(n) * 4);
   }
+}
+
+std::vector<std::unique_ptr<ShardReader>> open_shards(const std::string& list, int64_t expected_vocab) {
+  std::vector<std::unique_ptr<ShardReader>> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(std::make_unique<ShardReader>(list.substr(start, comma - start), expected_vocab));
+    start = comma + 1;
+  }
+  LORY_CHECK(!out.empty(), "shards: no shard paths in '", list, "'");
+  return out;
+}
+
+std::vector<const ShardReader*> pointers(const std::vector<std::unique_ptr<ShardReader>>& shards) {
+  std::vector<const ShardReader*> out;
+  for (const auto& s : shards) out.push_back(s.get());
+  return out;
 }
 
 }  // namespace lory::data

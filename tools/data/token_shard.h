@@ -15,8 +15,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "tools/data/mapped_file.h"
 
 namespace lory::data {
 
@@ -50,7 +53,6 @@ class ShardReader {
  public:
   // expected_vocab > 0: the shard must have been made with that vocabulary size.
   explicit ShardReader(const std::string& path, int64_t expected_vocab = 0);
-  ~ShardReader();
   ShardReader(const ShardReader&) = delete;
   ShardReader& operator=(const ShardReader&) = delete;
 
@@ -69,6 +71,7 @@ class ShardReader {
 
  private:
   std::string path_;
+  MappedFile file_;
   const unsigned char* map_ = nullptr;
   size_t size_ = 0;
   int64_t vocab_size_ = 0, num_documents_ = 0, num_tokens_ = 0;
@@ -78,5 +81,10 @@ class ShardReader {
   const uint64_t* offsets_ = nullptr;
   const uint32_t* domain_ids_ = nullptr;
 };
+
+// Opens comma-separated shard paths ("a.bin,b.bin"), all with `expected_vocab` when > 0.
+std::vector<std::unique_ptr<ShardReader>> open_shards(const std::string& comma_separated, int64_t expected_vocab = 0);
+// Plain pointers to them, as DocumentSet takes.
+std::vector<const ShardReader*> pointers(const std::vector<std::unique_ptr<ShardReader>>& shards);
 
 }  // namespace lory::data
