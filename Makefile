@@ -32,7 +32,9 @@ test: build
 	ctest --test-dir build --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 test-cuda: build
-	ctest --test-dir build --output-on-failure -V -L cuda $(CTEST_ARGS)
+	@test -x build/bin/lory_cuda_tests || \
+	  { echo "test-cuda: this build has no CUDA (no nvcc was found at configure time): nothing to test"; exit 1; }
+	ctest --test-dir build --output-on-failure --no-tests=error -V -L cuda $(CTEST_ARGS)
 
 debug:
 	cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS)

@@ -91,9 +91,10 @@ void accumulate_into_leaf(Node* node, const Tensor& grad) {
   Tensor g = grad.to(leaf->dtype);
   if (leaf->grad) {
     g = add(Tensor(leaf->grad), g);
-  } else if (!g.is_contiguous() || g.impl()->storage.use_count() > 1 || g.offset() != 0) {
-    // Own the buffer: a view (of an expand, of another gradient) must not
-    // become the .grad an optimizer then updates in place.
+  } else {
+    // Own the buffer: the incoming gradient may be the caller's seed, another
+    // leaf's gradient (add hands the same tensor to both inputs) or a view;
+    // an optimizer updates .grad in place, so it must alias nothing.
     g = g.clone();
   }
   leaf->grad = g.impl_ptr();

@@ -18,9 +18,11 @@
 // back to Backend's default, which throws "<op>: not implemented on cuda:N".
 // cuda_backend.cu holds the memory methods and the per-device registry.
 //
-// Numerics match the CPU backend: bf16/f16 compute in f32 and round once,
-// reductions and softmax accumulate in f32 (f64 for f64), random numbers come
-// from the same Philox functions, and every reduction is deterministic.
+// Numerics follow the CPU backend: bf16/f16 compute in f32 and round once,
+// softmax accumulates in f32 (f64 for f64), random numbers come from the same
+// Philox functions, and every reduction is deterministic. One difference:
+// f32 sums accumulate in f32 here (in f64 on the CPU), so large f32 sums
+// agree to f32 rounding, not bit for bit.
 //
 // This header includes no CUDA header, so plain C++ (the tests) can include
 // it to reach the allocator statistics: dynamic_cast<CudaBackend&>(cuda_backend(0)).

@@ -76,6 +76,8 @@ struct UnaryFn {
         return cast<T>(x + s);
       else if constexpr (kOp == UnaryOp::mul_scalar)
         return cast<T>(x * s);
+      else if constexpr (kOp == UnaryOp::div_scalar)
+        return cast<T>(x / s);
       else if (scalar.value == 2.0)
         return cast<T>(x * x);  // pow_scalar: exact square, as the CPU
       else if (scalar.value == 1.0)
@@ -233,6 +235,7 @@ void launch_unary(UnaryOp op, const Tensor& x, const Tensor& out, double scalar,
       LORY_UNARY_CASE(add_scalar)
       LORY_UNARY_CASE(mul_scalar)
       LORY_UNARY_CASE(pow_scalar)
+      LORY_UNARY_CASE(div_scalar)
 #undef LORY_UNARY_CASE
     }
     fail("unary: unknown op ", static_cast<int>(op));

@@ -44,8 +44,10 @@ __global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t cols, b
       s, [](A a, A b) { return a + b; }, scratch);
 
   if (log) {
-    const A shift = m + m_log(s);
-    for (int64_t c = lane; c < cols; c += kGroup) yr[c] = cast<T>(cast<A>(xr[c]) - shift);
+    // (x - m) - log(s), not x - (m + log s): for large logits the sum m + log s
+    // rounds away the digits log s carries (the CPU kernel's formula too).
+    const A log_s = m_log(s);
+    for (int64_t c = lane; c < cols; c += kGroup) yr[c] = cast<T>((cast<A>(xr[c]) - m) - log_s);
   } else {
     for (int64_t c = lane; c < cols; c += kGroup) yr[c] = cast<T>(m_exp(cast<A>(xr[c]) - m) / s);
   }

@@ -8,7 +8,7 @@ namespace lory {
 
 const char* op_name(UnaryOp op) {
   static const char* names[] = {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "abs",
-                                "add_scalar", "mul_scalar", "pow_scalar"};
+                                "add_scalar", "mul_scalar", "pow_scalar", "div_scalar"};
   return names[static_cast<int>(op)];
 }
 const char* op_name(BinaryOp op) {

@@ -35,6 +35,7 @@ enum class UnaryOp : uint8_t {
   add_scalar,  // x + s
   mul_scalar,  // x * s
   pow_scalar,  // x ^ s
+  div_scalar,  // x / s (true division, not x * (1/s): 49 / 49 is exactly 1)
 };
 
 enum class BinaryOp : uint8_t {

@@ -35,8 +35,8 @@ std::string shape_str(const Shape& shape) {
 int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
   // A 0-d tensor still accepts dim 0 / -1, as in PyTorch.
   const int64_t n = std::max<int64_t>(ndim, 1);
-  LORY_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " is out of range for a tensor with ", ndim,
-             " dims (expected ", -n, " <= dim < ", n, ")");
+  LORY_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " is out of range for a tensor with ", ndim, " dims (expected ",
+             -n, " <= dim < ", n, ")");
   return dim < 0 ? dim + n : dim;
 }
 
@@ -52,6 +52,23 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     out[i] = da == 1 ? db : da;
   }
   return out;
+}
+
+bool shapes_broadcast(const Shape& a, const Shape& b) {
+  for (size_t i = 1; i <= std::min(a.size(), b.size()); ++i) {
+    const int64_t da = a[a.size() - i], db = b[b.size() - i];
+    if (da != db && da != 1 && db != 1) return false;
+  }
+  return true;
+}
+
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  for (size_t i = 1; i <= from.size(); ++i) {
+    const int64_t f = from[from.size() - i];
+    if (f != to[to.size() - i] && f != 1) return false;
+  }
+  return true;
 }
 
 }  // namespace lory

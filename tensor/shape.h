@@ -20,5 +20,9 @@ std::string shape_str(const Shape& shape);
 int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op);
 // NumPy broadcasting of two shapes; the error names the op and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Whether a and b broadcast together (no throw: callers name their operands in full).
+bool shapes_broadcast(const Shape& a, const Shape& b);
+// Whether `from` broadcasts to exactly `to` (as a source broadcasts to a destination).
+bool broadcasts_to(const Shape& from, const Shape& to);
 
 }  // namespace lory

@@ -58,8 +58,7 @@ Tensor Tensor::grad() const {
 
 void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined())
-    LORY_CHECK(grad.shape() == shape(), "set_grad: gradient ", grad.describe(), " does not match tensor ",
-               describe());
+    LORY_CHECK(grad.shape() == shape(), "set_grad: gradient ", grad.describe(), " does not match tensor ", describe());
   checked().grad = grad.impl_ptr();
 }
 
@@ -79,12 +78,18 @@ double Tensor::item() const {
 namespace {
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, double>) return DType::f64;
-  else if constexpr (std::is_same_v<T, int32_t>) return DType::i32;
-  else if constexpr (std::is_same_v<T, int64_t>) return DType::i64;
-  else if constexpr (std::is_same_v<T, uint8_t>) return DType::u8;
-  else static_assert(sizeof(T) == 0, "unsupported element type");
+  if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return DType::i32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::i64;
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return DType::u8;
+  else
+    static_assert(sizeof(T) == 0, "unsupported element type");
 }
 }  // namespace
 
@@ -117,6 +122,12 @@ namespace {
 void check_inplace_allowed(const Tensor& t, const char* op) {
   LORY_CHECK(!(t.requires_grad() && grad_mode_enabled()), op, ": in-place write to ", t.describe(),
              " which requires grad, while grad mode is on (wrap the update in NoGradGuard)");
+  // A broadcast view (stride 0) has several elements in one memory location:
+  // writing it is a race between threads and its result is undefined.
+  for (int64_t d = 0; d < t.dim(); ++d)
+    LORY_CHECK(t.stride(d) != 0 || t.size(d) <= 1, op, ": destination ", t.describe(),
+               " is a broadcast view (stride 0 in dim ", d, "): several of its elements share one memory location; ",
+               "write to a contiguous copy instead");
 }
 }  // namespace
 
@@ -136,8 +147,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
   NoGradGuard no_grad;
   LORY_CHECK(src.defined(), "copy_: source is undefined");
   // Broadcast the source to this shape; copy() converts the dtype.
-  const Shape out = broadcast_shapes(src.shape(), shape(), "copy_");
-  LORY_CHECK(out == shape(), "copy_: source ", src.describe(), " cannot be broadcast to destination ", describe());
+  LORY_CHECK(broadcasts_to(src.shape(), shape()), "copy_: source ", src.describe(),
+             " cannot be broadcast to destination ", describe());
   Tensor s = src.to(device()).expand(shape());
   Tensor self = *this;
   backend_for(device()).copy(s, self);

@@ -132,18 +132,23 @@ TEST_CASE("gradcheck: add, sub, mul, div, maximum, minimum with broadcasting and
     auto b_leaf = [&](const Shape& s) { return op.positive_b ? positive_leaf(s, ++seed) : leaf(s, ++seed); };
     auto fn = op.fn;
     const std::string n = op.name;
-    check_grad(n + " [2, 3] [2, 3]", [fn](const In& in) { return fn(in[0], in[1]); }, {leaf({2, 3}, ++seed), b_leaf({2, 3})});
+    check_grad(n + " [2, 3] [2, 3]", [fn](const In& in) { return fn(in[0], in[1]); },
+               {leaf({2, 3}, ++seed), b_leaf({2, 3})});
     check_grad(n + " [3, 1, 4] [2, 4]", [fn](const In& in) { return fn(in[0], in[1]); },
                {leaf({3, 1, 4}, ++seed), b_leaf({2, 4})});
     check_grad(n + " [2, 3] []", [fn](const In& in) { return fn(in[0], in[1]); }, {leaf({2, 3}, ++seed), b_leaf({})});
     check_grad(n + " [] [3]", [fn](const In& in) { return fn(in[0], in[1]); }, {leaf({}, ++seed), b_leaf({3})});
     check_grad(n + " [4, 1] [1, 3]", [fn](const In& in) { return fn(in[0], in[1]); },
                {leaf({4, 1}, ++seed), b_leaf({1, 3})});
-    check_grad(n + " a.t()", [fn](const In& in) { return fn(in[0].t(), in[1]); }, {leaf({3, 2}, ++seed), b_leaf({2, 3})});
+    check_grad(n + " a.t()", [fn](const In& in) { return fn(in[0].t(), in[1]); },
+               {leaf({3, 2}, ++seed), b_leaf({2, 3})});
     check_grad(n + " narrowed a, transposed b",
                [fn](const In& in) { return fn(in[0].narrow(1, 1, 3), in[1].transpose(0, 1)); },
                {leaf({2, 5}, ++seed), b_leaf({3, 2})});
-    check_grad(n + " expanded a", [fn](const In& in) { return fn(in[0].expand({2, 3}), in[1]); },
+    check_grad(n + " expanded a",
+               [fn](const In& in) {
+                 return fn(in[0].expand({2, 3}), in[1]);
+               },
                {leaf({1, 3}, ++seed), b_leaf({2, 3})});
   }
   // The same leaf on both sides.
@@ -199,7 +204,9 @@ TEST_CASE("gradcheck: every unary and scalar op, contiguous, transposed and 0-d"
   uint64_t seed = 300;
   for (const Op& op : ops) {
     auto make = [&](const Shape& s) {
-      return op.domain == pos ? positive_leaf(s, ++seed) : op.domain == nonzero ? nonzero_leaf(s, ++seed) : leaf(s, ++seed);
+      return op.domain == pos       ? positive_leaf(s, ++seed)
+             : op.domain == nonzero ? nonzero_leaf(s, ++seed)
+                                    : leaf(s, ++seed);
     };
     auto fn = op.fn;
     const std::string n = op.name;
@@ -215,7 +222,8 @@ TEST_CASE("gradcheck: every unary and scalar op, contiguous, transposed and 0-d"
 // ---------------------------------------------------------------------------
 
 TEST_CASE("gradcheck: where and masked_fill route the gradient by the mask") {
-  const Tensor cond = from_vector(std::vector<bool>{true, false, false, true, true, false}, {2, 1, 3}, {DType::boolean});
+  const Tensor cond =
+      from_vector(std::vector<bool>{true, false, false, true, true, false}, {2, 1, 3}, {DType::boolean});
   check_grad("where [2,1,3] cond, a [2,3], b [3]", [cond](const In& in) { return where(cond, in[0], in[1]); },
              {leaf({2, 3}, 1), leaf({3}, 2)});
   check_grad("where, a transposed", [cond](const In& in) { return where(cond, in[0].t(), in[1]); },
@@ -241,10 +249,16 @@ TEST_CASE("gradcheck: sum, mean, amax, amin and max over dims, with and without 
       for (int64_t x : dims) d += std::to_string(x) + ",";
       d += keep ? "} keepdim" : "}";
       check_grad("sum " + d, [dims, keep](const In& in) { return sum(in[0], dims, keep); }, {leaf({2, 3, 4}, ++seed)});
-      check_grad("mean " + d, [dims, keep](const In& in) { return mean(in[0], dims, keep); }, {leaf({2, 3, 4}, ++seed)});
-      check_grad("amax " + d, [dims, keep](const In& in) { return amax(in[0], dims, keep); }, {leaf({2, 3, 4}, ++seed)});
-      check_grad("amin " + d, [dims, keep](const In& in) { return amin(in[0], dims, keep); }, {leaf({2, 3, 4}, ++seed)});
-      check_grad("sum of permuted " + d, [dims, keep](const In& in) { return sum(in[0].permute({2, 0, 1}), dims, keep); },
+      check_grad("mean " + d, [dims, keep](const In& in) { return mean(in[0], dims, keep); },
+                 {leaf({2, 3, 4}, ++seed)});
+      check_grad("amax " + d, [dims, keep](const In& in) { return amax(in[0], dims, keep); },
+                 {leaf({2, 3, 4}, ++seed)});
+      check_grad("amin " + d, [dims, keep](const In& in) { return amin(in[0], dims, keep); },
+                 {leaf({2, 3, 4}, ++seed)});
+      check_grad("sum of permuted " + d,
+                 [dims, keep](const In& in) {
+                   return sum(in[0].permute({2, 0, 1}), dims, keep);
+                 },
                  {leaf({3, 4, 2}, ++seed)});
     }
   }
@@ -270,12 +284,14 @@ TEST_CASE("autograd: amax shares the gradient equally among tied maxima") {
 TEST_CASE("gradcheck: softmax and log_softmax along every dim and of strided input") {
   uint64_t seed = 700;
   for (int64_t d : {0, 1, -1}) {
-    check_grad("softmax dim " + std::to_string(d), [d](const In& in) { return softmax(in[0], d); }, {leaf({3, 4}, ++seed)});
+    check_grad("softmax dim " + std::to_string(d), [d](const In& in) { return softmax(in[0], d); },
+               {leaf({3, 4}, ++seed)});
     check_grad("log_softmax dim " + std::to_string(d), [d](const In& in) { return log_softmax(in[0], d); },
                {leaf({3, 4}, ++seed)});
   }
   check_grad("softmax of transposed", [](const In& in) { return softmax(in[0].t(), -1); }, {leaf({4, 3}, ++seed)});
-  check_grad("log_softmax 3-d middle dim", [](const In& in) { return log_softmax(in[0], 1); }, {leaf({2, 3, 2}, ++seed)});
+  check_grad("log_softmax 3-d middle dim", [](const In& in) { return log_softmax(in[0], 1); },
+             {leaf({2, 3, 2}, ++seed)});
   check_grad("softmax of large values", [](const In& in) { return softmax(in[0] * 30.0, 1); }, {leaf({2, 3}, ++seed)});
 }
 
@@ -287,8 +303,10 @@ TEST_CASE("gradcheck: matmul for every operand layout, batched, broadcast batch 
   uint64_t seed = 900;
   auto mm = [](const In& in) { return matmul(in[0], in[1]); };
   check_grad("[3,4] @ [4,2]", mm, {leaf({3, 4}, ++seed), leaf({4, 2}, ++seed)});
-  check_grad("a.t() @ b", [](const In& in) { return matmul(in[0].t(), in[1]); }, {leaf({4, 3}, ++seed), leaf({4, 2}, ++seed)});
-  check_grad("a @ b.t()", [](const In& in) { return matmul(in[0], in[1].t()); }, {leaf({3, 4}, ++seed), leaf({2, 4}, ++seed)});
+  check_grad("a.t() @ b", [](const In& in) { return matmul(in[0].t(), in[1]); },
+             {leaf({4, 3}, ++seed), leaf({4, 2}, ++seed)});
+  check_grad("a @ b.t()", [](const In& in) { return matmul(in[0], in[1].t()); },
+             {leaf({3, 4}, ++seed), leaf({2, 4}, ++seed)});
   check_grad("a.t() @ b.t()", [](const In& in) { return matmul(in[0].t(), in[1].t()); },
              {leaf({4, 3}, ++seed), leaf({2, 4}, ++seed)});
   check_grad("narrowed a @ b", [](const In& in) { return matmul(in[0].narrow(1, 1, 3), in[1]); },
@@ -339,22 +357,40 @@ TEST_CASE("gradcheck: index_select and embedding scatter-add gradients of repeat
 // ---------------------------------------------------------------------------
 
 TEST_CASE("gradcheck: cat, stack, split and chunk") {
-  check_grad("cat dim 1", [](const In& in) { return cat({in[0], in[1].t(), in[0]}, 1); }, {leaf({2, 3}, 1), leaf({1, 2}, 2)});
+  check_grad("cat dim 1",
+             [](const In& in) {
+               return cat({in[0], in[1].t(), in[0]}, 1);
+             },
+             {leaf({2, 3}, 1), leaf({1, 2}, 2)});
   check_grad("cat dim 0", [](const In& in) { return cat({in[0], in[1]}, 0); }, {leaf({2, 3}, 3), leaf({1, 3}, 4)});
-  check_grad("stack dim 1", [](const In& in) { return stack({in[0], in[1], in[0]}, 1); }, {leaf({2, 3}, 5), leaf({2, 3}, 6)});
-  check_grad("stack last dim", [](const In& in) { return stack({in[0], in[1].t()}, -1); }, {leaf({2, 3}, 7), leaf({3, 2}, 8)});
-  check_grad("split into equal pieces", [](const In& in) {
-    const auto p = split(in[0], 2, 1);
-    return p[0] * p[1];
-  }, {leaf({2, 4}, 9)});
-  check_grad("split by sizes, one piece unused", [](const In& in) {
-    const auto p = split(in[0], std::vector<int64_t>{1, 3}, 0);
-    return exp(p[1]);
-  }, {leaf({4, 2}, 10)});
-  check_grad("chunk", [](const In& in) {
-    const auto p = chunk(in[0], 3, 0);
-    return p[0] * p[1] - p[2];
-  }, {leaf({6, 2}, 11)});
+  check_grad("stack dim 1",
+             [](const In& in) {
+               return stack({in[0], in[1], in[0]}, 1);
+             },
+             {leaf({2, 3}, 5), leaf({2, 3}, 6)});
+  check_grad("stack last dim",
+             [](const In& in) {
+               return stack({in[0], in[1].t()}, -1);
+             },
+             {leaf({2, 3}, 7), leaf({3, 2}, 8)});
+  check_grad("split into equal pieces",
+             [](const In& in) {
+               const auto p = split(in[0], 2, 1);
+               return p[0] * p[1];
+             },
+             {leaf({2, 4}, 9)});
+  check_grad("split by sizes, one piece unused",
+             [](const In& in) {
+               const auto p = split(in[0], std::vector<int64_t>{1, 3}, 0);
+               return exp(p[1]);
+             },
+             {leaf({4, 2}, 10)});
+  check_grad("chunk",
+             [](const In& in) {
+               const auto p = chunk(in[0], 3, 0);
+               return p[0] * p[1] - p[2];
+             },
+             {leaf({6, 2}, 11)});
 }
 
 TEST_CASE("gradcheck: narrow, select, permute, transpose, expand, reshape, view, squeeze, unsqueeze") {
@@ -366,13 +402,22 @@ TEST_CASE("gradcheck: narrow, select, permute, transpose, expand, reshape, view,
   check_grad("permute", [](const In& in) { return in[0].permute({2, 0, 1}) * 2.0; }, {leaf({2, 3, 2}, ++seed)});
   check_grad("transpose", [](const In& in) { return transpose(in[0], 0, 2) * in[1]; },
              {leaf({2, 3, 2}, ++seed), leaf({2, 3, 2}, ++seed)});
-  check_grad("expand", [](const In& in) { return in[0].expand({2, 3, 4}) * in[1]; }, {leaf({3, 1}, ++seed), leaf({2, 3, 4}, ++seed)});
+  check_grad("expand",
+             [](const In& in) {
+               return in[0].expand({2, 3, 4}) * in[1];
+             },
+             {leaf({3, 1}, ++seed), leaf({2, 3, 4}, ++seed)});
   check_grad("reshape contiguous", [](const In& in) { return in[0].reshape({3, 2}); }, {leaf({2, 3}, ++seed)});
   check_grad("reshape of transposed (copies)", [](const In& in) { return in[0].t().reshape({6}) * in[1]; },
              {leaf({2, 3}, ++seed), leaf({6}, ++seed)});
-  check_grad("view", [](const In& in) { return in[0].view({2, 2, 2}) * in[1]; }, {leaf({4, 2}, ++seed), leaf({2, 2, 2}, ++seed)});
+  check_grad("view",
+             [](const In& in) {
+               return in[0].view({2, 2, 2}) * in[1];
+             },
+             {leaf({4, 2}, ++seed), leaf({2, 2, 2}, ++seed)});
   check_grad("flatten", [](const In& in) { return in[0].flatten(); }, {leaf({2, 3}, ++seed)});
-  check_grad("unsqueeze/squeeze", [](const In& in) { return in[0].unsqueeze(1).squeeze(1) * in[0].unsqueeze(0).squeeze(0); },
+  check_grad("unsqueeze/squeeze",
+             [](const In& in) { return in[0].unsqueeze(1).squeeze(1) * in[0].unsqueeze(0).squeeze(0); },
              {leaf({2, 3}, ++seed)});
   check_grad("unsqueeze then broadcast", [](const In& in) { return in[0].unsqueeze(0) + in[1]; },
              {leaf({3}, ++seed), leaf({4, 3}, ++seed)});
@@ -392,9 +437,11 @@ TEST_CASE("gradcheck: cross_entropy with ignored rows") {
   loose.eps = 1e-3;
   loose.atol = 5e-4;
   loose.rtol = 1e-2;
-  check_grad("cross_entropy", [targets](const In& in) { return cross_entropy(in[0], targets); }, {leaf({5, 4}, 1)}, loose);
-  check_grad("cross_entropy of transposed logits", [targets](const In& in) { return cross_entropy(in[0].t(), targets); },
-             {leaf({4, 5}, 2)}, loose);
+  check_grad(
+      "cross_entropy", [targets](const In& in) { return cross_entropy(in[0], targets); }, {leaf({5, 4}, 1)}, loose);
+  check_grad(
+      "cross_entropy of transposed logits", [targets](const In& in) { return cross_entropy(in[0].t(), targets); },
+      {leaf({4, 5}, 2)}, loose);
 
   // Exact: d loss / d logits = (softmax - onehot) / (non-ignored rows), 0 on ignored rows.
   const Tensor x = leaf({5, 4}, 3);
@@ -443,7 +490,10 @@ TEST_CASE("gradcheck: rms_norm with respect to x and weight") {
 TEST_CASE("gradcheck: rope, with and without a position offset") {
   check_grad("rope", [](const In& in) { return rope(in[0], 10.0); }, {leaf({1, 3, 2, 4}, 1)});
   check_grad("rope offset 3", [](const In& in) { return rope(in[0], 10000.0, 3); }, {leaf({2, 2, 1, 6}, 2)});
-  check_grad("rope of permuted", [](const In& in) { return rope(in[0].permute({0, 2, 1, 3}), 100.0, 1); },
+  check_grad("rope of permuted",
+             [](const In& in) {
+               return rope(in[0].permute({0, 2, 1, 3}), 100.0, 1);
+             },
              {leaf({1, 2, 3, 4}, 3)});
 }
 
@@ -452,13 +502,17 @@ TEST_CASE("gradcheck: scaled_dot_product_attention in q, k and v; causal, not, a
     return [causal, scale](const In& in) { return scaled_dot_product_attention(in[0], in[1], in[2], causal, scale); };
   };
   check_grad("causal L = S", attn(true, 0.0), {leaf({1, 2, 3, 4}, 1), leaf({1, 2, 3, 4}, 2), leaf({1, 2, 3, 4}, 3)});
-  check_grad("non-causal L = S", attn(false, 0.0), {leaf({1, 2, 3, 4}, 4), leaf({1, 2, 3, 4}, 5), leaf({1, 2, 3, 4}, 6)});
+  check_grad("non-causal L = S", attn(false, 0.0),
+             {leaf({1, 2, 3, 4}, 4), leaf({1, 2, 3, 4}, 5), leaf({1, 2, 3, 4}, 6)});
   check_grad("causal S > L", attn(true, 0.0), {leaf({1, 1, 2, 4}, 7), leaf({1, 1, 4, 4}, 8), leaf({1, 1, 4, 4}, 9)});
   check_grad("non-causal S > L, scale 0.7", attn(false, 0.7),
              {leaf({2, 1, 2, 3}, 10), leaf({2, 1, 3, 3}, 11), leaf({2, 1, 3, 3}, 12)});
-  check_grad("transposed q, k, v", [](const In& in) {
-    return scaled_dot_product_attention(in[0].transpose(1, 2), in[1].transpose(1, 2), in[2].transpose(1, 2), true);
-  }, {leaf({1, 3, 2, 2}, 13), leaf({1, 3, 2, 2}, 14), leaf({1, 3, 2, 2}, 15)});
+  check_grad("transposed q, k, v",
+             [](const In& in) {
+               return scaled_dot_product_attention(in[0].transpose(1, 2), in[1].transpose(1, 2), in[2].transpose(1, 2),
+                                                   true);
+             },
+             {leaf({1, 3, 2, 2}, 13), leaf({1, 3, 2, 2}, 14), leaf({1, 3, 2, 2}, 15)});
   check_grad("q = k = v", [](const In& in) { return scaled_dot_product_attention(in[0], in[0], in[0], true); },
              {leaf({1, 1, 3, 2}, 16)});
 }
@@ -500,6 +554,18 @@ TEST_CASE("autograd: gradients accumulate into a leaf across backward calls") {
   CHECK(!x.grad().defined());
   sum(x * 3.0).backward();
   CHECK(vals(x.grad()) == std::vector<double>{3, 3, 3});
+}
+
+TEST_CASE("autograd: every leaf's .grad owns its buffer (not the seed, not another leaf's gradient)") {
+  const Tensor a = leaf({3}, 1), b = leaf({3}, 2), g = ones({3}, {DType::f64});
+  (a + b).backward(g);
+  a.grad().fill_(5.0);
+  CHECK(vals(b.grad()) == std::vector<double>(3, 1.0));
+  CHECK(vals(g) == std::vector<double>(3, 1.0));
+  const Tensor c = leaf({}, 3), d = leaf({}, 4);
+  (c + d).backward();
+  c.grad().fill_(2.0);
+  CHECK(d.grad().item() == 1.0);
 }
 
 TEST_CASE("autograd: a tensor used twice receives the sum of both gradients") {

@@ -172,9 +172,12 @@ Arr reduce_ref(const Arr& a, const std::vector<int64_t>& dims, bool keepdim, Red
       if (reduced[i]) idx[i] = 0;
     const int64_t o = ravel(idx, keep);
     const double x = a.v[f];
-    if (op == Red::max) acc[o] = std::max(acc[o], x);
-    else if (op == Red::min) acc[o] = std::min(acc[o], x);
-    else acc[o] += x;
+    if (op == Red::max)
+      acc[o] = std::max(acc[o], x);
+    else if (op == Red::min)
+      acc[o] = std::min(acc[o], x);
+    else
+      acc[o] += x;
     ++count[o];
   }
   if (op == Red::mean)
@@ -262,11 +265,16 @@ struct Rng {
 // The value a double becomes when stored in dtype dt.
 double round_to(double x, DType dt) {
   switch (dt) {
-    case DType::f64: return x;
-    case DType::f32: return static_cast<double>(static_cast<float>(x));
-    case DType::bf16: return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(x)));
-    case DType::f16: return f16_bits_to_float(float_to_f16_bits(static_cast<float>(x)));
-    default: return std::trunc(x);
+    case DType::f64:
+      return x;
+    case DType::f32:
+      return static_cast<double>(static_cast<float>(x));
+    case DType::bf16:
+      return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(x)));
+    case DType::f16:
+      return f16_bits_to_float(float_to_f16_bits(static_cast<float>(x)));
+    default:
+      return std::trunc(x);
   }
 }
 
@@ -293,10 +301,14 @@ Tensor tensor_of(const Arr& a, DType dt) { return from_vector(a.v, a.shape, {dt}
 enum class Layout { contiguous, transposed, narrowed, expanded };
 const char* layout_name(Layout l) {
   switch (l) {
-    case Layout::contiguous: return "contiguous";
-    case Layout::transposed: return "transposed";
-    case Layout::narrowed: return "narrowed";
-    case Layout::expanded: return "expanded";
+    case Layout::contiguous:
+      return "contiguous";
+    case Layout::transposed:
+      return "transposed";
+    case Layout::narrowed:
+      return "narrowed";
+    case Layout::expanded:
+      return "expanded";
   }
   return "?";
 }
@@ -348,9 +360,12 @@ struct Tol {
 };
 Tol tol_for(DType dt) {
   switch (dt) {
-    case DType::f64: return {1e-10, 1e-10};
-    case DType::f32: return {2e-5, 2e-5};
-    default: return {3e-2, 2e-2};  // bf16/f16: a smoke test of the storage type
+    case DType::f64:
+      return {1e-10, 1e-10};
+    case DType::f32:
+      return {2e-5, 2e-5};
+    default:
+      return {3e-2, 2e-2};  // bf16/f16: a smoke test of the storage type
   }
 }
 
@@ -368,8 +383,8 @@ void check_close(const Tensor& got, const Arr& want, Tol tol, const std::string&
   int64_t bad = 0, first = -1;
   for (size_t i = 0; i < g.size(); ++i) {
     const double w = want.v[i];
-    const bool ok = (std::isnan(w) && std::isnan(g[i])) || g[i] == w ||
-                    std::abs(g[i] - w) <= tol.atol + tol.rtol * std::abs(w);
+    const bool ok =
+        (std::isnan(w) && std::isnan(g[i])) || g[i] == w || std::abs(g[i] - w) <= tol.atol + tol.rtol * std::abs(w);
     if (!ok) {
       if (first < 0) first = static_cast<int64_t>(i);
       ++bad;
@@ -416,18 +431,18 @@ std::vector<BinaryCase> binary_cases() {
        [](double a, double b) { return std::max(a, b); }},
       {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); },
        [](double a, double b) { return std::min(a, b); }},
-      {"eq", [](const Tensor& a, const Tensor& b) { return eq(a, b); }, [b2d](double a, double b) { return b2d(a == b); },
-       true},
-      {"ne", [](const Tensor& a, const Tensor& b) { return ne(a, b); }, [b2d](double a, double b) { return b2d(a != b); },
-       true},
-      {"lt", [](const Tensor& a, const Tensor& b) { return lt(a, b); }, [b2d](double a, double b) { return b2d(a < b); },
-       true},
-      {"le", [](const Tensor& a, const Tensor& b) { return le(a, b); }, [b2d](double a, double b) { return b2d(a <= b); },
-       true},
-      {"gt", [](const Tensor& a, const Tensor& b) { return gt(a, b); }, [b2d](double a, double b) { return b2d(a > b); },
-       true},
-      {"ge", [](const Tensor& a, const Tensor& b) { return ge(a, b); }, [b2d](double a, double b) { return b2d(a >= b); },
-       true},
+      {"eq", [](const Tensor& a, const Tensor& b) { return eq(a, b); },
+       [b2d](double a, double b) { return b2d(a == b); }, true},
+      {"ne", [](const Tensor& a, const Tensor& b) { return ne(a, b); },
+       [b2d](double a, double b) { return b2d(a != b); }, true},
+      {"lt", [](const Tensor& a, const Tensor& b) { return lt(a, b); },
+       [b2d](double a, double b) { return b2d(a < b); }, true},
+      {"le", [](const Tensor& a, const Tensor& b) { return le(a, b); },
+       [b2d](double a, double b) { return b2d(a <= b); }, true},
+      {"gt", [](const Tensor& a, const Tensor& b) { return gt(a, b); },
+       [b2d](double a, double b) { return b2d(a > b); }, true},
+      {"ge", [](const Tensor& a, const Tensor& b) { return ge(a, b); },
+       [b2d](double a, double b) { return b2d(a >= b); }, true},
   };
 }
 
@@ -546,7 +561,8 @@ TEST_CASE("ops: integer and mixed-dtype elementwise ops keep or promote the dtyp
   const Tensor e = exp(i);  // transcendental functions of integers compute in f32
   CHECK(e.dtype() == DType::f32);
   CHECK(e.to_vector<double>()[1] == doctest::Approx(std::exp(4.0)).epsilon(1e-6));
-  const Tensor m = mul(from_vector(std::vector<float>{1.5f, 2}, {2}), from_vector(std::vector<double>{2, 3}, {2}, {DType::f64}));
+  const Tensor m =
+      mul(from_vector(std::vector<float>{1.5f, 2}, {2}), from_vector(std::vector<double>{2, 3}, {2}, {DType::f64}));
   CHECK(m.dtype() == DType::f64);
   CHECK(m.to_vector<double>() == std::vector<double>{3, 6});
   const Tensor z = add(zeros({0, 3}), ones({3}));
@@ -554,13 +570,17 @@ TEST_CASE("ops: integer and mixed-dtype elementwise ops keep or promote the dtyp
 }
 
 TEST_CASE("ops: bf16 elementwise smoke test") {
-  for (const ShapePair& sp : {ShapePair{{3, 1, 4}, {2, 4}}, ShapePair{{3, 4}, {3, 4}, Layout::transposed, Layout::narrowed}}) {
+  for (const ShapePair& sp :
+       {ShapePair{{3, 1, 4}, {2, 4}}, ShapePair{{3, 4}, {3, 4}, Layout::transposed, Layout::narrowed}}) {
     const Operand a = make(sp.a, DType::bf16, 1), b = make(sp.b, DType::bf16, 2);
     const Operand p = make(sp.b, DType::bf16, 3, Layout::contiguous, Gen{0.5, 2, false});
     CHECK(add(a.t, b.t).dtype() == DType::bf16);
-    check_close(add(a.t, b.t), map2(a.ref, b.ref, [](double x, double y) { return x + y; }), tol_for(DType::bf16), "add");
-    check_close(mul(a.t, b.t), map2(a.ref, b.ref, [](double x, double y) { return x * y; }), tol_for(DType::bf16), "mul");
-    check_close(div(a.t, p.t), map2(a.ref, p.ref, [](double x, double y) { return x / y; }), tol_for(DType::bf16), "div");
+    check_close(add(a.t, b.t), map2(a.ref, b.ref, [](double x, double y) { return x + y; }), tol_for(DType::bf16),
+                "add");
+    check_close(mul(a.t, b.t), map2(a.ref, b.ref, [](double x, double y) { return x * y; }), tol_for(DType::bf16),
+                "mul");
+    check_close(div(a.t, p.t), map2(a.ref, p.ref, [](double x, double y) { return x / y; }), tol_for(DType::bf16),
+                "div");
     check_close(maximum(a.t, b.t), map2(a.ref, b.ref, [](double x, double y) { return std::max(x, y); }),
                 tol_for(DType::bf16), "maximum");
     check_close(exp(a.t), map1(a.ref, [](double x) { return std::exp(x); }), tol_for(DType::bf16), "exp");
@@ -601,6 +621,16 @@ TEST_CASE("ops: unary and scalar ops match the reference on every layout and 0-d
       }
     }
   }
+}
+
+TEST_CASE("ops: division by a scalar is true division: exact where x / s is, integers promoted to f32") {
+  CHECK((full({3}, 49.0, {DType::f64}) / 49.0).to_vector<double>() == std::vector<double>(3, 1.0));
+  const Tensor i = from_vector(std::vector<int32_t>{49, 7, -3}, {3}, {DType::i32});
+  const Tensor q = i / 49.0;
+  CHECK(q.dtype() == DType::f32);
+  CHECK(q.to_vector<float>() == std::vector<float>{1.0f, 7.0f / 49.0f, -3.0f / 49.0f});
+  CHECK(mean(full({7}, 0.1, {DType::f64})).item() == doctest::Approx(0.1).epsilon(1e-15));
+  CHECK(mean(from_vector(std::vector<int64_t>{1, 2}, {2}, {DType::i64})).item() == 1.5);
 }
 
 TEST_CASE("ops: exp, sigmoid and tanh saturate without nan at large magnitudes") {
@@ -661,7 +691,8 @@ TEST_CASE("ops: where and masked_fill select elementwise with broadcasting") {
     check_close(masked_fill(y.t, mask, -1e9), want2, {0, 1e-7}, "masked_fill " + dname(dt));
   }
   CHECK_THROWS_WITH_AS(where(zeros({2}), ones({2}), ones({2})), doctest::Contains("bool"), Error);
-  CHECK_THROWS_AS(masked_fill(ones({2}), from_vector(std::vector<bool>{true, false, true}, {3}, {DType::boolean}), 0.0), Error);
+  CHECK_THROWS_AS(masked_fill(ones({2}), from_vector(std::vector<bool>{true, false, true}, {3}, {DType::boolean}), 0.0),
+                  Error);
 }
 
 // ---------------------------------------------------------------------------
@@ -669,15 +700,16 @@ TEST_CASE("ops: where and masked_fill select elementwise with broadcasting") {
 // ---------------------------------------------------------------------------
 
 TEST_CASE("ops: sum, mean, amax, amin and max over dim lists with and without keepdim") {
-  const std::vector<std::vector<int64_t>> dim_lists{{}, {0}, {1}, {2}, {-1}, {0, 2}, {2, 0}, {1, 2}, {-3, -2}, {0, 1, 2}};
+  const std::vector<std::vector<int64_t>> dim_lists{{},     {0},    {1},    {2},      {-1},
+                                                    {0, 2}, {2, 0}, {1, 2}, {-3, -2}, {0, 1, 2}};
   uint64_t seed = 9000;
   for (DType dt : kFloatTypes) {
     for (Layout l : kLayouts) {
       const Operand x = make({2, 3, 4}, dt, ++seed, l);
       for (const auto& dims : dim_lists) {
         for (bool keep : {false, true}) {
-          const std::string what = std::string(dname(dt)) + " " + layout_name(l) + " dims " + shape_string(dims) +
-                                   (keep ? " keepdim" : "");
+          const std::string what =
+              std::string(dname(dt)) + " " + layout_name(l) + " dims " + shape_string(dims) + (keep ? " keepdim" : "");
           check_close(sum(x.t, dims, keep), reduce_ref(x.ref, dims, keep, Red::sum), tol_for(dt), "sum " + what);
           check_close(mean(x.t, dims, keep), reduce_ref(x.ref, dims, keep, Red::mean), tol_for(dt), "mean " + what);
           check_close(amax(x.t, dims, keep), reduce_ref(x.ref, dims, keep, Red::max), {0, 0}, "amax " + what);
@@ -754,7 +786,8 @@ TEST_CASE("ops: softmax and log_softmax along any dim match the reference") {
       for (const Shape& s : {Shape{3, 5}, Shape{2, 3, 4}}) {
         const Operand x = make(s, dt, ++seed, l, Gen{-4, 4, false});
         for (int64_t d = -1; d < static_cast<int64_t>(s.size()); ++d) {
-          const std::string what = dname(dt) + " " + layout_name(l) + " " + shape_string(s) + " dim " + std::to_string(d);
+          const std::string what =
+              dname(dt) + " " + layout_name(l) + " " + shape_string(s) + " dim " + std::to_string(d);
           const Tensor sm = softmax(x.t, d);
           CHECK(sm.dtype() == dt);
           check_close(sm, softmax_ref(x.ref, d, false), tol_for(dt), "softmax " + what);
@@ -851,8 +884,8 @@ TEST_CASE("ops: matmul of views that are neither row- nor column-major, and of .
     check_close(matmul(a, b.t), matmul_ref(select_ref(base, 2, 0), b.ref), tol_for(dt), "select view @ b");
     // a.t() @ b.t() written with the method.
     const Operand x = make({4, 3}, dt, 3), y = make({5, 4}, dt, 4);
-    check_close(matmul(x.t.t(), y.t.t()), matmul_ref(permute_ref(x.ref, {1, 0}), permute_ref(y.ref, {1, 0})), tol_for(dt),
-                "x.t() @ y.t()");
+    check_close(matmul(x.t.t(), y.t.t()), matmul_ref(permute_ref(x.ref, {1, 0}), permute_ref(y.ref, {1, 0})),
+                tol_for(dt), "x.t() @ y.t()");
     // A larger product, to reach the blocked GEMM path: [33, 70] @ [70, 65].
     const Operand p = make({33, 70}, dt, 5, Layout::transposed), q = make({70, 65}, dt, 6);
     check_close(matmul(p.t, q.t), matmul_ref(p.ref, q.ref), dt == DType::f32 ? Tol{1e-4, 1e-4} : tol_for(dt),
@@ -932,7 +965,8 @@ TEST_CASE("ops: embedding looks up rows for ids of any shape") {
 
 TEST_CASE("ops: cat and stack join along any dim") {
   for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
-    const Operand a = make({2, 3}, dt, 41), b = make({2, 1}, dt, 42, Layout::narrowed), c = make({2, 2}, dt, 43, Layout::transposed);
+    const Operand a = make({2, 3}, dt, 41), b = make({2, 1}, dt, 42, Layout::narrowed),
+                  c = make({2, 2}, dt, 43, Layout::transposed);
     const Tensor cc = cat({a.t, b.t, c.t}, 1);
     Arr want{{2, 6}, {}};
     for (int64_t r = 0; r < 2; ++r) {
@@ -971,6 +1005,10 @@ TEST_CASE("ops: cat and stack join along any dim") {
 }
 
 TEST_CASE("ops: split and chunk return views with PyTorch's sizes") {
+  // An empty dim splits into one empty piece (PyTorch), not into none.
+  CHECK(split(zeros({0, 4}), 2, 0).size() == 1);
+  CHECK(chunk(zeros({3, 0}), 3, 1).size() == 1);
+  CHECK(chunk(zeros({3, 0}), 3, 1)[0].shape() == Shape{3, 0});
   Tensor x = arange(0, 10).reshape({5, 2});
   const auto parts = split(x, 2, 0);
   REQUIRE(parts.size() == 3);
@@ -1115,8 +1153,7 @@ TEST_CASE("ops: cross_entropy is the mean over non-ignored rows of -log softmax 
   }
   // Huge logits stay finite and exact: a confident right answer costs ~0, a confident wrong one ~2000.
   const Tensor big = from_vector(std::vector<float>{1000, -1000, 0, -1000, 1000, 0}, {2, 3});
-  CHECK(cross_entropy(big, from_vector(std::vector<int64_t>{0, 1}, {2}, {DType::i64})).item() ==
-        doctest::Approx(0.0));
+  CHECK(cross_entropy(big, from_vector(std::vector<int64_t>{0, 1}, {2}, {DType::i64})).item() == doctest::Approx(0.0));
   CHECK(cross_entropy(big, from_vector(std::vector<int64_t>{1, 1}, {2}, {DType::i64})).item() ==
         doctest::Approx(1000.0).epsilon(1e-6));
   // Uniform logits: log V.
@@ -1220,8 +1257,8 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
     bool causal;
     double scale;
   };
-  const std::vector<Case> cases{{4, 4, true, 0.0}, {2, 5, true, 0.0}, {1, 5, true, 0.0}, {3, 5, false, 0.0},
-                                {4, 4, false, 0.0}, {4, 4, true, 0.5},  {5, 2, false, 0.0}};
+  const std::vector<Case> cases{{4, 4, true, 0.0},  {2, 5, true, 0.0}, {1, 5, true, 0.0}, {3, 5, false, 0.0},
+                                {4, 4, false, 0.0}, {4, 4, true, 0.5}, {5, 2, false, 0.0}};
   uint64_t seed = 800;
   for (DType dt : kFloatTypes) {
     for (const Case& c : cases) {
@@ -1237,10 +1274,10 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
     const Arr qb = values_for({1, 4, 2, 8}, dt, 901, {}), kb = values_for({1, 4, 2, 8}, dt, 902, {}),
               vb = values_for({1, 4, 2, 8}, dt, 903, {});
     const std::vector<int64_t> perm{0, 2, 1, 3};
-    const Tensor out = scaled_dot_product_attention(tensor_of(qb, dt).transpose(1, 2), tensor_of(kb, dt).transpose(1, 2),
-                                                    tensor_of(vb, dt).transpose(1, 2), true);
-    check_close(out, sdpa_ref(permute_ref(qb, perm), permute_ref(kb, perm), permute_ref(vb, perm), true, 0.0), tol_for(dt),
-                "sdpa transposed " + dname(dt));
+    const Tensor out = scaled_dot_product_attention(
+        tensor_of(qb, dt).transpose(1, 2), tensor_of(kb, dt).transpose(1, 2), tensor_of(vb, dt).transpose(1, 2), true);
+    check_close(out, sdpa_ref(permute_ref(qb, perm), permute_ref(kb, perm), permute_ref(vb, perm), true, 0.0),
+                tol_for(dt), "sdpa transposed " + dname(dt));
   }
   // The first query of a causal square attention sees only key 0: its output is v[0].
   const Operand q = make({1, 1, 3, 4}, DType::f64, 1), k = make({1, 1, 3, 4}, DType::f64, 2),
@@ -1301,8 +1338,8 @@ TEST_CASE("ops: detach, clone, contiguous and the free-function views") {
   check_close(narrow(y.t, 2, 1, 2), narrow_ref(y.ref, 2, 1, 2), {0, 0}, "narrow");
   check_close(select(y.t, 1, 2), select_ref(y.ref, 1, 2), {0, 0}, "select");
   check_close(view(y.t, {6, 4}), Arr{{6, 4}, y.ref.v}, {0, 0}, "view");
-  check_close(reshape(transpose(y.t, 0, 1), {12, 2}),
-              Arr{{12, 2}, permute_ref(y.ref, {1, 0, 2}).v}, {0, 0}, "reshape of a transpose");
+  check_close(reshape(transpose(y.t, 0, 1), {12, 2}), Arr{{12, 2}, permute_ref(y.ref, {1, 0, 2}).v}, {0, 0},
+              "reshape of a transpose");
   check_close(unsqueeze(y.t, 1), Arr{{2, 1, 3, 4}, y.ref.v}, {0, 0}, "unsqueeze");
   check_close(squeeze(unsqueeze(y.t, 3), 3), y.ref, {0, 0}, "squeeze");
   check_close(expand(unsqueeze(y.t, 0), {2, 2, 3, 4}), expand_ref(Arr{{1, 2, 3, 4}, y.ref.v}, {2, 2, 3, 4}), {0, 0},

@@ -204,11 +204,11 @@ TEST_CASE("dtype: float_to_bf16_bits rounds to nearest, ties to even, on known b
 TEST_CASE("dtype: float_to_f16_bits matches IEEE half on known values") {
   CHECK(float_to_f16_bits(1.0f) == 0x3C00);
   CHECK(float_to_f16_bits(-2.0f) == 0xC000);
-  CHECK(float_to_f16_bits(65504.0f) == 0x7BFF);                    // largest finite half
-  CHECK(float_to_f16_bits(std::ldexp(1.0f, -24)) == 0x0001);       // smallest subnormal
-  CHECK(float_to_f16_bits(std::ldexp(1.0f, -14)) == 0x0400);       // smallest normal
+  CHECK(float_to_f16_bits(65504.0f) == 0x7BFF);               // largest finite half
+  CHECK(float_to_f16_bits(std::ldexp(1.0f, -24)) == 0x0001);  // smallest subnormal
+  CHECK(float_to_f16_bits(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
   CHECK(float_to_f16_bits(0.1f) == 0x2E66);
-  CHECK(float_to_f16_bits(65520.0f) == 0x7C00);                    // halfway to 2^16 rounds (to even) to inf
+  CHECK(float_to_f16_bits(65520.0f) == 0x7C00);  // halfway to 2^16 rounds (to even) to inf
   CHECK(float_to_f16_bits(std::numeric_limits<float>::infinity()) == 0x7C00);
   // 1 + 2^-11 is halfway between 0x3C00 and 0x3C01: ties to even.
   CHECK(float_to_f16_bits(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);
@@ -228,7 +228,8 @@ TEST_CASE("dtype: to(bf16) and to(f16) of a tensor agree elementwise with the re
   for (uint32_t bits : {0x3F808000u, 0x3F818000u, 0x3F808001u, 0x3F807FFFu, 0x3FFFFFFFu, 0x7F7FFFFFu, 0x00000001u,
                         0x80808000u, 0x3F800000u})
     v.push_back(bits_float(bits));
-  const std::vector<double> r = random_with_key({64}, RandomDist::normal, 11, 0, 0, 1, {DType::f64}).to_vector<double>();
+  const std::vector<double> r =
+      random_with_key({64}, RandomDist::normal, 11, 0, 0, 1, {DType::f64}).to_vector<double>();
   for (size_t i = 0; i < r.size(); ++i) v.push_back(static_cast<float>(r[i] * std::pow(10.0, double(i % 9) - 4)));
   const int64_t n = static_cast<int64_t>(v.size());
   const Tensor x = from_vector(v, {n});
@@ -540,6 +541,29 @@ TEST_CASE("errors: matmul names both shapes on an inner-dim mismatch and both dt
   CHECK(contains(b, "bmm"));
   CHECK(contains(b, "[2, 3, 4]"));
   CHECK(contains(b, "[3, 4, 5]"));
+}
+
+TEST_CASE("errors: copy_, where and masked_fill name both operands with dtype and device") {
+  CHECK_THROWS_WITH_AS(
+      zeros({2, 3}).copy_(zeros({4}, {DType::bf16})),
+      doctest::Contains("copy_: source [4] (bf16, cpu) cannot be broadcast to destination [2, 3] (f32, cpu)"), Error);
+  CHECK_THROWS_WITH_AS(
+      masked_fill(zeros({2, 3}), zeros({3, 3}, {DType::boolean}), 1.0),
+      doctest::Contains("masked_fill: mask [3, 3] (bool, cpu) does not broadcast to input [2, 3] (f32, cpu)"), Error);
+  CHECK_THROWS_WITH_AS(where(zeros({5}, {DType::boolean}), zeros({2, 3}), zeros({3})),
+                       doctest::Contains("where: condition [5] (bool, cpu) cannot be broadcast with the operands: a is "
+                                         "[2, 3] (f32, cpu), b is [3] (f32, cpu)"),
+                       Error);
+}
+
+TEST_CASE("errors: writing into a broadcast view (stride 0) is refused, not raced") {
+  Tensor base = zeros({1, 3});
+  Tensor wide = base.expand({4, 3});
+  CHECK_THROWS_WITH_AS(wide.fill_(1.0), doctest::Contains("fill_: destination [4, 3] (f32, cpu) is a broadcast view"),
+                       Error);
+  CHECK_THROWS_WITH_AS(wide.copy_(ones({4, 3})), doctest::Contains("stride 0 in dim 0"), Error);
+  base.expand({1, 3}).fill_(2.0);  // size-1 dims may have any stride
+  CHECK(base.to_vector<float>() == std::vector<float>(3, 2.0f));
 }
 
 TEST_CASE("errors: an out-of-range dim names the op and the dim") {

@@ -69,6 +69,7 @@ void unary_floating(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
     case UnaryOp::abs: return unary_eigen<T>(x, out, [](const auto& a) { return a.abs(); });
     case UnaryOp::add_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a + s; });
     case UnaryOp::mul_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a * s; });
+    case UnaryOp::div_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a / s; });
     case UnaryOp::pow_scalar:
       if (scalar == 2.0) return unary_eigen<T>(x, out, [](const auto& a) { return a.square(); });
       if (scalar == 1.0) return unary_eigen<T>(x, out, [](const auto& a) { return a; });

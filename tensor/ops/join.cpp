@@ -86,6 +86,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   const int64_t n = x.size(dim);
   std::vector<int64_t> sizes;
   for (int64_t at = 0; at < n; at += split_size) sizes.push_back(std::min(split_size, n - at));
+  if (sizes.empty()) sizes.push_back(0);  // an empty dim splits into one empty piece, as in PyTorch
   return split(x, sizes, dim);
 }
 

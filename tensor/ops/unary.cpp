@@ -50,7 +50,8 @@ Tensor log(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::log, x);
   if (!any_requires_grad({&x})) return out;
   SavedTensor sx(x);
-  return record("LogBackward", {x}, out, [sx](const Tensor& g) { return std::vector<Tensor>{g / sx.get("LogBackward")}; });
+  return record("LogBackward", {x}, out,
+                [sx](const Tensor& g) { return std::vector<Tensor>{g / sx.get("LogBackward")}; });
 }
 
 Tensor sqrt(const Tensor& x) {  // d sqrt(x) = 1 / (2 sqrt(x))
@@ -113,7 +114,13 @@ Tensor mul(const Tensor& x, double s) {
 }
 
 Tensor sub(const Tensor& x, double s) { return add(x, -s); }
-Tensor div(const Tensor& x, double s) { return mul(x, 1.0 / s); }
+// True division: integers become f32 (as in PyTorch), and x / s is computed
+// as such, not as x * (1/s), whose rounding makes 49 / 49.0 = 0.99999999999999989.
+Tensor div(const Tensor& x, double s) {
+  Tensor out = unary_forward(UnaryOp::div_scalar, x, s);
+  if (!any_requires_grad({&x})) return out;
+  return record("DivScalarBackward", {x}, out, [s](const Tensor& g) { return std::vector<Tensor>{g / s}; });
+}
 Tensor rsub(const Tensor& x, double s) { return add(neg(x), s); }
 
 }  // namespace lory

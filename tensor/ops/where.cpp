@@ -10,7 +10,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(cond, a, "where");
   LORY_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got ", cond.describe());
   const Shape ab = broadcast_operands(a, b, "where");
-  const Shape shape = broadcast_shapes(cond.shape(), ab, "where (condition against the operands)");
+  LORY_CHECK(shapes_broadcast(cond.shape(), ab), "where: condition ", cond.describe(),
+             " cannot be broadcast with the operands: a is ", a.describe(), ", b is ", b.describe());
+  const Shape shape = broadcast_shapes(cond.shape(), ab, "where");
   const DType dtype = promote_types(a.dtype(), b.dtype());
   Tensor out;
   {
@@ -32,8 +34,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   check_defined(x, "masked_fill");
   check_defined(mask, "masked_fill", "mask");
-  LORY_CHECK(broadcast_shapes(mask.shape(), x.shape(), "masked_fill") == x.shape(), "masked_fill: mask ",
-             mask.describe(), " does not broadcast to input ", x.describe());
+  LORY_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill: mask ", mask.describe(),
+             " does not broadcast to input ", x.describe());
   return where(mask, constant_like(value, x), x);
 }
 

@@ -258,6 +258,7 @@ TEST_CASE("cuda: every unary op matches the CPU on contiguous and strided inputs
       {"abs", [](const Tensor& x) { return abs(x); }, false},
       {"add_scalar", [](const Tensor& x) { return x + 1.5; }, false},
       {"mul_scalar", [](const Tensor& x) { return x * -2.25; }, false},
+      {"div_scalar", [](const Tensor& x) { return x / 3.0; }, false},
       {"pow 2", [](const Tensor& x) { return pow(x, 2.0); }, false},
       {"pow 3", [](const Tensor& x) { return pow(x, 3.0); }, false},
       {"pow 0.5", [](const Tensor& x) { return pow(x, 0.5); }, true},
@@ -477,6 +478,9 @@ TEST_CASE("cuda: softmax and log_softmax match the CPU") {
     check_same(
         name_of("softmax of 1000 + x (max subtraction)", t), tol,
         [](const Tensor& v) { return softmax(add(v, 1000.0), -1); }, y);
+    check_same(
+        name_of("log_softmax of 1000 + x (max subtraction)", t), tol,
+        [](const Tensor& v) { return log_softmax(add(v, 1000.0), -1); }, y);
   }
   // Masked scores (-inf): a fully masked row is NaN on both devices.
   const Tensor s = randn_as({4, 8}, DType::f32, 63);
