@@ -74,7 +74,17 @@ using float_math_t = std::conditional_t<std::is_same_v<T, float> || is_half_v<T>
 template <typename T>
 using acc_t = std::conditional_t<std::is_integral_v<T>, int64_t, float_math_t<T>>;
 
-// cast<To>(x): a C cast, except through f32 for the 16-bit floats and "!= 0" for bool.
+// Float to integer as on the CPU (tensor/cpu/dispatch.h): truncation, NaN to
+// 0, saturation beyond int64, then a wrapping cast to the target width.
+__device__ __forceinline__ int64_t float_to_int64(double v) {
+  if (v != v) return 0;
+  if (v >= 9223372036854775808.0) return INT64_MAX;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
+// cast<To>(x): a C cast, except through f32 for the 16-bit floats, "!= 0" for
+// bool, and float_to_int64 for float to integer.
 template <typename To, typename From>
 __device__ __forceinline__ To cast(From x) {
   if constexpr (std::is_same_v<To, From>) {
@@ -89,6 +99,8 @@ __device__ __forceinline__ To cast(From x) {
     return __float2half_rn(static_cast<float>(x));
   } else if constexpr (std::is_same_v<To, bool>) {
     return x != From(0);
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    return static_cast<To>(float_to_int64(static_cast<double>(x)));
   } else {
     return static_cast<To>(x);
   }

@@ -47,9 +47,11 @@ struct UnaryFn {
         else
           return v < T(0) ? static_cast<T>(U(0) - u) : v;
       } else if constexpr (kOp == UnaryOp::add_scalar)
-        return scalar.is_integral ? static_cast<T>(u + si) : static_cast<T>(static_cast<double>(v) + scalar.value);
+        return scalar.is_integral ? static_cast<T>(u + si)
+                                  : static_cast<T>(float_to_int64(static_cast<double>(v) + scalar.value));
       else
-        return scalar.is_integral ? static_cast<T>(u * si) : static_cast<T>(static_cast<double>(v) * scalar.value);
+        return scalar.is_integral ? static_cast<T>(u * si)
+                                  : static_cast<T>(float_to_int64(static_cast<double>(v) * scalar.value));
     } else {
       using M = float_math_t<T>;
       const M x = cast<M>(v), s = static_cast<M>(scalar.value);

@@ -154,6 +154,16 @@ TEST_CASE("dtype: values exactly representable everywhere survive f32->f64->bf16
   CHECK(x.to(DType::f32).data_ptr() == x.data_ptr());
 }
 
+TEST_CASE("dtype: float to integer is defined everywhere: NaN to 0, saturation beyond int64, then wrapping") {
+  const Tensor x =
+      from_vector(std::vector<double>{-1.0, 300.0, NAN, INFINITY, -INFINITY, 2.9, -2.9, 1e30}, {8}, {DType::f64});
+  CHECK(x.to(DType::u8).to_vector<int64_t>() == std::vector<int64_t>{255, 44, 0, 255, 0, 2, 254, 255});
+  CHECK(x.to(DType::i64).to_vector<int64_t>() ==
+        std::vector<int64_t>{-1, 300, 0, INT64_MAX, INT64_MIN, 2, -2, INT64_MAX});
+  CHECK(x.to(DType::i32).to_vector<int64_t>() == std::vector<int64_t>{-1, 300, 0, -1, 0, 2, -2, -1});
+  CHECK(full({2}, -1.0, {DType::u8}).to_vector<int64_t>() == std::vector<int64_t>{255, 255});
+}
+
 TEST_CASE("dtype: float to integer conversion truncates toward zero like a C cast") {
   const Tensor x = from_vector(std::vector<double>{2.75, -2.75, 0.5, -0.5, 1e3}, {5}, {DType::f64});
   CHECK(x.to(DType::i32).to_vector<int32_t>() == std::vector<int32_t>{2, -2, 0, 0, 1000});

@@ -44,14 +44,22 @@ using accum_t = std::conditional_t<is_float_v<T>, double, int64_t>;
 template <typename F>
 decltype(auto) dispatch(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::bf16: return f(TypeTag<Eigen::bfloat16>{});
-    case DType::f16: return f(TypeTag<Eigen::half>{});
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
-    case DType::u8: return f(TypeTag<uint8_t>{});
-    case DType::boolean: return f(TypeTag<bool>{});
+    case DType::f32:
+      return f(TypeTag<float>{});
+    case DType::f64:
+      return f(TypeTag<double>{});
+    case DType::bf16:
+      return f(TypeTag<Eigen::bfloat16>{});
+    case DType::f16:
+      return f(TypeTag<Eigen::half>{});
+    case DType::i32:
+      return f(TypeTag<int32_t>{});
+    case DType::i64:
+      return f(TypeTag<int64_t>{});
+    case DType::u8:
+      return f(TypeTag<uint8_t>{});
+    case DType::boolean:
+      return f(TypeTag<bool>{});
   }
   fail("cpu dispatch: unknown dtype ", static_cast<int>(dtype));
 }
@@ -61,11 +69,16 @@ decltype(auto) dispatch(DType dtype, F&& f) {
 template <typename F>
 decltype(auto) dispatch_floating(const Tensor& t, const char* kernel, F&& f) {
   switch (t.dtype()) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::bf16: return f(TypeTag<Eigen::bfloat16>{});
-    case DType::f16: return f(TypeTag<Eigen::half>{});
-    default: break;
+    case DType::f32:
+      return f(TypeTag<float>{});
+    case DType::f64:
+      return f(TypeTag<double>{});
+    case DType::bf16:
+      return f(TypeTag<Eigen::bfloat16>{});
+    case DType::f16:
+      return f(TypeTag<Eigen::half>{});
+    default:
+      break;
   }
   fail(kernel, ": expected a floating tensor (f32, f64, bf16, f16), got ", t.describe());
 }
@@ -74,9 +87,12 @@ decltype(auto) dispatch_floating(const Tensor& t, const char* kernel, F&& f) {
 template <typename F>
 decltype(auto) dispatch_index(const Tensor& t, const char* kernel, F&& f) {
   switch (t.dtype()) {
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
-    default: break;
+    case DType::i32:
+      return f(TypeTag<int32_t>{});
+    case DType::i64:
+      return f(TypeTag<int64_t>{});
+    default:
+      break;
   }
   fail(kernel, ": index tensor must be i32 or i64, got ", t.describe());
 }
@@ -84,6 +100,17 @@ decltype(auto) dispatch_index(const Tensor& t, const char* kernel, F&& f) {
 // Element conversion with C-cast semantics, except: to bool is "nonzero", and
 // to bf16/f16 rounds to nearest even (through float, as a C cast of a double
 // to a 16-bit float would).
+// Float to integer, defined for every input (a C cast is undefined for NaN
+// and out-of-range values): truncation toward zero, NaN to 0, beyond int64
+// saturated; the caller's cast to a narrower integer then wraps (C++20), so
+// -1.0 becomes 255 in u8, as in PyTorch. cuda/element.cuh does the same.
+inline int64_t float_to_int64(double v) {
+  if (v != v) return 0;
+  if (v >= 9223372036854775808.0) return INT64_MAX;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
 template <typename To, typename From>
 inline To cast_to(From v) {
   if constexpr (std::is_same_v<To, From>) {
@@ -94,6 +121,8 @@ inline To cast_to(From v) {
     return v != From(0);
   } else if constexpr (is_half_v<To>) {
     return To(static_cast<float>(v));
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    return static_cast<To>(float_to_int64(static_cast<double>(v)));
   } else {
     return static_cast<To>(v);
   }

@@ -48,7 +48,8 @@ void unary_floating(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
   using C = compute_t<T>;
   const C s = static_cast<C>(scalar);
   switch (op) {
-    case UnaryOp::neg: return unary_eigen<T>(x, out, [](const auto& a) { return -a; });
+    case UnaryOp::neg:
+      return unary_eigen<T>(x, out, [](const auto& a) { return -a; });
     // Eigen's generic (SSE/AVX2) exp clamps its input at about -88.7 (f32) /
     // -709.8 (f64) and so returns a tiny denormal, not 0, for exp(-1000); below
     // the clamp the answer is 0 to the type's precision.
@@ -57,19 +58,29 @@ void unary_floating(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
         constexpr C lowest = std::is_same_v<C, float> ? C(-88.723f) : C(-709.784);
         return (a < lowest).select(C(0), a.exp());
       });
-    case UnaryOp::log: return unary_eigen<T>(x, out, [](const auto& a) { return a.log(); });
-    case UnaryOp::sqrt: return unary_eigen<T>(x, out, [](const auto& a) { return a.sqrt(); });
+    case UnaryOp::log:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.log(); });
+    case UnaryOp::sqrt:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.sqrt(); });
     // 1/sqrt rather than Eigen's rsqrt, whose fast-math packet version is an
     // approximate reciprocal plus one Newton step (a few ulp off).
-    case UnaryOp::rsqrt: return unary_eigen<T>(x, out, [](const auto& a) { return a.sqrt().inverse(); });
-    case UnaryOp::tanh: return unary_eigen<T>(x, out, [](const auto& a) { return a.tanh(); });
+    case UnaryOp::rsqrt:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.sqrt().inverse(); });
+    case UnaryOp::tanh:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.tanh(); });
     // Eigen's logistic is stable at both ends: exp(x) below -9, 1 above ~16.
-    case UnaryOp::sigmoid: return unary_eigen<T>(x, out, [](const auto& a) { return a.logistic(); });
-    case UnaryOp::silu: return unary_eigen<T>(x, out, [](const auto& a) { return a * a.logistic(); });
-    case UnaryOp::abs: return unary_eigen<T>(x, out, [](const auto& a) { return a.abs(); });
-    case UnaryOp::add_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a + s; });
-    case UnaryOp::mul_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a * s; });
-    case UnaryOp::div_scalar: return unary_eigen<T>(x, out, [s](const auto& a) { return a / s; });
+    case UnaryOp::sigmoid:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.logistic(); });
+    case UnaryOp::silu:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a * a.logistic(); });
+    case UnaryOp::abs:
+      return unary_eigen<T>(x, out, [](const auto& a) { return a.abs(); });
+    case UnaryOp::add_scalar:
+      return unary_eigen<T>(x, out, [s](const auto& a) { return a + s; });
+    case UnaryOp::mul_scalar:
+      return unary_eigen<T>(x, out, [s](const auto& a) { return a * s; });
+    case UnaryOp::div_scalar:
+      return unary_eigen<T>(x, out, [s](const auto& a) { return a / s; });
     case UnaryOp::pow_scalar:
       if (scalar == 2.0) return unary_eigen<T>(x, out, [](const auto& a) { return a.square(); });
       if (scalar == 1.0) return unary_eigen<T>(x, out, [](const auto& a) { return a; });
@@ -88,16 +99,20 @@ void unary_integer(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
   const T si = integral ? static_cast<T>(static_cast<int64_t>(scalar)) : T(0);
   auto f = [&](T v) -> T {
     switch (op) {
-      case UnaryOp::neg: return static_cast<T>(U(0) - static_cast<U>(v));
-      case UnaryOp::abs: return v < T(0) ? static_cast<T>(U(0) - static_cast<U>(v)) : v;
+      case UnaryOp::neg:
+        return static_cast<T>(U(0) - static_cast<U>(v));
+      case UnaryOp::abs:
+        return v < T(0) ? static_cast<T>(U(0) - static_cast<U>(v)) : v;
       case UnaryOp::add_scalar:
         return integral ? static_cast<T>(static_cast<U>(v) + static_cast<U>(si))
-                        : static_cast<T>(static_cast<double>(v) + scalar);
+                        : static_cast<T>(float_to_int64(static_cast<double>(v) + scalar));
       case UnaryOp::mul_scalar:
         return integral ? static_cast<T>(static_cast<U>(v) * static_cast<U>(si))
-                        : static_cast<T>(static_cast<double>(v) * scalar);
-      case UnaryOp::pow_scalar: return static_cast<T>(std::pow(static_cast<double>(v), scalar));
-      default: return v;  // refused before the loop
+                        : static_cast<T>(float_to_int64(static_cast<double>(v) * scalar));
+      case UnaryOp::pow_scalar:
+        return static_cast<T>(float_to_int64(std::pow(static_cast<double>(v), scalar)));
+      default:
+        return v;  // refused before the loop
     }
   };
   const T* xp = ptr<T>(x);
