@@ -375,7 +375,7 @@ void write_instances(const std::string& path, const Instances& inst, int64_t voc
         std::memcpy(buf.data() + 4 * i, &t, 4);
       }
     }
-    ok = ok && std::fwrite(buf.data(), 1, buf.size(), f) == buf.size();
+    ok = ok && (buf.empty() || std::fwrite(buf.data(), 1, buf.size(), f) == buf.size());
     if (!ok) fail(path, ": write failed");
   });
 }

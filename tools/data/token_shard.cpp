@@ -21,6 +21,10 @@ constexpr uint64_t kTokensStart = kHeaderBytes + kMaxShardDomains * kDomainNameB
 
 uint64_t align8(uint64_t x) { return (x + 7) & ~uint64_t{7}; }
 
+// fwrite of n bytes; nothing for n == 0 (an empty vector's data() may be null,
+// which fwrite must not be given).
+bool write_all(std::FILE* f, const void* p, size_t n) { return n == 0 || std::fwrite(p, 1, n, f) == n; }
+
 template <typename T>
 void put(unsigned char* p, T v) {
   std::memcpy(p, &v, sizeof v);  // the machines we run on are little-endian, as the format is
@@ -73,8 +77,7 @@ void ShardWriter::add(const std::vector<int32_t>& tokens, const std::string& dom
     else
       put(buffer_.data() + 4 * i, static_cast<uint32_t>(t));
   }
-  LORY_CHECK(std::fwrite(buffer_.data(), 1, buffer_.size(), f_) == buffer_.size(), "shard ", tmp_,
-             ": write failed: ", std::strerror(errno));
+  LORY_CHECK(write_all(f_, buffer_.data(), buffer_.size()), "shard ", tmp_, ": write failed: ", std::strerror(errno));
   offsets_.push_back(offsets_.back() + tokens.size());
   domain_ids_.push_back(id);
 }
@@ -83,9 +86,9 @@ void ShardWriter::close() {
   LORY_CHECK(f_, "shard ", path_, ": closed twice");
   const uint64_t tokens_end = kTokensStart + offsets_.back() * static_cast<uint64_t>(token_bytes_);
   const std::vector<unsigned char> pad(align8(tokens_end) - tokens_end, 0);
-  bool ok = std::fwrite(pad.data(), 1, pad.size(), f_) == pad.size();
-  ok = ok && std::fwrite(offsets_.data(), 8, offsets_.size(), f_) == offsets_.size();
-  ok = ok && std::fwrite(domain_ids_.data(), 4, domain_ids_.size(), f_) == domain_ids_.size();
+  bool ok = write_all(f_, pad.data(), pad.size());
+  ok = ok && write_all(f_, offsets_.data(), 8 * offsets_.size());
+  ok = ok && write_all(f_, domain_ids_.data(), 4 * domain_ids_.size());
   std::vector<unsigned char> head(kTokensStart, 0);
   std::memcpy(head.data(), kMagic, 8);
   put(head.data() + 8, kVersion);
