@@ -161,6 +161,7 @@ int32_t ShardReader::token(int64_t i) const {
 void ShardReader::read_tokens(int64_t start, int64_t n, int32_t* out) const {
   LORY_CHECK(start >= 0 && n >= 0 && start + n <= num_tokens_, "shard ", path_, ": tokens [", start, ", ", start + n,
              ") are outside [0, ", num_tokens_, ")");
+  if (n == 0) return;  // `out` may be the null data() of an empty vector
   if (token_bytes_ == 2) {
     for (int64_t i = 0; i < n; ++i) out[i] = get<uint16_t>(tokens_ + 2 * (start + i));
   } else {
