@@ -23,6 +23,11 @@ LoryFFN::LoryFFN(const LoryConfig& c, const InitOptions& init)
   register_module("router", router);
 }
 
+void LoryFFN::check_input(const Tensor& x) const {
+  LORY_CHECK(x.dim() == 3 && x.size(2) == router.weight.size(1), "LoryFFN: x must be [B, L, ", router.weight.size(1),
+             "], got ", x.describe());
+}
+
 Tensor LoryFFN::segment_means(const Tensor& x, int64_t T) {
   const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
   const int64_t full_segments = L / T, rest = L - full_segments * T;
@@ -39,8 +44,7 @@ Tensor LoryFFN::merged_ffn(const Tensor& xs, const Tensor& weights) const {
 }
 
 Tensor LoryFFN::forward(const Tensor& x, Routing routing, int64_t prompt_length) {
-  LORY_CHECK(x.dim() == 3 && x.size(2) == router.weight.size(1), "LoryFFN: x must be [B, L, ", router.weight.size(1),
-             "], got ", x.describe());
+  check_input(x);
   const int64_t B = x.size(0), L = x.size(1), d = x.size(2), T = segment_length, E = num_experts;
   const int64_t N = (L + T - 1) / T;
   if (L == 0) return zeros_like(x);
@@ -76,8 +80,7 @@ Tensor LoryFFN::forward(const Tensor& x, Routing routing, int64_t prompt_length)
 }
 
 Tensor LoryFFN::forward_cached(const Tensor& x, Routing routing, LoryCache& cache) {
-  LORY_CHECK(x.dim() == 3 && x.size(2) == router.weight.size(1), "LoryFFN: x must be [B, L, ", router.weight.size(1),
-             "], got ", x.describe());
+  check_input(x);
   LORY_CHECK(routing == Routing::prompt || routing == Routing::segment || routing == Routing::causal_segment,
              "LoryFFN: generation routes by prompt or segment, not ", routing_name(routing));
   const int64_t L = x.size(1), T = segment_length, E = num_experts;

@@ -58,6 +58,7 @@ class LoryFFN : public Module {
   // The merged SwiGLU over S groups of tokens: xs [S, T, d], weights [S, E].
   Tensor merged_ffn(const Tensor& xs, const Tensor& weights) const;
   Tensor route_probs(const Tensor& means) const { return softmax(router.forward(means), -1); }
+  void check_input(const Tensor& x) const;  // x: [B, L, d]
   Tensor last_weights_;
 };
 

@@ -22,14 +22,10 @@ namespace lory::data {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::function<bool(const std::string&)> suffixes(std::vector<std::string> list) {
   return [list](const std::string& path) {
     for (const auto& s : list)
-      if (ends_with(path, s)) return true;
+      if (path.ends_with(s)) return true;
     return false;
   };
 }
@@ -59,7 +55,7 @@ Extractor html_pages() {
 Extractor dictionary_pages() {
   return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
     for (const auto& [path, index] : files) {
-      if (!ends_with(path, ".index")) continue;
+      if (!path.ends_with(".index")) continue;
       const std::string dict_path = path.substr(0, path.size() - 6) + ".dict.dz";
       const auto it = files.find(dict_path);
       if (it == files.end()) continue;
@@ -93,7 +89,7 @@ Extractor dictionary_pages() {
 Extractor sword_books() {
   return [](const std::string& package, std::map<std::string, std::string>& files, std::vector<Document>& out) {
     for (const auto& [path, bzs] : files) {
-      if (!ends_with(path, ".bzs")) continue;
+      if (!path.ends_with(".bzs")) continue;
       const std::string stem = path.substr(0, path.size() - 4);
       const auto it = files.find(stem + ".bzz");
       if (it == files.end()) continue;
@@ -165,7 +161,7 @@ const std::vector<DomainRecipe>& corpus_recipes() {
       {"code-c",
        "GitHub C",
        {"glibc-source"},
-       [](const std::string& p) { return p.rfind("usr/src/glibc/glibc-", 0) == 0 && ends_with(p, ".c"); },
+       [](const std::string& p) { return p.rfind("usr/src/glibc/glibc-", 0) == 0 && p.ends_with(".c"); },
        whole_files(),
        [](const std::string& p) { return p.rfind("usr/src/glibc/glibc-", 0) == 0; }},
       {"code-cpp", "GitHub C++", {"libboost1.74-dev"}, suffixes({".hpp", ".ipp"}), whole_files()},
@@ -220,7 +216,7 @@ std::string find_deb(const std::string& dir, const std::string& package) {
   std::vector<std::string> found;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(package + "_", 0) == 0 && ends_with(name, ".deb")) found.push_back(entry.path().string());
+    if (name.rfind(package + "_", 0) == 0 && name.ends_with(".deb")) found.push_back(entry.path().string());
   }
   LORY_CHECK(!found.empty(), "corpus: package ", package, " is not in ", dir,
              " (fetch the packages with: bash tools/build-corpus.sh, or apt-get download ", package, ")");

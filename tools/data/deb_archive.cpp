@@ -38,13 +38,9 @@ std::string read_entry(archive* a, const std::string& what) {
   return out;
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_tarball(const std::string& path) {
   for (const char* ext : {".tar.xz", ".tar.gz", ".tar.bz2", ".tar.zst", ".tgz"})
-    if (ends_with(path, ext)) return true;
+    if (path.ends_with(ext)) return true;
   return false;
 }
 
@@ -67,7 +63,7 @@ void walk_tar(const std::string& bytes, const std::string& prefix, const std::st
       walk_tar(read_entry(a.get(), what + ": " + path), path + "/", what + ": " + path, visitor);
       continue;
     }
-    const bool gz = ends_with(path, ".gz");
+    const bool gz = path.ends_with(".gz");
     const std::string name = gz ? path.substr(0, path.size() - 3) : path;
     if (!visitor.want(name)) continue;
     std::string content = read_entry(a.get(), what + ": " + path);

@@ -322,7 +322,12 @@ Instances pack_instances(const DocumentSet& docs, const std::vector<int64_t>& or
   std::vector<int64_t> perm(static_cast<size_t>(out.count()));
   std::iota(perm.begin(), perm.end(), 0);
   shuffle_with_seed(perm, o.seed);
-  Instances shuffled = out;
+  Instances shuffled;
+  shuffled.instance_tokens = L;
+  shuffled.dropped_tail_tokens = out.dropped_tail_tokens;
+  shuffled.tokens.resize(out.tokens.size());
+  shuffled.majority_domain.resize(perm.size());
+  shuffled.purity.resize(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) {
     std::copy_n(out.tokens.begin() + perm[i] * L, L, shuffled.tokens.begin() + static_cast<int64_t>(i) * L);
     shuffled.majority_domain[i] = out.majority_domain[perm[i]];
