@@ -90,7 +90,10 @@ void accumulate_into_leaf(Node* node, const Tensor& grad) {
   TensorImpl* leaf = node->leaf.get();
   Tensor g = grad.to(leaf->dtype);
   if (leaf->grad) {
-    g = add(Tensor(leaf->grad), g);
+    // In place, as PyTorch does: a trainer may have made .grad a view of a
+    // flat gradient buffer (train/flat_parameters.h), which must keep it.
+    Tensor(leaf->grad).add_(g);
+    return;
   } else {
     // Own the buffer: the incoming gradient may be the caller's seed, another
     // leaf's gradient (add hands the same tensor to both inputs) or a view;

@@ -12,6 +12,9 @@ bool grad_mode_enabled() { return grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
 
+GradModeGuard::GradModeGuard(bool enabled) : previous_(grad_enabled) { grad_enabled = enabled; }
+GradModeGuard::~GradModeGuard() { grad_enabled = previous_; }
+
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
   if (!grad_enabled) return false;
   for (const Tensor* t : inputs)

@@ -86,6 +86,19 @@ class NoGradGuard {
   bool previous_;
 };
 
+// While alive, grad mode is `enabled` (backward of a recomputed block turns it
+// back on inside the engine's no-grad sweep; autograd/checkpoint.h).
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled);
+  ~GradModeGuard();
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // True when grad mode is on and any of the inputs requires grad: the test an
 // op makes before building a Node.
 bool any_requires_grad(std::initializer_list<const Tensor*> inputs);

@@ -80,6 +80,19 @@ void LoryConfig::validate(const std::string& where) const {
              " (prompt and segment are inference modes, chosen at generation time)");
 }
 
+FlopsPerToken flops_per_token(const LoryConfig& c, int64_t context) {
+  const double d = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
+  const double layers = static_cast<double>(c.num_hidden_layers), V = static_cast<double>(c.vocab_size);
+  const double E = static_cast<double>(c.num_experts), T = static_cast<double>(c.segment_length);
+  const double L = static_cast<double>(context);
+  FlopsPerToken out;
+  out.matmul = layers * 2 * (4 * d * d + 3 * d * f) + 2 * d * V;
+  out.attention = layers * 4 * d * (L + 1) / 2;
+  out.merge = c.is_lory() ? layers * 6 * E * d * f / T : 0.0;
+  out.router = c.is_lory() ? layers * 2 * d * E / T : 0.0;
+  return out;
+}
+
 ParameterCount count_parameters(const LoryConfig& c) {
   const int64_t d = c.hidden_size, f = c.intermediate_size, layers = c.num_hidden_layers;
   const int64_t experts = std::max<int64_t>(c.num_experts, 1);

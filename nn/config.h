@@ -79,6 +79,17 @@ struct ParameterCount {
 };
 ParameterCount count_parameters(const LoryConfig& config);
 
+// Forward FLOPs per token at context length L (multiply-adds count 2):
+// matmuls 2(4d^2 + 3df) per layer + 2dV for lm_head; causal attention
+// 4d(L+1)/2 per layer (QK^T and PV over the keys a token sees, on average);
+// the expert merge 6Edf/T and the router 2dE/T per layer, once per segment
+// of T tokens (paper App. B). A training step costs about 3x the forward.
+struct FlopsPerToken {
+  double matmul = 0, attention = 0, merge = 0, router = 0;
+  double forward() const { return matmul + attention + merge + router; }
+};
+FlopsPerToken flops_per_token(const LoryConfig& config, int64_t context);
+
 // LLaMA's FFN width rule: 256 * ceil(8/3 * d / 256). 1024 -> 2816, 1536 -> 4096, 4096 -> 11008.
 int64_t llama_intermediate_size(int64_t hidden_size);
 

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "autograd/checkpoint.h"
 #include "autograd/node.h"
 
 namespace lory::nn {
@@ -85,7 +86,14 @@ Tensor LoryLM::final_hidden(const Tensor& embeddings, const ForwardOptions& opti
   LORY_CHECK(embeddings.dim() == 3 && embeddings.size(2) == config.hidden_size, "LoryLM: embeddings must be [B, L, ",
              config.hidden_size, "], got ", embeddings.describe());
   Tensor x = embeddings;
-  for (auto& layer : model.layers) x = layer->forward(x, options);
+  for (auto& layer : model.layers) {
+    if (recompute_activations) {
+      DecoderLayer* block = layer.get();
+      x = checkpoint([block, options](const Tensor& in) { return block->forward(in, options); }, x);
+    } else {
+      x = layer->forward(x, options);
+    }
+  }
   return model.norm.forward(x);
 }
 

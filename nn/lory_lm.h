@@ -86,6 +86,10 @@ class LoryLM : public Module {
   std::vector<Tensor> routing_weights() const;
   // Sets recompute-in-backward of the merged expert weights on every Lory layer.
   void set_recompute_merged(bool on);
+  // Activation recomputation per decoder layer (autograd/checkpoint.h): a
+  // training forward keeps only each layer's input and runs the layer again
+  // in backward. For long contexts, where activations dominate memory.
+  bool recompute_activations = false;
 
   LoryConfig config;
   Backbone model;

@@ -156,6 +156,24 @@ Tensor& Tensor::copy_(const Tensor& src) {
   return *this;
 }
 
+Tensor& Tensor::add_(const Tensor& src) {
+  check_inplace_allowed(*this, "add_");
+  NoGradGuard no_grad;
+  LORY_CHECK(src.defined(), "add_: source is undefined");
+  LORY_CHECK(broadcasts_to(src.shape(), shape()), "add_: source ", src.describe(), " cannot be broadcast to destination ",
+             describe());
+  const Tensor s = src.to(device()).to(dtype()).expand(shape());
+  if (is_contiguous()) {
+    // Elementwise kernels read element i before writing it, so out may alias an input.
+    Tensor self = *this;
+    if (numel() > 0) backend_for(device()).binary(BinaryOp::add, self, s, self);
+    bump_version();
+  } else {
+    copy_(add(*this, s));
+  }
+  return *this;
+}
+
 std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
 
 }  // namespace lory

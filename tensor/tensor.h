@@ -121,6 +121,7 @@ class Tensor {
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);  // broadcasts and converts dtype/device
+  Tensor& add_(const Tensor& src);   // this += src, the same way (gradient accumulation)
 
   std::string str() const;  // PyTorch-like repr (tensor/print.cpp)
 

@@ -33,14 +33,12 @@ int main(int argc, char** argv) {
                                         : static_cast<double>(c.max_position_embeddings);
     const ParameterCount n = count_parameters(c);
     const double d = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
-    const double layers = static_cast<double>(c.num_hidden_layers), V = static_cast<double>(c.vocab_size);
-    const double E = static_cast<double>(c.num_experts), T = static_cast<double>(c.segment_length);
+    const double layers = static_cast<double>(c.num_hidden_layers);
 
-    const double matmul_flops = layers * 2 * (4 * d * d + 3 * d * f) + 2 * d * V;
-    const double attention_flops = layers * 4 * d * (L + 1) / 2;
-    const double merge_flops = c.is_lory() ? layers * 6 * E * d * f / T : 0.0;
-    const double router_flops = c.is_lory() ? layers * 2 * d * E / T : 0.0;
-    const double forward = matmul_flops + attention_flops + merge_flops + router_flops;
+    const FlopsPerToken flops = flops_per_token(c, static_cast<int64_t>(L));
+    const double matmul_flops = flops.matmul, attention_flops = flops.attention;
+    const double merge_flops = flops.merge, router_flops = flops.router;
+    const double forward = flops.forward();
 
     std::printf("model: %s, %lld layers, d %lld, %lld heads of %lld, f %lld, vocab %lld",
                 c.is_lory() ? "Lory" : "dense", static_cast<long long>(c.num_hidden_layers),

@@ -1,0 +1,41 @@
+// routing_stats.h — what the trainer reports about Lory routing.
+//
+// Expert utilisation (paper App. G.1): an expert counts as used by a
+// segment when its routing weight exceeds 2/E (twice the uniform weight). We
+// report, per layer, how many experts were used by at least one segment in
+// the last `window` steps: right after upcycling all weights are near 1/E and
+// few experts count as used; a healthy run climbs towards E.
+//
+// Routing entropy: -sum_i e_i log e_i of each segment's weights, averaged
+// over the segments of the steps since the last report. log E is uniform
+// routing, 0 a single expert.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace lory::train {
+
+class RoutingStats {
+ public:
+  RoutingStats(int64_t num_layers, int64_t num_experts, int64_t window);
+
+  // The routing weights of one forward: per Lory layer, [B, N, E].
+  void add(int64_t step, const std::vector<Tensor>& weights);
+  // Experts used per layer in the window ending at `step`.
+  std::vector<int64_t> experts_used(int64_t step) const;
+  // Mean entropy per layer since the last take_entropy(); resets it.
+  std::vector<double> take_entropy();
+
+  int64_t num_experts() const { return num_experts_; }
+
+ private:
+  int64_t num_experts_, window_;
+  std::vector<std::vector<int64_t>> last_used_;  // [layer][expert]: last step it was used (-1: never)
+  std::vector<double> entropy_sum_;
+  std::vector<int64_t> entropy_count_;
+};
+
+}  // namespace lory::train

@@ -1,0 +1,60 @@
+// train_checkpoint.h — everything needed to continue a run exactly, written
+// so that a run killed at any moment loses nothing.
+//
+// <run>/checkpoints/step-00000100/
+//   config.json, model.safetensors   the f32 master weights as a model directory
+//                                    (lory_eval, lory_generate and load_pretrained read it)
+//   optimizer.safetensors            "<param>.exp_avg", "<param>.exp_avg_sq" (f32)
+//   trainer_state.json               step, tokens, phase, per-parameter Adam steps,
+//                                    data loader position, RNG state
+//   train_config.toml                the resolved config of the run
+// The directory is filled under a temporary name, every file fsynced, then
+// renamed into place (atomic), so a step-* directory is always complete.
+// Only the newest keep_last are kept.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "nn/config.h"
+#include "tools/data/data_loader.h"
+#include "train/adamw.h"
+#include "train/flat_parameters.h"
+
+namespace lory::train {
+
+struct TrainerState {
+  int64_t step = 0;    // optimizer steps done
+  int64_t tokens = 0;  // tokens trained on (all ranks)
+  bool lory_phase = false;  // false: the dense warm-up
+  data::LoaderState loader;
+  uint64_t rng_seed = 0, rng_offset = 0;  // the global generator (tensor.h)
+  double elapsed_s = 0;                   // training wall time so far
+};
+
+std::string checkpoint_name(int64_t step);  // "step-00000100"
+
+// Writes <run_dir>/checkpoints/step-N atomically, then deletes all but the
+// newest keep_last checkpoints. Returns the new directory.
+std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryConfig& model_config,
+                                     const FlatParameters& flat, const AdamW& optimizer, const TrainerState& state,
+                                     const std::string& config_toml, int64_t keep_last);
+
+// The newest complete checkpoint of the run ("" when there is none).
+std::string latest_checkpoint(const std::string& run_dir);
+
+// What a checkpoint says before the model is built.
+struct CheckpointInfo {
+  std::string path;
+  nn::LoryConfig model_config;
+  TrainerState state;
+  std::map<std::string, int64_t> param_steps;  // Adam step count per parameter
+};
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
+// Loads the master weights and the optimizer state of the checkpoint into
+// flat/optimizer (built for info.model_config); checks every name and shape.
+void load_training_checkpoint(const CheckpointInfo& info, FlatParameters& flat, AdamW& optimizer);
+
+}  // namespace lory::train

@@ -1,0 +1,112 @@
+// trainer.h — the pre-training loop of paper §4.1, one rank (data parallelism
+// with a ZeRO-sharded optimizer slots in around the same loop later).
+//
+// One optimizer step:
+//   for each of `accum` micro-batches:  loss = model.loss(batch); (loss / accum).backward()
+//                                       bf16: master_grads += grads
+//   check the loss and the gradient norm are finite (else stop, naming where)
+//   AdamW with the scheduled LR and global-norm clipping; bf16: params = bf16(master)
+// With num_experts > 0 the run starts dense and, after the dense warm-up
+// steps, every FFN becomes E identical experts plus a fresh router
+// (nn::upcycle), in the same run and LR schedule.
+//
+// The global batch: global_batch_tokens = micro_batch x accum x ranks x L.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/lory_lm.h"
+#include "tools/data/data_loader.h"
+#include "train/adamw.h"
+#include "train/evaluate.h"
+#include "train/flat_parameters.h"
+#include "train/lr_schedule.h"
+#include "train/routing_stats.h"
+#include "train/train_checkpoint.h"
+#include "train/train_config.h"
+
+namespace lory::train {
+
+// The shape of a run, derived from the config and the data.
+struct RunPlan {
+  int64_t seq_len = 0;       // L: tokens predicted per sequence
+  int64_t accum = 1;         // micro-batches per step on each rank
+  int64_t world = 1;         // data-parallel ranks
+  int64_t total_steps = 0;
+  int64_t dense_steps = 0;   // steps before upcycling (0: the model is Lory, or dense, from step 0)
+  int64_t tokens_per_step = 0;
+};
+// Throws naming the keys when the global batch does not divide.
+RunPlan plan_run(const TrainConfig& config, int64_t instance_tokens, int64_t world = 1);
+
+// What ended the run.
+enum class RunEnd { finished, stopped, non_finite };
+
+struct RunResult {
+  RunEnd end = RunEnd::finished;
+  int64_t step = 0;
+  std::vector<double> losses;  // the loss of every step this process ran
+  std::string message;         // for non_finite: where the NaN/Inf appeared
+};
+
+class Trainer {
+ public:
+  // `resume`: continue from the newest checkpoint of config.checkpoint.dir
+  // (an error when there is none). `quiet`: no progress lines (tests).
+  Trainer(TrainConfig config, bool resume, bool quiet = false);
+  ~Trainer();
+
+  // Trains until the schedule ends, a stop is requested (signal, or the
+  // step given to stop_after), or a NaN/Inf appears.
+  RunResult run();
+
+  // Stop (checkpoint and return) once `step` steps are done.
+  void stop_after(int64_t step) { stop_after_ = step; }
+  // Set by lory_train's SIGINT/SIGTERM handler; checked after every step.
+  static std::atomic<int> stop_signal;
+
+  nn::LoryLM& model() { return *model_; }
+  const FlatParameters& flat() const { return *flat_; }
+  const RunPlan& plan() const { return plan_; }
+  int64_t step() const { return state_.step; }
+
+ private:
+  void build_model(const nn::LoryConfig& model_config);
+  void upcycle();
+  double train_step(RoutingStats* stats);
+  void log_step(double loss, const StepReport& report, double lr, double step_seconds);
+  void run_eval();
+  void save_checkpoint();
+  std::string diagnose_non_finite_loss(const Tensor& tokens);
+  void write_metrics(const std::string& json_line);
+
+  TrainConfig config_;
+  std::string config_toml_;
+  RunPlan plan_;
+  LrSchedule schedule_;
+  TrainerState state_;
+  bool quiet_;
+  int64_t stop_after_ = -1;
+
+  std::unique_ptr<nn::LoryLM> model_;
+  std::unique_ptr<FlatParameters> flat_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<RoutingStats> routing_;
+  std::unique_ptr<EvalSet> eval_set_;
+  std::vector<int64_t> batch_ids_;  // the current micro-batch as i64
+  Tensor last_tokens_;              // for the NaN diagnosis
+
+  std::FILE* metrics_ = nullptr;
+  double peak_flops_ = 0;            // FLOP/s for the MFU estimate
+  double window_seconds_ = 0;        // time of the steps since the last progress line
+  int64_t window_steps_ = 0;
+  double window_loss_ = 0;
+};
+
+}  // namespace lory::train
