@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The README's main job: the Lory recipe end to end on CPU, from Debian
+# packages to a per-domain perplexity table, dense vs Lory.
+#
+#   bash tools/main-job.sh           # about 20 minutes on 2 cores
+#   bash tools/main-job.sh --quick   # a 2-minute smoke run of every step (CI runs it)
+#
+#   1. installs what the build needs (tools/install-deps.sh) and builds (make)
+#   2. data (tools/prepare-data.sh): a corpus of eight domains from Debian
+#      packages, a SentencePiece tokenizer, token shards, similarity-batched
+#      training instances (paper §3.2)
+#   3. trains a dense model (configs/cpu-dense.toml) and a Lory model with 8
+#      experts per FFN (configs/cpu-lory-8e.toml: dense warm-up, then
+#      upcycling) on the same instances: the same tokens in the same order
+#   4. evaluates both per domain on held-out documents and prints the table
+#   5. draws the loss curves and the Lory model's routing heatmap (paper Fig. 6)
+# Everything lands in runs/main (runs/main-quick); a finished step is not
+# redone when the job runs again, and an interrupted training run resumes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+mode=full
+for arg in "$@"; do
+  case $arg in
+    --quick) mode=quick ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "main-job: unknown argument '$arg' (use --quick or nothing)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $mode == quick ]]; then
+  data=data/quick out=runs/main-quick mb=0.3 vocab=1000 seq=128
+  # A tiny model and a few dozen steps: every step of the job, not a result.
+  overrides=(--model.hidden_size=64 --model.intermediate_size=192 --model.max_position_embeddings=128
+             --schedule.tokens=61440 --train.global_batch_tokens=2048 --eval.tokens_per_domain=2048
+             --checkpoint.every=0 --log.every=5)
+  lory_overrides=(--model.segment_length=32)
+else
+  data=data/main out=runs/main mb=3 vocab=4096 seq=256
+  overrides=()
+  lory_overrides=()
+fi
+bin=build/bin
+step() { printf '\n==== %s\n' "$*"; }
+start=$SECONDS
+
+step "dependencies and build"
+bash tools/install-deps.sh
+make build
+
+step "data: $data ($mb MB per domain, vocab $vocab, sequences of $seq tokens)"
+bash tools/prepare-data.sh "$data" "$mb" "$vocab" "$seq"
+
+train() {
+  local name=$1 config=$2
+  shift 2
+  local dir=$out/$name
+  step "train $name ($config)"
+  if [[ -f $dir/eval.json ]]; then
+    echo "already trained: $dir/eval.json exists (delete $dir to train again)"
+    return
+  fi
+  local resume=()
+  compgen -G "$dir/checkpoints/step-*" >/dev/null && resume=(--resume)
+  "$bin/lory_train" --config "$config" --data.train="$data/instances/train-similarity.bin" \
+    --data.valid="$data/shards/valid-*.bin" --checkpoint.dir="$dir" "${overrides[@]}" "$@" "${resume[@]}"
+}
+train dense configs/cpu-dense.toml
+train lory-8e configs/cpu-lory-8e.toml "${lory_overrides[@]}"
+
+step "held-out perplexity per domain: dense vs Lory (same active parameters, same tokens)"
+"$bin/lory_eval" --compare "dense=$out/dense/eval.json,lory-8e=$out/lory-8e/eval.json" | tee "$out/table.txt"
+
+step "plots"
+"$bin/lory_plot" loss --runs "$out/dense/metrics.jsonl=dense,$out/lory-8e/metrics.jsonl=lory-8e" --smooth 5 \
+  --title "training loss: dense vs Lory-8E (same tokens)" --out "$out/loss.png"
+"$bin/lory_plot" routing --eval "$out/lory-8e/eval.json" \
+  --title "Lory-8E: mean routing weight per domain (held-out data)" --out "$out/routing.png"
+
+step "done in $((SECONDS - start)) s: $out/table.txt, $out/loss.png, $out/routing.png"
