@@ -50,12 +50,31 @@ double AdamW::grad_norm(const FlatParameters& flat) {
   return std::sqrt(total);
 }
 
-std::string AdamW::first_non_finite_grad(const FlatParameters& flat) {
-  const float* g = flat.master_grads.data<float>();
+namespace {
+// The first slot whose elements of `buffer` are not all finite. One pass,
+// parallel over slots' chunks, and cheap next to a training step.
+std::string first_non_finite(const FlatParameters& flat, const Tensor& buffer) {
+  const float* x = buffer.data<float>();
+  const int64_t n = flat.size();
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(x[i]);
+  if (!bad) return "";
   for (const FlatSlot& s : flat.slots())
     for (int64_t i = 0; i < s.numel; ++i)
-      if (!std::isfinite(g[s.offset + i])) return s.name;
+      if (!std::isfinite(x[s.offset + i])) return s.name;
   return "";
+}
+}  // namespace
+
+std::string AdamW::first_non_finite_grad(const FlatParameters& flat) {
+  check_cpu(flat, "first_non_finite_grad");
+  return first_non_finite(flat, flat.master_grads);
+}
+
+std::string AdamW::first_non_finite_param(const FlatParameters& flat) {
+  check_cpu(flat, "first_non_finite_param");
+  return first_non_finite(flat, flat.master);
 }
 
 StepReport AdamW::step(FlatParameters& flat, double lr, double max_norm) {

@@ -46,6 +46,8 @@ class AdamW {
   static double grad_norm(const FlatParameters& flat);
   // The first parameter whose gradient holds a NaN or Inf ("" if none).
   static std::string first_non_finite_grad(const FlatParameters& flat);
+  // The first parameter whose master weights hold a NaN or Inf ("" if none).
+  static std::string first_non_finite_param(const FlatParameters& flat);
 
   // One update of every parameter with learning rate lr; gradients are
   // clipped to max_norm first (0 = no clipping). The caller checks the

@@ -3,9 +3,10 @@
 //
 // The evaluation set is cut from token shards: for each domain, its
 // documents in shard order, each followed by EOS (as training instances are
-// packed), concatenated and cut into sequences of L + 1 tokens, up to
-// tokens_per_domain predicted tokens. Every token is predicted once, with the
-// L - 1 tokens before it in its sequence as context.
+// packed), concatenated and cut into sequences of L + 1 tokens (each
+// overlapping the next by one token): whole sequences until at least
+// tokens_per_domain tokens are predicted or the domain runs out. Every token
+// is predicted once, from the (up to L) tokens before it in its sequence.
 #pragma once
 
 #include <cstdint>

@@ -43,16 +43,18 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
-// Best-of-3 time of an n x n x n GEMM in `dtype`: the FLOP/s an MFU estimate
-// on this CPU is measured against (the machine's peak in practice, not on paper).
+// Best-of-5 time of an n x n x n GEMM in `dtype`: the FLOP/s an MFU estimate
+// on this CPU is measured against (the machine's peak in practice, not on
+// paper). Other work on the machine while it runs lowers it (and raises the
+// MFU printed); set log.peak_tflops to pin it.
 double measure_gemm_flops(DType dtype) {
   NoGradGuard no_grad;
-  const int64_t n = 512;
+  const int64_t n = 1024;
   const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, {dtype});
   const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, {dtype});
   matmul(a, b);  // warm-up
   double best = 1e30;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < 5; ++rep) {
     const auto t = Clock::now();
     matmul(a, b);
     best = std::min(best, seconds_since(t));
@@ -85,8 +87,12 @@ RunPlan plan_run(const TrainConfig& c, int64_t instance_tokens, int64_t world) {
   p.total_steps = c.schedule.steps > 0 ? c.schedule.steps
                                        : (c.schedule.tokens + p.tokens_per_step - 1) / p.tokens_per_step;
   LORY_CHECK(p.total_steps >= 1, "schedule: the run has no steps");
+  // A Lory run keeps at least its last step as a Lory step, however the
+  // fraction rounds (a run of 2 steps with dense_warmup 0.9 still upcycles).
   if (c.model.resolved.num_experts > 0)
-    p.dense_steps = static_cast<int64_t>(std::llround(c.schedule.dense_warmup * static_cast<double>(p.total_steps)));
+    p.dense_steps = std::min(
+        p.total_steps - 1,
+        static_cast<int64_t>(std::llround(c.schedule.dense_warmup * static_cast<double>(p.total_steps))));
   return p;
 }
 
@@ -436,6 +442,15 @@ RunResult Trainer::run() {
     const double lr = schedule_.at(state_.step);
     StepReport report;
     optimizer_->step_with_norm(*flat_, lr, config_.optim.grad_clip, norm, report);
+    // Finite gradients can still overflow the weights (an absurd LR): check
+    // before anything (a checkpoint) keeps them.
+    const std::string overflowed = AdamW::first_non_finite_param(*flat_);
+    if (!overflowed.empty()) {
+      result.end = RunEnd::non_finite;
+      result.message = "step " + std::to_string(state_.step + 1) + ": the update made parameter " + overflowed +
+                       " NaN/Inf (learning rate " + std::to_string(lr) + ", gradient norm " + std::to_string(norm) + ")";
+      break;
+    }
     const double dt = seconds_since(t0);
     ++state_.step;
     state_.tokens += plan_.tokens_per_step;
