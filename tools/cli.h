@@ -20,6 +20,18 @@
 
 namespace lory::tools {
 
+// "a,b,,c" -> {"a", "b", "c"}: the items of a comma-separated list, empty ones dropped.
+inline std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) items.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
 class Cli {
  public:
   Cli(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}

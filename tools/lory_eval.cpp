@@ -37,12 +37,7 @@ std::string resolve_model_dir(const std::string& path) {
 // Prints domain | ppl of each run | gain of each run over the first.
 int compare(const std::string& list) {
   std::vector<std::pair<std::string, nlohmann::json>> runs;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, comma - start);
-    start = comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : tools::split_commas(list)) {
     const auto eq = item.find('=');
     const std::string label = eq == std::string::npos ? item : item.substr(0, eq);
     const std::string path = eq == std::string::npos ? item : item.substr(eq + 1);

@@ -115,12 +115,7 @@ std::vector<double> moving_average(const std::vector<double>& y, int window) {
 // name of the run directory holding the file.
 std::vector<std::pair<std::string, std::string>> parse_runs(const std::string& list) {
   std::vector<std::pair<std::string, std::string>> runs;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, comma - start);
-    start = comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : tools::split_commas(list)) {
     const size_t eq = item.rfind('=');
     std::string path = item.substr(0, eq), label = eq == std::string::npos ? "" : item.substr(eq + 1);
     LORY_CHECK(!path.empty(), "--runs: '", item, "' has no file before '='");

@@ -10,18 +10,14 @@
 
 #include "autograd/node.h"
 #include "tensor/ops.h"
+#include "tools/cli.h"
 #include "tools/data/token_shard.h"
 
 namespace lory::train {
 
 std::vector<std::string> expand_paths(const std::string& list) {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, comma - start);
-    start = comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : tools::split_commas(list)) {
     if (item.find_first_of("*?[") == std::string::npos) {
       out.push_back(item);
       continue;
