@@ -16,5 +16,7 @@ namespace lory::nn {
 // Throws naming the path and the system error on failure (the temporary is removed).
 void write_file_atomically(const std::string& path, const std::function<void(std::FILE*)>& write);
 void write_file_atomically(const std::string& path, const std::string& contents);
+// fsyncs a directory, so that renames into it survive a power cut (best effort).
+void fsync_directory(const std::string& dir);
 
 }  // namespace lory::nn

@@ -72,6 +72,14 @@ Tensor repeat_into_experts(const Tensor& w, int64_t num_experts) {
   return w.unsqueeze(0).expand({num_experts, w.size(0), w.size(1)}).contiguous();
 }
 
+std::string upcycle_source(const std::string& name, bool* is_expert_stack) {
+  const auto experts = name.find(".mlp.experts.");
+  if (is_expert_stack) *is_expert_stack = experts != std::string::npos;
+  if (experts != std::string::npos)
+    return name.substr(0, experts) + ".mlp." + name.substr(experts + std::string(".mlp.experts.").size());
+  return name.find(".mlp.router.") == std::string::npos ? name : std::string();
+}
+
 std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts) {
   LORY_CHECK(!dense.config.is_lory(), "upcycle: the model already has ", dense.config.num_experts, " experts");
   LORY_CHECK(num_experts > 0, "upcycle: num_experts must be > 0, got ", num_experts);
@@ -81,14 +89,10 @@ std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts) {
   auto lory = std::make_unique<LoryLM>(config, InitOptions{config.initializer_range, any.dtype(), any.device()});
   NoGradGuard no_grad;
   for (auto& [name, slot] : lory->named_parameters()) {
-    const auto experts = name.find(".mlp.experts.");
-    if (experts !=
-        std::string::npos) {  // model.layers.i.mlp.experts.gate_proj.weight <- model.layers.i.mlp.gate_proj.weight
-      const std::string ffn = name.substr(0, experts) + ".mlp." + name.substr(experts + 13);
-      slot->copy_(repeat_into_experts(dense.parameter(ffn), num_experts));
-    } else if (name.find(".mlp.router.") == std::string::npos) {
-      slot->copy_(dense.parameter(name));
-    }  // routers keep their fresh init
+    bool expert_stack = false;
+    const std::string source = upcycle_source(name, &expert_stack);
+    if (source.empty()) continue;  // routers keep their fresh init
+    slot->copy_(expert_stack ? repeat_into_experts(dense.parameter(source), num_experts) : dense.parameter(source));
   }
   return lory;
 }

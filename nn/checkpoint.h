@@ -30,6 +30,12 @@ void load_parameters(Module& model, const SafetensorsFile& file);
 // experts are all copies of `dense`'s FFN and whose routers are freshly
 // initialised (from the global generator); everything else is copied.
 std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts);
+// The dense parameter a Lory parameter is upcycled from:
+//   model.layers.i.mlp.experts.gate_proj.weight <- model.layers.i.mlp.gate_proj.weight (repeated E times)
+//   model.layers.i.mlp.router.weight            <- "" (a fresh router)
+//   anything else                               <- the same name
+// `is_expert_stack` says whether the value is repeated into E experts.
+std::string upcycle_source(const std::string& lory_name, bool* is_expert_stack = nullptr);
 // One dense FFN weight [out, in] repeated into an expert stack [E, out, in].
 Tensor repeat_into_experts(const Tensor& ffn_weight, int64_t num_experts);
 

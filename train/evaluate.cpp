@@ -47,9 +47,9 @@ EvalSet build_eval_set(const std::string& shard_list, int64_t seq_len, int64_t t
                        int64_t expected_vocab) {
   LORY_CHECK(seq_len >= 1 && tokens_per_domain >= 1, "build_eval_set: seq_len and tokens_per_domain must be >= 1, got ",
              seq_len, " and ", tokens_per_domain);
-  std::string joined;
-  for (const std::string& p : expand_paths(shard_list)) joined += (joined.empty() ? "" : ",") + p;
-  const auto shards = data::open_shards(joined, expected_vocab);
+  std::vector<std::unique_ptr<data::ShardReader>> shards;
+  for (const std::string& path : expand_paths(shard_list))
+    shards.push_back(std::make_unique<data::ShardReader>(path, expected_vocab));
   EvalSet set;
   set.seq_len = seq_len;
   // Each domain's token stream, filled until it holds what its sequences need.

@@ -1,9 +1,6 @@
 // train_checkpoint.cpp — see train_checkpoint.h.
 #include "train/train_checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -20,14 +17,6 @@ namespace lory::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // Step of a "step-00000100" name, -1 for anything else.
 int64_t step_of(const std::string& name) {
@@ -100,7 +89,7 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
   j["param_steps"] = param_steps;
   // Written last: its presence marks a complete directory (latest_checkpoint).
   nn::write_file_atomically((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
-  fsync_dir(tmp);
+  nn::fsync_directory(tmp.string());
 
   // Replace an older checkpoint of the same step (a resumed run re-saving).
   if (fs::exists(final_dir)) {
@@ -112,7 +101,7 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
   } else {
     fs::rename(tmp, final_dir);
   }
-  fsync_dir(root);
+  nn::fsync_directory(root.string());
 
   auto all = checkpoints_of(run_dir);
   while (static_cast<int64_t>(all.size()) > keep_last) {

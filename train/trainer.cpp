@@ -243,17 +243,16 @@ void Trainer::upcycle() {
     // the router starts from zero moments at step 0; the rest carry over.
     for (size_t j = 0; j < flat->slots().size(); ++j) {
       const std::string& name = flat->slots()[j].name;
-      if (name.find(".mlp.router.") != std::string::npos) continue;
-      std::string source = name;
-      const auto experts = name.find(".mlp.experts.");
-      if (experts != std::string::npos) source = name.substr(0, experts) + ".mlp." + name.substr(experts + 13);
+      bool expert_stack = false;
+      const std::string source = nn::upcycle_source(name, &expert_stack);
+      if (source.empty()) continue;  // a router
       const FlatSlot* from = flat_->find(source);
       LORY_CHECK(from, "upcycle: no dense parameter '", source, "' for '", name, "'");
       const size_t i = static_cast<size_t>(from - flat_->slots().data());
       for (auto [dst, src] : {std::pair{&optimizer->exp_avg, &optimizer_->exp_avg},
                               std::pair{&optimizer->exp_avg_sq, &optimizer_->exp_avg_sq}}) {
         const Tensor moment = flat_->view(*src, i);
-        flat->view(*dst, j).copy_(experts != std::string::npos ? nn::repeat_into_experts(moment, E) : moment);
+        flat->view(*dst, j).copy_(expert_stack ? nn::repeat_into_experts(moment, E) : moment);
       }
       optimizer->steps[j] = optimizer_->steps[i];
     }
@@ -386,8 +385,7 @@ void Trainer::save_checkpoint() {
   state_.rng_seed = g.seed;
   state_.rng_offset = g.offset;
   state_.loader = loader_->state();
-  nn::LoryConfig model_config = model_->config;
-  const std::string path = save_training_checkpoint(config_.checkpoint.dir, model_config, *flat_, *optimizer_, state_,
+  const std::string path = save_training_checkpoint(config_.checkpoint.dir, model_->config, *flat_, *optimizer_, state_,
                                                     config_toml_, config_.checkpoint.keep_last);
   if (!quiet_) {
     std::printf("checkpoint: %s\n", path.c_str());
