@@ -8,6 +8,7 @@
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
+#include "cuda/kernel_error.h"
 #include "cuda/stream.h"
 #include "tensor/tensor.h"
 
@@ -108,11 +109,13 @@ void CudaBackend::copy_to_host(void* dst, const void* src, size_t nbytes) {
   cuda::ensure_device(index_);
   CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  cuda::throw_if_kernel_error(index_);
 }
 
 void CudaBackend::synchronize() {
   cuda::ensure_device(index_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  cuda::throw_if_kernel_error(index_);
 }
 
 }  // namespace lory

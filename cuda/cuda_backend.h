@@ -8,15 +8,22 @@
 //     device runs on it in issue order; copy_to_host and synchronize wait for it;
 //   * the GEMM context (cuda/gemm.h): cuBLASLt handle, workspace, algorithm cache.
 // Each kernel method is defined next to its kernels, one family per file:
-//   copy.cu (copy, fill, arange)   random.cu (random)   elementwise.cu (unary,
-//   binary, where)   reduce.cu (reduce)   softmax.cu (softmax)   gemm.cu (matmul)
-//   swiglu.cu (swiglu)
+//   copy.cu (copy, fill, arange)      random.cu (random)
+//   elementwise.cu (unary, binary, where)
+//   reduce.cu (reduce)                softmax.cu (softmax)
+//   gemm.cu (matmul)                  index.cu (index_select, index_add)
+//   swiglu.cu (swiglu)                cross_entropy.cu (cross_entropy_*)
+//   rms_norm.cu (rms_norm_*, add_rms_norm_forward)   rope.cu (rope)
+//   attention.cu (attention_*: picks flash_attention.cu or its own kernels)
+//   optimizer.cu (adamw_step, sum_squares)   segments.cu (segment_mean_*)
 // so adding a CUDA op is one method definition in one .cu file plus its
 // declaration below. Each method starts with enter(), which checks the
-// operands' devices and returns the stream to launch on. Methods not
-// overridden here (index_select, index_add and the other fused nn ops) fall
-// back to Backend's default, which throws "<op>: not implemented on cuda:N".
+// operands' devices and returns the stream to launch on. A method not
+// overridden here would fall back to Backend's default, which throws
+// "<op>: not implemented on cuda:N"; today every kernel has a CUDA version.
 // cuda_backend.cu holds the memory methods and the per-device registry.
+// Bad indices found inside kernels surface at the next synchronisation
+// (cuda/kernel_error.h).
 //
 // Numerics follow the CPU backend: bf16/f16 compute in f32 and round once,
 // softmax accumulates in f32 (f64 for f64), random numbers come from the same
@@ -29,6 +36,7 @@
 // A stream is named by the struct cudaStream_t points to, declared below.
 #pragma once
 
+#include <atomic>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -71,11 +79,33 @@ class CudaBackend final : public Backend {
 
   void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
 
+  void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) override;
+  void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
+
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Tensor& row_loss,
+                             Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
+                              const Tensor& scale, Tensor& dlogits) override;
+  void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd) override;
+  void add_rms_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps, Tensor& sum,
+                            Tensor& out, Tensor& rstd) override;
+  void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd, Tensor& dx,
+                         Tensor& dweight) override;
+  void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) override;
+  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, Tensor& out,
+                         Tensor& lse) override;
+  void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, double scale, bool causal, Tensor& dq, Tensor& dk, Tensor& dv) override;
 
   cuda::CachingAllocator& allocator() { return allocator_; }
   // Lets f32 matmuls use TF32 tensor cores (see cuda/gemm.h); off by default.
   void set_allow_tf32(bool allow);
+  // bf16/f16 attention with head dim 64 or 128 runs on the tensor-core
+  // FlashAttention kernels (cuda/flash_attention.cu) unless this is off; the
+  // general kernels (cuda/attention.cu) then run instead. On by default; the
+  // tests turn it off to check one path against the other.
+  void set_flash_attention(bool enabled);
 
  private:
   // Makes this backend's GPU current for the calling thread, checks that
@@ -89,6 +119,7 @@ class CudaBackend final : public Backend {
   CUstream_st* stream_;
   std::once_flag gemm_once_;
   std::unique_ptr<cuda::GemmContext> gemm_;
+  std::atomic<bool> flash_attention_{true};
 };
 
 }  // namespace lory

@@ -121,6 +121,11 @@ __device__ __forceinline__ double m_abs(double x) { return fabs(x); }
 __device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
 
+// min/max of two int64 on the device (CUDA's overloads do not take int64_t
+// mixed with int literals).
+__host__ __device__ __forceinline__ int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+__host__ __device__ __forceinline__ int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 // The identities of max and min.
 template <typename A>
 __device__ __forceinline__ A lowest() {

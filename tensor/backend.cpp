@@ -53,6 +53,11 @@ void Backend::rms_norm_forward(const Tensor&, const Tensor&, double, Tensor&, Te
 void Backend::rms_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) {
   not_implemented("rms_norm_backward");
 }
+void Backend::add_rms_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                                   Tensor& sum, Tensor& out, Tensor& rstd) {
+  binary(BinaryOp::add, x, residual, sum);
+  rms_norm_forward(sum, weight, eps, out, rstd);
+}
 void Backend::rope(const Tensor&, Tensor&, int64_t, double, bool) { not_implemented("rope"); }
 void Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, double, bool, Tensor&, Tensor&) {
   not_implemented("scaled_dot_product_attention");

@@ -123,6 +123,12 @@ class Backend {
   // x: [R, D] contiguous, weight: [D]. out = x * rsqrt(mean(x^2) + eps) * weight;
   // rstd: f32 [R] saved for backward.
   virtual void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd);
+  // The residual add before a norm, fused with it: sum = x + residual
+  // (rounded to x's dtype, as a separate add would), then out and rstd as
+  // rms_norm_forward of sum. x, residual, sum, out: [R, D] contiguous. The
+  // default runs binary(add) then rms_norm_forward; CUDA fuses the two.
+  virtual void add_rms_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                                    Tensor& sum, Tensor& out, Tensor& rstd);
   // dx: [R, D]; dweight: [D] (weight's dtype), summed over rows in a fixed order.
   virtual void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                  Tensor& dx, Tensor& dweight);
