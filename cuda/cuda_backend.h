@@ -93,6 +93,10 @@ class CudaBackend final : public Backend {
   void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd, Tensor& dx,
                          Tensor& dweight) override;
   void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) override;
+  void segment_mean(const Tensor& x, int64_t T, Tensor& out) override;
+  void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
+                  const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) override;
+  void sum_squares(const Tensor& x, Tensor& out) override;
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, Tensor& out,
                          Tensor& lse) override;
   void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,

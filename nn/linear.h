@@ -45,6 +45,11 @@ class RMSNorm : public Module {
     register_parameter("weight", weight);
   }
   Tensor forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
+  // {x + residual, norm(x + residual)} in one fused pass (the residual add
+  // that precedes a pre-norm; see add_rms_norm in tensor/ops.h).
+  AddRmsNorm add_and_forward(const Tensor& x, const Tensor& residual) const {
+    return add_rms_norm(x, residual, weight, eps);
+  }
   Tensor weight;
   double eps;
 };

@@ -28,14 +28,7 @@ void LoryFFN::check_input(const Tensor& x) const {
              "], got ", x.describe());
 }
 
-Tensor LoryFFN::segment_means(const Tensor& x, int64_t T) {
-  const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
-  const int64_t full_segments = L / T, rest = L - full_segments * T;
-  std::vector<Tensor> parts;
-  if (full_segments > 0) parts.push_back(mean(x.narrow(1, 0, full_segments * T).view({B, full_segments, T, d}), {2}));
-  if (rest > 0) parts.push_back(mean(x.narrow(1, full_segments * T, rest), {1}, true));  // its real tokens only
-  return parts.size() == 1 ? parts[0] : cat(parts, 1);
-}
+Tensor LoryFFN::segment_means(const Tensor& x, int64_t T) { return segment_mean(x, T); }
 
 Tensor LoryFFN::merged_ffn(const Tensor& xs, const Tensor& weights) const {
   const Tensor gate = merged_linear(xs, weights, gate_experts, recompute_merged);

@@ -28,14 +28,16 @@ Tensor DecoderLayer::mlp_forward(const Tensor& x, const ForwardOptions& options)
   return lory_mlp ? lory_mlp->forward(x, options.routing, options.prompt_length) : dense_mlp->forward(x);
 }
 
+// h = x + attn(norm1(x));  out = h + mlp(norm2(h)). The add that makes h and
+// norm2 run as one fused op (add_rms_norm): one pass over [B, L, d] on CUDA.
 Tensor DecoderLayer::forward(const Tensor& x, const ForwardOptions& options) {
-  const Tensor h = x + self_attn.forward(input_layernorm.forward(x));
-  return h + mlp_forward(post_attention_layernorm.forward(h), options);
+  const auto [h, n] = post_attention_layernorm.add_and_forward(x, self_attn.forward(input_layernorm.forward(x)));
+  return h + mlp_forward(n, options);
 }
 
 Tensor DecoderLayer::forward_cached(const Tensor& x, InferenceState& state, size_t layer) {
-  const Tensor h = x + self_attn.forward(input_layernorm.forward(x), &state.kv[layer], state.capacity);
-  const Tensor n = post_attention_layernorm.forward(h);
+  const auto [h, n] = post_attention_layernorm.add_and_forward(
+      x, self_attn.forward(input_layernorm.forward(x), &state.kv[layer], state.capacity));
   return h + (lory_mlp ? lory_mlp->forward_cached(n, state.routing, state.lory[layer]) : dense_mlp->forward(n));
 }
 

@@ -58,6 +58,12 @@ void Backend::add_rms_norm_forward(const Tensor& x, const Tensor& residual, cons
   binary(BinaryOp::add, x, residual, sum);
   rms_norm_forward(sum, weight, eps, out, rstd);
 }
+void Backend::segment_mean(const Tensor&, int64_t, Tensor&) { not_implemented("segment_mean"); }
+void Backend::adamw_step(Tensor&, const Tensor&, Tensor&, Tensor&, Tensor*, const std::vector<AdamWSlot>&,
+                         const AdamWHyper&) {
+  not_implemented("adamw_step");
+}
+void Backend::sum_squares(const Tensor&, Tensor&) { not_implemented("sum_squares"); }
 void Backend::rope(const Tensor&, Tensor&, int64_t, double, bool) { not_implemented("rope"); }
 void Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, double, bool, Tensor&, Tensor&) {
   not_implemented("scaled_dot_product_attention");

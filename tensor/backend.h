@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensor/device.h"
 
@@ -145,6 +146,40 @@ class Backend {
   virtual void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, double scale, bool causal,
                                   Tensor& dq, Tensor& dk, Tensor& dv);
+
+  // ---- Lory routing ----
+  // x: [B, L, d] contiguous -> out: [B, N, d], N = ceil(L / T): the mean of
+  // each segment of T tokens; the last segment averages its real tokens only
+  // (L - (N-1) T of them). Accumulates in f32 (f64 for f64), in token order.
+  virtual void segment_mean(const Tensor& x, int64_t T, Tensor& out);
+
+  // ---- optimizer ----
+  // One AdamW update over flat f32 buffers, every parameter slot in one pass
+  // (train/adamw.h has the formula). Per element i of each slot:
+  //   g = grad[i] * clip;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+  //   param[i] = param[i] * keep - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)
+  // and, when `publish` is given (bf16/f16 [n], the model's compute copy),
+  // publish[i] = param[i] rounded to its dtype: to nearest even, or
+  // stochastically (rounding_seed != 0: a random 16-bit value from Philox
+  // (rounding_seed, element i) is added below the kept bits before
+  // truncation, so rounding is unbiased in expectation). Elements outside
+  // every slot (alignment padding) are left alone.
+  struct AdamWSlot {
+    int64_t offset, numel;           // elements, into every buffer
+    double step_size;                // lr / (1 - b1^t)
+    double inv_sqrt_bc2;             // 1 / sqrt(1 - b2^t)
+    double keep;                     // 1 - lr wd (1 without decay)
+  };
+  struct AdamWHyper {
+    double beta1, beta2, eps, clip;
+    uint64_t rounding_seed = 0;  // 0: round to nearest even
+  };
+  virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
+                          const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper);
+  // out (f64 [1]) = Σ x[i]^2 over a contiguous f32 x, accumulated in f64 in
+  // a fixed order (chunks of 65536 elements, then the chunks in order): the
+  // squared global gradient norm, the same bits on every run.
+  virtual void sum_squares(const Tensor& x, Tensor& out);
 
  protected:
   [[noreturn]] void not_implemented(const char* op) const;

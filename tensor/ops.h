@@ -117,6 +117,17 @@ Tensor swiglu(const Tensor& gate, const Tensor& up);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // x: [..., D], weight: [D]. x / sqrt(mean(x^2, -1) + eps) * weight.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+// The residual add before a pre-norm, fused: h = x + residual (x and
+// residual of one shape [..., D]) and rms_norm(h, weight, eps), from one pass
+// over memory on CUDA. Gradients are those of the two separate ops.
+struct AddRmsNorm {
+  Tensor sum;     // h = x + residual: the new residual stream
+  Tensor normed;  // rms_norm(h, weight, eps): the next sublayer's input
+};
+AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps);
+// x: [B, L, d] -> [B, ceil(L / T), d]: the mean of each segment of T tokens,
+// the last (possibly shorter) segment over its real tokens (Lory §3.1).
+Tensor segment_mean(const Tensor& x, int64_t T);
 // x: [B, L, H, Dh] (sequence-major, as a projection produces it). Rotates
 // pairs (i, i + Dh/2) by angle (pos_offset + l) * theta^(-2i/Dh): the HF LLaMA
 // rotate_half convention. pos_offset is the number of cached positions.

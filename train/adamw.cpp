@@ -1,23 +1,16 @@
-// adamw.cpp — see adamw.h. The update is one pass over the flat buffers on
-// the CPU; the fused CUDA kernel is part of the CUDA kernel library.
+// adamw.cpp — see adamw.h. The update and the norm are backend kernels
+// (Backend::adamw_step and Backend::sum_squares: tensor/cpu/optimizer.cpp,
+// cuda/optimizer.cu), so the same code steps a model on the CPU or a GPU; this
+// file computes the per-parameter numbers (bias corrections, decay) they take.
 #include "train/adamw.h"
 
 #include <cmath>
 
 #include "autograd/node.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 
 namespace lory::train {
-
-namespace {
-constexpr int64_t kChunk = 1 << 16;  // elements per partial sum of the norm
-
-void check_cpu(const FlatParameters& flat, const char* what) {
-  LORY_CHECK(flat.master.device().is_cpu(), what, ": the parameters are on ", flat.master.describe(),
-             "; the trainer's optimizer runs on the CPU only so far (the fused CUDA AdamW comes with the CUDA ",
-             "kernel library)");
-}
-}  // namespace
 
 bool gets_weight_decay(const FlatSlot& slot, bool decay_embeddings) {
   if (slot.shape.size() < 2) return false;
@@ -26,34 +19,25 @@ bool gets_weight_decay(const FlatSlot& slot, bool decay_embeddings) {
 }
 
 AdamW::AdamW(const FlatParameters& flat, AdamWOptions o) : options(o) {
-  check_cpu(flat, "AdamW");
-  exp_avg = zeros({flat.size()});
-  exp_avg_sq = zeros({flat.size()});
+  const TensorOptions f32{DType::f32, flat.master.device(), false};
+  exp_avg = zeros({flat.size()}, f32);
+  exp_avg_sq = zeros({flat.size()}, f32);
   steps.assign(flat.slots().size(), 0);
   for (const FlatSlot& s : flat.slots()) decay.push_back(gets_weight_decay(s, o.decay_embeddings));
 }
 
 double AdamW::grad_norm(const FlatParameters& flat) {
-  check_cpu(flat, "grad_norm");
-  const float* g = flat.master_grads.data<float>();
-  const int64_t n = flat.size(), chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    double s = 0;
-    const int64_t end = std::min(n, (c + 1) * kChunk);
-    for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
-    partial[static_cast<size_t>(c)] = s;
-  }
-  double total = 0;
-  for (double s : partial) total += s;  // fixed order: deterministic
-  return std::sqrt(total);
+  Tensor total = empty({1}, TensorOptions{DType::f64, flat.master_grads.device(), false});
+  backend_for(flat.master_grads.device()).sum_squares(flat.master_grads, total);
+  return std::sqrt(total.to_vector<double>()[0]);
 }
 
 namespace {
-// The first slot whose elements of `buffer` are not all finite. One pass,
-// parallel over slots' chunks, and cheap next to a training step.
-std::string first_non_finite(const FlatParameters& flat, const Tensor& buffer) {
+
+// The first slot whose elements of `buffer` are not all finite (on the CPU:
+// this runs only to name the culprit after a NaN/Inf was seen).
+std::string first_non_finite(const FlatParameters& flat, const Tensor& device_buffer) {
+  const Tensor buffer = device_buffer.device().is_cpu() ? device_buffer : device_buffer.to(cpu_device());
   const float* x = buffer.data<float>();
   const int64_t n = flat.size();
   int bad = 0;
@@ -65,15 +49,14 @@ std::string first_non_finite(const FlatParameters& flat, const Tensor& buffer) {
       if (!std::isfinite(x[s.offset + i])) return s.name;
   return "";
 }
+
 }  // namespace
 
 std::string AdamW::first_non_finite_grad(const FlatParameters& flat) {
-  check_cpu(flat, "first_non_finite_grad");
   return first_non_finite(flat, flat.master_grads);
 }
 
 std::string AdamW::first_non_finite_param(const FlatParameters& flat) {
-  check_cpu(flat, "first_non_finite_param");
   return first_non_finite(flat, flat.master);
 }
 
@@ -84,39 +67,27 @@ StepReport AdamW::step(FlatParameters& flat, double lr, double max_norm) {
 }
 
 void AdamW::step_with_norm(FlatParameters& flat, double lr, double max_norm, double norm, StepReport& report) {
-  check_cpu(flat, "AdamW::step");
   LORY_CHECK(static_cast<size_t>(exp_avg.numel()) == static_cast<size_t>(flat.size()) &&
                  steps.size() == flat.slots().size(),
              "AdamW::step: the optimizer was built for another set of parameters (", exp_avg.numel(), " vs ",
              flat.size(), " elements)");
   report.grad_norm = norm;
   report.clip_scale = (max_norm > 0 && norm > max_norm) ? max_norm / (norm + 1e-6) : 1.0;
-  const float clip = static_cast<float>(report.clip_scale);
-  float* p = flat.master.data<float>();
-  const float* g = flat.master_grads.data<float>();
-  float* m = exp_avg.data<float>();
-  float* v = exp_avg_sq.data<float>();
-  const float b1 = static_cast<float>(options.beta1), b2 = static_cast<float>(options.beta2);
-  const float eps = static_cast<float>(options.eps);
+  std::vector<Backend::AdamWSlot> slots;
+  slots.reserve(flat.slots().size());
   for (size_t k = 0; k < flat.slots().size(); ++k) {
     const FlatSlot& s = flat.slots()[k];
     const int64_t t = ++steps[k];
     const double bc1 = 1.0 - std::pow(options.beta1, static_cast<double>(t));
     const double bc2 = 1.0 - std::pow(options.beta2, static_cast<double>(t));
-    const float step_size = static_cast<float>(lr / bc1);
-    const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-    const float keep = decay[k] ? static_cast<float>(1.0 - lr * options.weight_decay) : 1.0f;
-    const int64_t begin = s.offset, end = s.offset + s.numel;
-#pragma omp parallel for schedule(static) if (s.numel > 32768)
-    for (int64_t i = begin; i < end; ++i) {
-      const float gi = g[i] * clip;
-      m[i] = b1 * m[i] + (1.0f - b1) * gi;
-      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-      p[i] = p[i] * keep - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-    }
+    slots.push_back({s.offset, s.numel, lr / bc1, 1.0 / std::sqrt(bc2),
+                     decay[k] ? 1.0 - lr * options.weight_decay : 1.0});
   }
-  flat.master.bump_version();
-  flat.publish_master();
+  const Backend::AdamWHyper hyper{options.beta1, options.beta2, options.eps, report.clip_scale, 0};
+  // With a bf16 model the update also writes the bf16 copy (publish_master), in the same pass.
+  Tensor* publish = flat.has_separate_master() ? &flat.params : nullptr;
+  backend_for(flat.master.device()).adamw_step(flat.master, flat.master_grads, exp_avg, exp_avg_sq, publish, slots,
+                                                hyper);
 }
 
 }  // namespace lory::train

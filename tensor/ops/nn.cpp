@@ -84,6 +84,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   });
 }
 
+namespace {
+
+// The backward of y = rms_norm(x) given its saved [R, D] input, weight and rstd.
+BackwardFn rms_norm_backward_fn(const Tensor& x2, const Tensor& w, const Tensor& rstd, const Shape& shape) {
+  const int64_t D = x2.size(1), R = x2.size(0);
+  SavedTensor sx(x2), sw(w), sr(rstd);
+  return [sx, sw, sr, shape, R, D](const Tensor& g) {
+    const char* node = "RmsNormBackward";
+    const Tensor& x = sx.get(node);
+    const Tensor& w = sw.get(node);
+    Tensor dx = empty_like(x), dw = empty_like(w);
+    if (x.numel() > 0) {
+      kernels(x).rms_norm_backward(g.to(x.dtype()).contiguous().view({R, D}), x, w, sr.get(node), dx, dw);
+    } else {
+      dw.zero_();
+    }
+    return std::vector<Tensor>{dx.view(shape), dw};
+  };
+}
+
+}  // namespace
+
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   check_same_device(x, weight, "rms_norm");
   check_floating(x, "rms_norm");
@@ -102,19 +124,62 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   }
   out = out.view(x.shape());
   if (!any_requires_grad({&x, &weight})) return out;
-  SavedTensor sx(x2), sw(w), sr(rstd);
-  const Shape shape = x.shape();
-  return record("RmsNormBackward", {x, weight}, out, [sx, sw, sr, shape, R, D](const Tensor& g) {
-    const char* node = "RmsNormBackward";
-    const Tensor& x = sx.get(node);
-    const Tensor& w = sw.get(node);
-    Tensor dx = empty_like(x), dw = empty_like(w);
-    if (x.numel() > 0) {
-      kernels(x).rms_norm_backward(g.to(x.dtype()).contiguous().view({R, D}), x, w, sr.get(node), dx, dw);
-    } else {
-      dw.zero_();
-    }
-    return std::vector<Tensor>{dx.view(shape), dw};
+  return record("RmsNormBackward", {x, weight}, out, rms_norm_backward_fn(x2, w, rstd, x.shape()));
+}
+
+AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps) {
+  check_same_device(x, residual, "add_rms_norm");
+  check_same_device(x, weight, "add_rms_norm");
+  check_floating(x, "add_rms_norm");
+  LORY_CHECK(x.shape() == residual.shape() && x.dtype() == residual.dtype(),
+             "add_rms_norm: x and residual must have one shape and dtype: x is ", x.describe(), ", residual is ",
+             residual.describe());
+  LORY_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1),
+             "add_rms_norm: weight must be [D] for input [..., D]: x is ", x.describe(), ", weight is ",
+             weight.describe());
+  LORY_CHECK(eps >= 0, "add_rms_norm: eps must be >= 0, got ", eps);
+  const int64_t D = x.size(-1), R = D ? x.numel() / D : 0;
+  Tensor h, out, rstd, w;
+  {
+    NoGradGuard no_grad;
+    const Tensor x2 = x.contiguous().view({R, D}), r2 = residual.contiguous().view({R, D});
+    w = weight.to(x.dtype()).contiguous();
+    h = empty_on({R, D}, x.dtype(), x);
+    out = empty_on({R, D}, x.dtype(), x);
+    rstd = empty_on({R}, DType::f32, x);
+    if (out.numel() > 0) kernels(x).add_rms_norm_forward(x2, r2, w, eps, h, out, rstd);
+  }
+  AddRmsNorm result{h.view(x.shape()), out.view(x.shape())};
+  if (!any_requires_grad({&x, &residual, &weight})) return result;
+  // Two nodes, as if the add and the norm had run apart: h's gradient is the
+  // sum of what flows into it from the norm and from the residual stream.
+  result.sum = record("AddBackward", {x, residual}, result.sum,
+                      [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+  result.normed = record("RmsNormBackward", {result.sum, weight}, result.normed,
+                         rms_norm_backward_fn(h, w, rstd, x.shape()));
+  return result;
+}
+
+Tensor segment_mean(const Tensor& x, int64_t T) {
+  check_floating(x, "segment_mean");
+  LORY_CHECK(x.dim() == 3, "segment_mean: x must be [B, L, d], got ", x.describe());
+  LORY_CHECK(T > 0, "segment_mean: segment length must be > 0, got ", T);
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = (L + T - 1) / T;
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    const Tensor xc = x.contiguous();
+    out = empty_on({B, N, d}, x.dtype(), x);
+    if (out.numel() > 0) kernels(x).segment_mean(xc, T, out);
+  }
+  if (!any_requires_grad({&x})) return out;
+  // Each token gets its segment's gradient over the segment's token count.
+  return record("SegmentMeanBackward", {x}, out, [B, L, d, N, T](const Tensor& g) {
+    const int64_t last = L - (N - 1) * T;  // tokens in the last segment
+    Tensor counts = full({1, N, 1}, static_cast<double>(T), {g.dtype(), g.device(), false});
+    if (last != T) counts.narrow(1, N - 1, 1).fill_(static_cast<double>(last));
+    const Tensor per_token = (g / counts).unsqueeze(2).expand({B, N, T, d}).reshape({B, N * T, d});
+    return std::vector<Tensor>{N * T == L ? per_token : per_token.narrow(1, 0, L).contiguous()};
   });
 }
 

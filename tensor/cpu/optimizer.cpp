@@ -1,0 +1,113 @@
+// optimizer.cpp — the fused AdamW update and the squared gradient norm on
+// the CPU: the reference for cuda/optimizer.cu (tensor/backend.h has the
+// contract, train/adamw.h the algorithm).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/dispatch.h"
+#include "tensor/philox.h"
+
+namespace lory {
+
+using namespace cpu;
+
+namespace {
+
+constexpr int64_t kNormChunk = 1 << 16;  // elements per f64 partial of sum_squares
+
+// f32 -> bf16 by adding 16 random bits below the kept ones and truncating
+// (NaN and Inf, and values that would carry into Inf, round to nearest).
+Eigen::bfloat16 round_stochastic(float x, uint32_t random) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return Eigen::bfloat16(x);
+  const uint32_t r = bits + (random & 0xffffu);
+  if ((r & 0x7f800000u) == 0x7f800000u) return Eigen::bfloat16(x);  // carried into Inf
+  return Eigen::numext::bit_cast<Eigen::bfloat16>(static_cast<uint16_t>(r >> 16));
+}
+
+void check_flat(const Tensor& t, const Tensor& like, const char* what) {
+  LORY_CHECK(t.dtype() == DType::f32 && t.dim() == 1 && t.numel() == like.numel() && t.is_contiguous(),
+             "adamw_step: ", what, " must be contiguous f32 [", like.numel(), "], got ", t.describe());
+}
+
+}  // namespace
+
+void CpuBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
+                            const std::vector<AdamWSlot>& slots, const AdamWHyper& h) {
+  check_flat(param, param, "param");
+  check_flat(grad, param, "grad");
+  check_flat(exp_avg, param, "exp_avg");
+  check_flat(exp_avg_sq, param, "exp_avg_sq");
+  if (publish) {
+    LORY_CHECK((publish->dtype() == DType::bf16 || publish->dtype() == DType::f16) &&
+                   publish->numel() == param.numel() && publish->is_contiguous(),
+               "adamw_step: publish must be contiguous bf16/f16 [", param.numel(), "], got ", publish->describe());
+    LORY_CHECK(h.rounding_seed == 0 || publish->dtype() == DType::bf16,
+               "adamw_step: stochastic rounding is for bf16 copies, not ", publish->describe());
+  }
+  const int64_t n = param.numel();
+  for (const AdamWSlot& s : slots)
+    LORY_CHECK(s.offset >= 0 && s.numel >= 0 && s.offset + s.numel <= n, "adamw_step: slot [", s.offset, ", ",
+               s.offset + s.numel, ") is outside the flat buffers of ", n, " elements");
+  float* p = param.data<float>();
+  const float* g = grad.data<float>();
+  float* m = exp_avg.data<float>();
+  float* v = exp_avg_sq.data<float>();
+  const float b1 = static_cast<float>(h.beta1), b2 = static_cast<float>(h.beta2), eps = static_cast<float>(h.eps);
+  const float clip = static_cast<float>(h.clip);
+  for (const AdamWSlot& s : slots) {
+    const float step_size = static_cast<float>(s.step_size), inv_sqrt_bc2 = static_cast<float>(s.inv_sqrt_bc2);
+    const float keep = static_cast<float>(s.keep);
+    const int64_t begin = s.offset, end = s.offset + s.numel;
+#pragma omp parallel for schedule(static) if (s.numel > 32768)
+    for (int64_t i = begin; i < end; ++i) {
+      const float gi = g[i] * clip;
+      m[i] = b1 * m[i] + (1.0f - b1) * gi;
+      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+      p[i] = p[i] * keep - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+    }
+    if (!publish) continue;
+    if (publish->dtype() == DType::f16) {
+      Eigen::half* out = publish->data<Eigen::half>();
+#pragma omp parallel for schedule(static) if (s.numel > 32768)
+      for (int64_t i = begin; i < end; ++i) out[i] = Eigen::half(p[i]);
+    } else if (h.rounding_seed == 0) {
+      Eigen::bfloat16* out = publish->data<Eigen::bfloat16>();
+#pragma omp parallel for schedule(static) if (s.numel > 32768)
+      for (int64_t i = begin; i < end; ++i) out[i] = Eigen::bfloat16(p[i]);
+    } else {
+      Eigen::bfloat16* out = publish->data<Eigen::bfloat16>();
+#pragma omp parallel for schedule(static) if (s.numel > 32768)
+      for (int64_t i = begin; i < end; ++i) {
+        const philox::Words r = philox::philox4x32_10(static_cast<uint64_t>(i) / 4, h.rounding_seed);
+        out[i] = round_stochastic(p[i], r.w[i % 4]);
+      }
+    }
+  }
+  param.bump_version();
+  if (publish) publish->bump_version();
+}
+
+void CpuBackend::sum_squares(const Tensor& x, Tensor& out) {
+  LORY_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), "sum_squares: x must be contiguous f32, got ",
+             x.describe());
+  LORY_CHECK(out.dtype() == DType::f64 && out.numel() == 1, "sum_squares: out must be one f64, got ", out.describe());
+  const float* g = x.data<float>();
+  const int64_t n = x.numel(), chunks = (n + kNormChunk - 1) / kNormChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double s = 0;
+    const int64_t end = std::min(n, (c + 1) * kNormChunk);
+    for (int64_t i = c * kNormChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
+    partial[static_cast<size_t>(c)] = s;
+  }
+  double total = 0;
+  for (double s : partial) total += s;  // fixed order: deterministic
+  *out.data<double>() = total;
+}
+
+}  // namespace lory
