@@ -487,6 +487,26 @@ TEST_CASE("gradcheck: rms_norm with respect to x and weight") {
   check_grad("rms_norm 1-d", [](const In& in) { return rms_norm(in[0], in[1], 0.5); }, {leaf({6}, 5), leaf({6}, 6)});
 }
 
+TEST_CASE("gradcheck: add_rms_norm through both of its outputs") {
+  // sum * w1 + normed * w2 exercises the two nodes and the gradient that
+  // reaches h from both the norm and the residual stream.
+  check_grad("add_rms_norm [2,3,4]",
+             [](const In& in) {
+               const AddRmsNorm r = add_rms_norm(in[0], in[1], in[2], 1e-5);
+               return r.sum * 0.7 + r.normed * 1.3;
+             },
+             {leaf({2, 3, 4}, 11), leaf({2, 3, 4}, 12), leaf({4}, 13)});
+  check_grad("add_rms_norm normed only, transposed x",
+             [](const In& in) { return add_rms_norm(in[0].t(), in[1], in[2], 0.1).normed; },
+             {leaf({5, 3}, 14), leaf({3, 5}, 15), leaf({5}, 16)});
+}
+
+TEST_CASE("gradcheck: segment_mean, with a short last segment") {
+  check_grad("segment_mean L 8 T 4", [](const In& in) { return segment_mean(in[0], 4); }, {leaf({2, 8, 3}, 21)});
+  check_grad("segment_mean L 7 T 3", [](const In& in) { return segment_mean(in[0], 3); }, {leaf({2, 7, 3}, 22)});
+  check_grad("segment_mean L 2 T 5", [](const In& in) { return segment_mean(in[0], 5); }, {leaf({1, 2, 4}, 23)});
+}
+
 TEST_CASE("gradcheck: rope, with and without a position offset") {
   check_grad("rope", [](const In& in) { return rope(in[0], 10.0); }, {leaf({1, 3, 2, 4}, 1)});
   check_grad("rope offset 3", [](const In& in) { return rope(in[0], 10000.0, 3); }, {leaf({2, 2, 1, 6}, 2)});
