@@ -22,93 +22,10 @@
 #include "cuda/cuda_backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tests/cuda/compare.h"
 
 using namespace lory;
-
-namespace {
-
-const Device kGpu = cuda_device(0);
-
-struct Tol {
-  double rtol, atol;
-};
-
-// What the kernels can differ by: the CUDA math library and Eigen's
-// vectorised functions differ by an ulp or two in f32, which rounding to
-// bf16/f16 can turn into one ulp of the 16-bit type.
-Tol tol_for(DType t) {
-  switch (t) {
-    case DType::f32:
-      return {1e-5, 1e-6};
-    case DType::f64:
-      return {1e-12, 1e-12};
-    case DType::bf16:
-      return {1e-2, 1e-2};
-    case DType::f16:
-      return {2e-3, 1e-3};
-    default:
-      return {0, 0};  // integers and bool: exact
-  }
-}
-
-// expected (CPU) and actual (CUDA) agree in shape, dtype and every element:
-// |a - e| <= atol + rtol |e|; NaNs must meet NaNs and infinities equal ones.
-void expect_close(const Tensor& expected, const Tensor& actual, Tol tol, const std::string& what) {
-  INFO(what);
-  REQUIRE(expected.defined());
-  REQUIRE(actual.defined());
-  CHECK(actual.device() == kGpu);
-  REQUIRE(expected.shape() == actual.shape());
-  CHECK(expected.dtype() == actual.dtype());
-  const std::vector<double> e = expected.to_vector<double>(), a = actual.to_vector<double>();
-  REQUIRE(e.size() == a.size());
-  int64_t bad = 0, worst = -1;
-  double worst_excess = 0;
-  for (size_t i = 0; i < e.size(); ++i) {
-    if (std::isnan(e[i]) || std::isnan(a[i])) {
-      if (std::isnan(e[i]) && std::isnan(a[i])) continue;
-    } else if (std::isinf(e[i]) || std::isinf(a[i])) {
-      if (e[i] == a[i]) continue;
-    } else {
-      const double excess = std::abs(a[i] - e[i]) - (tol.atol + tol.rtol * std::abs(e[i]));
-      if (excess <= 0) continue;
-      if (worst < 0 || excess > worst_excess) worst_excess = excess, worst = static_cast<int64_t>(i);
-      ++bad;
-      continue;
-    }
-    if (worst < 0) worst = static_cast<int64_t>(i), worst_excess = std::numeric_limits<double>::infinity();
-    ++bad;
-  }
-  std::ostringstream msg;
-  if (bad > 0)
-    msg << bad << " of " << e.size() << " elements of " << actual.describe() << " differ; worst at flat index " << worst
-        << ": cpu " << e[worst] << " vs cuda " << a[worst] << " (rtol " << tol.rtol << ", atol " << tol.atol << ")";
-  CHECK_MESSAGE(bad == 0, msg.str());
-}
-
-// Runs f on the CPU inputs and on the same inputs moved to cuda:0.
-template <typename F, typename... Ts>
-void check_same(const std::string& what, Tol tol, F f, const Ts&... cpu_inputs) {
-  const Tensor expected = f(cpu_inputs...);
-  const Tensor actual = f(cpu_inputs.to(kGpu)...);
-  expect_close(expected, actual, tol, what);
-}
-
-const std::vector<DType> kFloatTypes = {DType::f32, DType::f64, DType::bf16, DType::f16};
-const std::vector<DType> kAllTypes = {DType::f32, DType::f64, DType::bf16, DType::f16,
-                                      DType::i32, DType::i64, DType::u8,   DType::boolean};
-
-std::string name_of(const std::string& op, DType t) { return op + " (" + dtype_name(t) + ")"; }
-
-// A CPU tensor of N(0, 1) values rounded to t, from the seeded global generator.
-Tensor randn_as(const Shape& shape, DType t, uint64_t seed) {
-  manual_seed(seed);
-  return randn(shape).to(t);
-}
-
-CudaBackend& gpu_backend() { return dynamic_cast<CudaBackend&>(cuda_backend(0)); }
-
-}  // namespace
+using namespace lory::cuda_test;
 
 // ---------------------------------------------------------------------------
 // Memory, copies and conversions
@@ -654,8 +571,9 @@ TEST_CASE("cuda: after a warm-up step no op calls cudaMalloc") {
 
 TEST_CASE("cuda: errors name the op and the device") {
   const Tensor x = randn({2, 4}, {DType::f32, kGpu});
-  const Tensor w = ones({4}, {DType::f32, kGpu});
-  CHECK_THROWS_WITH_AS(rms_norm(x, w, 1e-5), doctest::Contains("not implemented on cuda:0"), Error);
+  Tensor out = empty({2, 4}, {DType::f32, kGpu});
+  CHECK_THROWS_WITH_AS(cuda_backend(0).index_select(x, 5, ones({1}, {DType::i64, kGpu}), out),
+                       doctest::Contains("index_select: dim 5 out of range"), Error);
   CHECK_THROWS_WITH_AS(cuda_backend(cuda_device_count()), doctest::Contains("out of range"), Error);
   CHECK_THROWS_WITH_AS(add(x, randn({2, 4})), doctest::Contains("different devices"), Error);
 }
