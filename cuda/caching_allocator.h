@@ -63,6 +63,8 @@ class CachingAllocator {
   // cudaFree every cached block (e.g. before handing memory to another library).
   void release_cached();
   AllocatorStats stats() const;
+  // Starts a new peak from what is allocated now (to measure one step or one op).
+  void reset_peak();
 
   // The size a request of nbytes occupies.
   static size_t round_size(size_t nbytes);
