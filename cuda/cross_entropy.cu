@@ -29,6 +29,7 @@
 #include "cuda/kernel_error.h"
 #include "cuda/strided_index.cuh"
 #include "cuda/vec.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -165,10 +166,6 @@ void check_common(const Tensor& logits, const Tensor& targets, const char* kerne
   LORY_CHECK(logits.size(0) <= INT32_MAX, kernel, ": too many rows for one launch: ", logits.describe());
 }
 
-void check_f32_rows(const Tensor& t, int64_t N, const char* kernel, const char* what) {
-  LORY_CHECK(t.dtype() == DType::f32 && t.numel() == N && t.is_contiguous(), kernel, ": ", what,
-             " must be contiguous f32 [", N, "], got ", t.describe());
-}
 
 }  // namespace
 

@@ -28,6 +28,8 @@
 // ldmatrix reads fall in 8 different bank groups. Loads past the end of a
 // matrix are zero-filled by cp.async; masked scores are -inf (P = 0).
 #include <cmath>
+#include <mutex>
+#include <set>
 
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
@@ -151,7 +153,10 @@ __global__ void __launch_bounds__(kBlockThreads) flash_forward_kernel(const T* q
   T* sK = sQ + kFwdRows * kStride;  // two buffers of kFwdKeys rows
   T* sV = sK + 2 * kFwdKeys * kStride;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(blockIdx.x) * kFwdRows;
+  // The last query blocks see the most keys under a causal mask: they go
+  // first (block x takes query block gridDim.x - 1 - x), so the long blocks
+  // do not form a tail at the end of the grid.
+  const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kFwdRows;
   const T* qh = q + bh * L * kD;
   const T* kh = k + bh * S * kD;
   const T* vh = v + bh * S * kD;
@@ -352,7 +357,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   T* sK = sdO + kBwdQueries * kStride;
   T* sV = sK + kK * kStride;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(blockIdx.x) * kBwdQueries;
+  const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBwdQueries;  // longest first
   const T* kh = k + bh * S * kD;
   const T* vh = v + bh * S * kD;
 
@@ -406,11 +411,19 @@ __global__ void __launch_bounds__(kBlockThreads)
   store_rows<kD>(dq + bh * L * kD, dQ, q0 + warp * 16, L, scale, scale);
 }
 
-// Allows a kernel more than the default 48 KiB of dynamic shared memory (once).
+// Allows a kernel more than the default 48 KiB of dynamic shared memory:
+// once per kernel and device (the attribute is per device), not per launch.
 template <typename Kernel>
 void allow_smem(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                         static_cast<int>(bytes)));
+  if (bytes <= 48 * 1024) return;
+  static std::mutex mutex;
+  static std::set<int> done;  // devices, for this kernel (one set per instantiation)
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (done.count(device)) return;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  done.insert(device);
 }
 
 template <typename F>

@@ -35,23 +35,12 @@
 #include "cuda/kernel_error.h"
 #include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
 
 namespace {
-
-struct Split {
-  int64_t outer = 1, size = 1, inner = 1;
-};
-
-Split split_at(const Shape& shape, int64_t dim) {
-  Split s;
-  for (int64_t d = 0; d < dim; ++d) s.outer *= shape[d];
-  s.size = shape[dim];
-  for (int64_t d = dim + 1; d < static_cast<int64_t>(shape.size()); ++d) s.inner *= shape[d];
-  return s;
-}
 
 template <typename I>
 __device__ __forceinline__ int64_t checked_index(const I* idx, int64_t j, int64_t size, KernelError* err,
@@ -162,7 +151,7 @@ void launch_index_select(const Tensor& x, int64_t dim, const Tensor& idx, const 
              x.describe(), ", out ", out.describe());
   LORY_CHECK(idx.dim() <= 1 && idx.is_contiguous(), "index_select: index must be contiguous 1-d, got ",
              idx.describe());
-  const Split s = split_at(x.shape(), dim);
+  const DimSplit s = split_at_dim(x.shape(), dim);
   const int64_t n = idx.numel();
   LORY_CHECK(out.numel() == s.outer * n * s.inner, "index_select: out ", out.describe(), " does not hold ", n,
              " slices of ", x.describe(), " along dim ", dim);
@@ -225,7 +214,7 @@ void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const T
              src_in.describe());
   LORY_CHECK(out.is_contiguous(), "index_add: out must be contiguous, got ", out.describe());
   LORY_CHECK(idx.dim() <= 1 && idx.is_contiguous(), "index_add: index must be contiguous 1-d, got ", idx.describe());
-  const Split s = split_at(out.shape(), dim);
+  const DimSplit s = split_at_dim(out.shape(), dim);
   const int64_t n = idx.numel();
   Shape want = out.shape();
   want[dim] = n;

@@ -25,6 +25,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/philox.h"
 #include "tensor/tensor.h"
 
@@ -135,13 +136,6 @@ __global__ void sum_in_order_kernel(const double* partial, int64_t count, double
   *out = s;
 }
 
-void check_flat(const Tensor& t, const Tensor& like, const char* what) {
-  LORY_CHECK(t.dtype() == DType::f32 && t.dim() == 1 && t.numel() == like.numel() && t.is_contiguous() &&
-                 reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0,
-             "adamw_step: ", what, " must be contiguous, 16-byte aligned f32 [", like.numel(), "], got ",
-             t.describe());
-}
-
 }  // namespace
 
 }  // namespace lory::cuda
@@ -152,27 +146,12 @@ void CudaBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg,
                              const std::vector<AdamWSlot>& slots, const AdamWHyper& h) {
   const cudaStream_t stream = publish ? enter("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq, publish})
                                       : enter("adamw_step", {&param, &grad, &exp_avg, &exp_avg_sq});
-  cuda::check_flat(param, param, "param");
-  cuda::check_flat(grad, param, "grad");
-  cuda::check_flat(exp_avg, param, "exp_avg");
-  cuda::check_flat(exp_avg_sq, param, "exp_avg_sq");
-  if (publish) {
-    LORY_CHECK((publish->dtype() == DType::bf16 || publish->dtype() == DType::f16) &&
-                   publish->numel() == param.numel() && publish->is_contiguous(),
-               "adamw_step: publish must be contiguous bf16/f16 [", param.numel(), "], got ", publish->describe());
-    LORY_CHECK(h.rounding_seed == 0 || publish->dtype() == DType::bf16,
-               "adamw_step: stochastic rounding is for bf16 copies, not ", publish->describe());
-  }
+  check_adamw_args(param, grad, exp_avg, exp_avg_sq, publish, slots, h);
   const int64_t n = param.numel();
   if (slots.empty() || n == 0) return;
   std::vector<cuda::SlotArgs> table;
   table.reserve(slots.size());
-  int64_t end = 0;
   for (const AdamWSlot& s : slots) {
-    LORY_CHECK(s.offset >= end && s.numel >= 0 && s.offset + s.numel <= n, "adamw_step: slot [", s.offset, ", ",
-               s.offset + s.numel, ") overlaps the one before it, or lies outside the ", n,
-               " elements (slots must be sorted and disjoint)");
-    end = s.offset + s.numel;
     table.push_back({s.offset, s.numel, static_cast<float>(s.step_size), static_cast<float>(s.inv_sqrt_bc2),
                      static_cast<float>(s.keep), 0.f});
   }
@@ -204,9 +183,7 @@ void CudaBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg,
 
 void CudaBackend::sum_squares(const Tensor& x, Tensor& out) {
   const cudaStream_t stream = enter("sum_squares", {&x, &out});
-  LORY_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), "sum_squares: x must be contiguous f32, got ",
-             x.describe());
-  LORY_CHECK(out.dtype() == DType::f64 && out.numel() == 1, "sum_squares: out must be one f64, got ", out.describe());
+  check_sum_squares_args(x, out);
   const int64_t n = x.numel(), chunks = std::max<int64_t>(1, (n + cuda::kNormChunk - 1) / cuda::kNormChunk);
   Tensor partial = empty({chunks}, TensorOptions{DType::f64, device(), false});
   if (n == 0) {

@@ -26,6 +26,7 @@
 #include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
 #include "cuda/vec.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -199,22 +200,6 @@ __global__ void sum_partials_kernel(const float_math_t<T>* partial, int64_t bloc
   }
 }
 
-void check_common(const Tensor& x, const Tensor& weight, const Tensor& rstd, const char* kernel) {
-  LORY_CHECK(x.dim() == 2 && x.is_contiguous(), kernel, ": x must be contiguous [R, D], got ", x.describe());
-  LORY_CHECK(is_floating(x.dtype()), kernel, ": x must be floating, got ", x.describe());
-  LORY_CHECK(weight.dim() == 1 && weight.size(0) == x.size(1) && weight.dtype() == x.dtype() &&
-                 weight.is_contiguous(),
-             kernel, ": weight must be contiguous [D] of x's dtype: x is ", x.describe(), ", weight is ",
-             weight.describe());
-  LORY_CHECK(rstd.dtype() == DType::f32 && rstd.numel() == x.size(0) && rstd.is_contiguous(), kernel,
-             ": rstd must be contiguous f32 [R] for x ", x.describe(), ", got ", rstd.describe());
-}
-
-void check_rows(const Tensor& t, const Tensor& x, const char* kernel, const char* what) {
-  LORY_CHECK(t.shape() == x.shape() && t.dtype() == x.dtype() && t.is_contiguous(), kernel, ": ", what,
-             " must be contiguous like x ", x.describe(), ", got ", t.describe());
-}
-
 // Calls f(kVec) with 16 bytes' worth of elements when every row start is aligned, else 1.
 template <typename T, typename F>
 void with_vec_width(int64_t D, std::initializer_list<const void*> ptrs, F&& f) {
@@ -232,11 +217,11 @@ void with_vec_width(int64_t D, std::initializer_list<const void*> ptrs, F&& f) {
 void launch_rms_norm_forward(const Tensor& x, const Tensor* residual, const Tensor& weight, double eps,
                              const Tensor* sum_out, const Tensor& out, const Tensor& rstd, cudaStream_t stream) {
   const char* kernel = residual ? "add_rms_norm" : "rms_norm";
-  check_common(x, weight, rstd, kernel);
-  check_rows(out, x, kernel, "out");
+  check_rms_norm_args(x, weight, rstd, kernel);
+  check_rows_like(out, x, kernel, "out");
   if (residual) {
-    check_rows(*residual, x, kernel, "residual");
-    check_rows(*sum_out, x, kernel, "sum");
+    check_rows_like(*residual, x, kernel, "residual");
+    check_rows_like(*sum_out, x, kernel, "sum");
   }
   const int64_t R = x.size(0), D = x.size(1);
   if (R == 0 || D == 0) return;
@@ -274,12 +259,7 @@ void launch_rms_norm_forward(const Tensor& x, const Tensor* residual, const Tens
 
 void launch_rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                               const Tensor& dx, const Tensor& dweight, cudaStream_t stream) {
-  const char* kernel = "rms_norm_backward";
-  check_common(x, weight, rstd, kernel);
-  check_rows(dy, x, kernel, "dy");
-  check_rows(dx, x, kernel, "dx");
-  LORY_CHECK(dweight.shape() == weight.shape() && dweight.dtype() == weight.dtype() && dweight.is_contiguous(),
-             kernel, ": dweight must be contiguous like weight ", weight.describe(), ", got ", dweight.describe());
+  check_rms_norm_backward_args(dy, x, weight, rstd, dx, dweight);
   const int64_t R = x.size(0), D = x.size(1);
   if (D == 0) return;
   // Blocks: a number set by R alone (so the summation order is too), enough

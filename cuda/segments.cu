@@ -10,6 +10,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -36,13 +37,8 @@ namespace lory {
 
 void CudaBackend::segment_mean(const Tensor& x, int64_t T, Tensor& out) {
   const cudaStream_t stream = enter("segment_mean", {&x, &out});
-  LORY_CHECK(x.dim() == 3 && x.is_contiguous(), "segment_mean: x must be contiguous [B, L, d], got ", x.describe());
-  LORY_CHECK(T > 0, "segment_mean: segment length must be > 0, got ", T);
-  const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = (L + T - 1) / T;
-  LORY_CHECK(out.dim() == 3 && out.size(0) == B && out.size(1) == N && out.size(2) == d && out.is_contiguous() &&
-                 out.dtype() == x.dtype(),
-             "segment_mean: out must be contiguous [", B, ", ", N, ", ", d, "] like x ", x.describe(), ", got ",
-             out.describe());
+  const int64_t N = check_segment_mean_args(x, T, out);
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
   if (out.numel() == 0) return;
   cuda::dispatch_dtype(x.dtype(), [&](auto tag) {
     using E = typename decltype(tag)::type;

@@ -14,6 +14,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -47,10 +48,6 @@ void check_logits(const Tensor& logits, const char* kernel) {
   LORY_CHECK(logits.size(1) > 0, kernel, ": logits have no classes: ", logits.describe());
 }
 
-void check_f32_rows(const Tensor& t, int64_t N, const char* kernel, const char* what) {
-  LORY_CHECK(t.dtype() == DType::f32 && t.numel() == N && t.is_contiguous(), kernel, ": ", what,
-             " must be contiguous f32 [", N, "], got ", t.describe());
-}
 
 // Calls f(row) with row n of the logits as an Eigen array of the compute type
 // (a map for f32/f64, a widened copy in `buf`, V elements, for bf16/f16).

@@ -13,24 +13,13 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/strided.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
 using namespace cpu;
 
 namespace {
-
-struct Split {
-  int64_t outer = 1, size = 1, inner = 1;
-};
-
-Split split_at(const Shape& shape, int64_t dim) {
-  Split s;
-  for (int64_t d = 0; d < dim; ++d) s.outer *= shape[d];
-  s.size = shape[dim];
-  for (int64_t d = dim + 1; d < static_cast<int64_t>(shape.size()); ++d) s.inner *= shape[d];
-  return s;
-}
 
 // The indices as int64, each checked against [0, size).
 std::vector<int64_t> checked_indices(const Tensor& idx, int64_t size, const char* kernel, int64_t dim,
@@ -73,7 +62,7 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, T
   LORY_CHECK(x.dtype() == out.dtype(), "index_select: dtypes differ: x is ", x.describe(), ", out is ",
              out.describe());
   LORY_CHECK(out.is_contiguous(), "index_select: out must be contiguous, got ", out.describe());
-  const Split s = split_at(x.shape(), dim);
+  const DimSplit s = split_at_dim(x.shape(), dim);
   const std::vector<int64_t> index = checked_indices(idx, s.size, "index_select", dim, x);
   const int64_t n = static_cast<int64_t>(index.size());
   LORY_CHECK(out.numel() == s.outer * n * s.inner, "index_select: out ", out.describe(), " does not hold ", n,
@@ -121,7 +110,7 @@ void CpuBackend::index_add(Tensor& out, int64_t dim, const Tensor& idx, const Te
   LORY_CHECK(out.dtype() == src.dtype(), "index_add: dtypes differ: out is ", out.describe(), ", src is ",
              src.describe());
   LORY_CHECK(out.is_contiguous(), "index_add: out must be contiguous, got ", out.describe());
-  const Split s = split_at(out.shape(), dim);
+  const DimSplit s = split_at_dim(out.shape(), dim);
   const std::vector<int64_t> index = checked_indices(idx, s.size, "index_add", dim, out);
   const int64_t n = static_cast<int64_t>(index.size());
   Shape want = out.shape();

@@ -7,6 +7,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
+#include "tensor/kernel_args.h"
 #include "tensor/philox.h"
 
 namespace lory {
@@ -28,30 +29,11 @@ Eigen::bfloat16 round_stochastic(float x, uint32_t random) {
   return Eigen::numext::bit_cast<Eigen::bfloat16>(static_cast<uint16_t>(r >> 16));
 }
 
-void check_flat(const Tensor& t, const Tensor& like, const char* what) {
-  LORY_CHECK(t.dtype() == DType::f32 && t.dim() == 1 && t.numel() == like.numel() && t.is_contiguous(),
-             "adamw_step: ", what, " must be contiguous f32 [", like.numel(), "], got ", t.describe());
-}
-
 }  // namespace
 
 void CpuBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
                             const std::vector<AdamWSlot>& slots, const AdamWHyper& h) {
-  check_flat(param, param, "param");
-  check_flat(grad, param, "grad");
-  check_flat(exp_avg, param, "exp_avg");
-  check_flat(exp_avg_sq, param, "exp_avg_sq");
-  if (publish) {
-    LORY_CHECK((publish->dtype() == DType::bf16 || publish->dtype() == DType::f16) &&
-                   publish->numel() == param.numel() && publish->is_contiguous(),
-               "adamw_step: publish must be contiguous bf16/f16 [", param.numel(), "], got ", publish->describe());
-    LORY_CHECK(h.rounding_seed == 0 || publish->dtype() == DType::bf16,
-               "adamw_step: stochastic rounding is for bf16 copies, not ", publish->describe());
-  }
-  const int64_t n = param.numel();
-  for (const AdamWSlot& s : slots)
-    LORY_CHECK(s.offset >= 0 && s.numel >= 0 && s.offset + s.numel <= n, "adamw_step: slot [", s.offset, ", ",
-               s.offset + s.numel, ") is outside the flat buffers of ", n, " elements");
+  check_adamw_args(param, grad, exp_avg, exp_avg_sq, publish, slots, h);
   float* p = param.data<float>();
   const float* g = grad.data<float>();
   float* m = exp_avg.data<float>();
@@ -92,9 +74,7 @@ void CpuBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, 
 }
 
 void CpuBackend::sum_squares(const Tensor& x, Tensor& out) {
-  LORY_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), "sum_squares: x must be contiguous f32, got ",
-             x.describe());
-  LORY_CHECK(out.dtype() == DType::f64 && out.numel() == 1, "sum_squares: out must be one f64, got ", out.describe());
+  check_sum_squares_args(x, out);
   const float* g = x.data<float>();
   const int64_t n = x.numel(), chunks = (n + kNormChunk - 1) / kNormChunk;
   std::vector<double> partial(static_cast<size_t>(chunks), 0.0);

@@ -17,6 +17,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -34,27 +35,12 @@ Vec<compute_t<T>> widened(const Tensor& w) {
   return m.template cast<compute_t<T>>();
 }
 
-void check_rows(const Tensor& t, const Tensor& x, const char* kernel, const char* what) {
-  LORY_CHECK(t.shape() == x.shape() && t.dtype() == x.dtype() && t.is_contiguous(), kernel, ": ", what,
-             " must be contiguous like x ", x.describe(), ", got ", t.describe());
-}
-
-void check_common(const Tensor& x, const Tensor& weight, const Tensor& rstd, const char* kernel) {
-  LORY_CHECK(x.dim() == 2 && x.is_contiguous(), kernel, ": x must be contiguous [R, D], got ", x.describe());
-  LORY_CHECK(weight.dim() == 1 && weight.size(0) == x.size(1) && weight.dtype() == x.dtype() &&
-                 weight.is_contiguous(),
-             kernel, ": weight must be contiguous [D] of x's dtype: x is ", x.describe(), ", weight is ",
-             weight.describe());
-  LORY_CHECK(rstd.dtype() == DType::f32 && rstd.numel() == x.size(0) && rstd.is_contiguous(), kernel,
-             ": rstd must be contiguous f32 [R] for x ", x.describe(), ", got ", rstd.describe());
-}
-
 }  // namespace
 
 void CpuBackend::rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd) {
   const char* kernel = "rms_norm";
-  check_common(x, weight, rstd, kernel);
-  check_rows(out, x, kernel, "out");
+  check_rms_norm_args(x, weight, rstd, kernel);
+  check_rows_like(out, x, kernel, "out");
   const int64_t R = x.size(0), D = x.size(1);
   if (R == 0 || D == 0) return;
   float* rp = ptr<float>(rstd);
@@ -79,11 +65,7 @@ void CpuBackend::rms_norm_forward(const Tensor& x, const Tensor& weight, double 
 void CpuBackend::rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                    Tensor& dx, Tensor& dweight) {
   const char* kernel = "rms_norm_backward";
-  check_common(x, weight, rstd, kernel);
-  check_rows(dy, x, kernel, "dy");
-  check_rows(dx, x, kernel, "dx");
-  LORY_CHECK(dweight.shape() == weight.shape() && dweight.dtype() == weight.dtype() && dweight.is_contiguous(),
-             kernel, ": dweight must be contiguous like weight ", weight.describe(), ", got ", dweight.describe());
+  check_rms_norm_backward_args(dy, x, weight, rstd, dx, dweight);
   const int64_t R = x.size(0), D = x.size(1);
   if (D == 0) return;
   const float* rp = ptr<float>(rstd);

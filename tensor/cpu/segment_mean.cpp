@@ -9,19 +9,15 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
 using namespace cpu;
 
 void CpuBackend::segment_mean(const Tensor& x, int64_t T, Tensor& out) {
-  LORY_CHECK(x.dim() == 3 && x.is_contiguous(), "segment_mean: x must be contiguous [B, L, d], got ", x.describe());
-  LORY_CHECK(T > 0, "segment_mean: segment length must be > 0, got ", T);
-  const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = (L + T - 1) / T;
-  LORY_CHECK(out.dim() == 3 && out.size(0) == B && out.size(1) == N && out.size(2) == d && out.is_contiguous() &&
-                 out.dtype() == x.dtype(),
-             "segment_mean: out must be contiguous [", B, ", ", N, ", ", d, "] like x ", x.describe(), ", got ",
-             out.describe());
+  const int64_t N = check_segment_mean_args(x, T, out);
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
   if (out.numel() == 0) return;
   dispatch_floating(x, "segment_mean", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
