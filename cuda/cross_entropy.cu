@@ -57,15 +57,20 @@ template <int kGroup, typename T, typename A>
 __device__ __forceinline__ void row_max_logsum(const T* row, int64_t V, int lane, bool vec, A* scratch, A& m_out,
                                                A& log_sum_out) {
   A m = lowest<A>(), s = 0;
+  bool saw_nan = false;
   for_row<kGroup>(row, V, lane, vec, [&](int64_t, T raw) {
     const A x = cast<A>(raw);
-    if (x > m) {  // rescale what we have to the new max (s * exp(-inf) = 0 at the start)
+    if (x != x) {
+      saw_nan = true;
+    } else if (x > m) {  // rescale what we have to the new max (s * exp(-inf) = 0 at the start)
       s = s * m_exp(m - x) + A(1);
       m = x;
     } else if (x != lowest<A>()) {  // exp(-inf) adds nothing (and -inf - -inf would be NaN)
-      s += m_exp(x - m);              // a NaN x lands here and makes s NaN, as it should
+      s += m_exp(x - m);
     }
   });
+  // A NaN anywhere makes the row's max NaN (the CPU's PropagateNaN), even next to a +inf.
+  if (saw_nan) m = x_nan<A>();
   const A row_m = group_reduce<kGroup>(m, [](A a, A b) { return max_nan(a, b); }, scratch);
   if (isinf(row_m) || isnan(row_m)) {  // all -inf (lse -inf), a +inf (lse +inf), or NaN
     m_out = row_m;

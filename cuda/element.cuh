@@ -146,6 +146,15 @@ __device__ __forceinline__ A highest() {
     return INT64_MAX;
 }
 
+// A quiet NaN of type A.
+template <typename A>
+__device__ __forceinline__ A x_nan() {
+  if constexpr (std::is_same_v<A, float>)
+    return __int_as_float(0x7fc00000);
+  else
+    return __longlong_as_double(0x7ff8000000000000ll);
+}
+
 // NaN-propagating max/min (torch.maximum / amax semantics, and the CPU
 // backend's): a NaN anywhere wins, whatever the order of combination; on a
 // tie the first argument is returned (which matters only for -0 vs +0).

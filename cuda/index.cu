@@ -221,6 +221,8 @@ void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const T
   LORY_CHECK(src_in.shape() == want, "index_add: src must be ", shape_str(want), " for out ", out.describe(),
              " and ", n, " indices, got ", src_in.describe());
   if (src_in.numel() == 0) return;
+  // CUB's run-length encode counts items in an int.
+  LORY_CHECK(n <= INT32_MAX, "index_add: ", n, " indices exceed the 2^31 - 1 one CUDA call handles; split the call");
   const Device dev = out.device();
   Tensor src = src_in;
   if (!src.is_contiguous()) {
@@ -252,12 +254,13 @@ void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const T
                                            run_starts.data<int64_t>(), n, stream));
   Tensor temp = scratch(static_cast<int64_t>(std::max({sort_bytes, rle_bytes, scan_bytes, size_t{1}})), DType::u8,
                         dev);
+  // The scan below reads lengths past num_runs, which the encode leaves unset: zero them first.
+  CUDA_CHECK(cudaMemsetAsync(run_lengths.data_ptr(), 0, static_cast<size_t>(n) * sizeof(int64_t), stream));
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), sort_bytes, keys.data<int64_t>(),
                                              sorted_keys.data<int64_t>(), pos.data<int64_t>(),
                                              sorted_pos.data<int64_t>(), n, 0, end_bit, stream));
-  // 3. runs of equal keys, and where each starts in the sorted order. Lengths
-  // past num_runs are left unset by the encode; the scan reads them but only
-  // the first num_runs starts are used.
+  // 3. runs of equal keys, and where each starts in the sorted order (only
+  // the first num_runs starts are used).
   CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(temp.data_ptr(), rle_bytes, sorted_keys.data<int64_t>(),
                                                 run_keys.data<int64_t>(), run_lengths.data<int64_t>(),
                                                 num_runs.data<int64_t>(), n, stream));

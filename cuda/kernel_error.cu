@@ -23,11 +23,13 @@ std::vector<Slot>& slots() {
   return *s;
 }
 
-Slot& slot_for(int device) {
+// A copy of the device's slot pointers (created on first use): copied under
+// the lock, since another thread may grow the vector right after.
+Slot slot_for(int device) {
   std::lock_guard<std::mutex> lock(slots_mutex);
   auto& all = slots();
   if (static_cast<int>(all.size()) <= device) all.resize(static_cast<size_t>(device) + 1);
-  Slot& s = all[static_cast<size_t>(device)];
+  Slot& s = all[static_cast<size_t>(device)];  // reference valid while the lock is held
   if (s.host == nullptr) {
     ensure_device(device);
     void* p = nullptr;

@@ -32,6 +32,9 @@ struct KernelError {
 __device__ __forceinline__ void report_out_of_range(KernelError* slot, KernelCheck check, int64_t value,
                                                     int64_t position, int64_t bound, int32_t dim) {
   if (slot == nullptr) return;
+  // A plain read first: once an error is recorded, the many threads that hit
+  // the same bad index do not each send an atomic across PCIe.
+  if (*reinterpret_cast<volatile int32_t*>(&slot->check) != 0) return;
   if (atomicCAS(&slot->check, 0, -1) != 0) return;  // -1: being written
   slot->dim = dim;
   slot->value = value;

@@ -176,9 +176,12 @@ Tensor segment_mean(const Tensor& x, int64_t T) {
   // Each token gets its segment's gradient over the segment's token count.
   return record("SegmentMeanBackward", {x}, out, [B, L, d, N, T](const Tensor& g) {
     const int64_t last = L - (N - 1) * T;  // tokens in the last segment
-    Tensor counts = full({1, N, 1}, static_cast<double>(T), {g.dtype(), g.device(), false});
+    // Counts and the division in f32 at least: a bf16 count above 256 would round.
+    const DType div_type = g.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    Tensor counts = full({1, N, 1}, static_cast<double>(T), {div_type, g.device(), false});
     if (last != T) counts.narrow(1, N - 1, 1).fill_(static_cast<double>(last));
-    const Tensor per_token = (g / counts).unsqueeze(2).expand({B, N, T, d}).reshape({B, N * T, d});
+    const Tensor per_token =
+        (g.to(div_type) / counts).to(g.dtype()).unsqueeze(2).expand({B, N, T, d}).reshape({B, N * T, d});
     return std::vector<Tensor>{N * T == L ? per_token : per_token.narrow(1, 0, L).contiguous()};
   });
 }

@@ -167,6 +167,16 @@ TEST_CASE("cuda: cross_entropy matches the CPU, loss and gradient, for short and
   x.narrow(1, 5, 1).fill_(-INFINITY);
   check_same("cross_entropy of large and -inf logits", Tol{1e-4, 1e-4},
              [](const Tensor& a, const Tensor& y) { return cross_entropy(a, y); }, x, ids_tensor({0, 1, 2, 3}));
+  // A NaN logit makes its row's loss NaN, even next to a +inf (the CPU's max propagates NaN).
+  for (int64_t V : {300, 3000}) {
+    Tensor bad = randn_as({2, V}, DType::f32, 23);
+    bad.narrow(1, 7, 1).fill_(NAN);
+    bad.narrow(1, 8, 1).fill_(INFINITY);
+    Tensor loss = empty({2}, {DType::f32, kGpu}), lse = empty({2}, {DType::f32, kGpu});
+    cuda_backend(0).cross_entropy_forward(bad.to(kGpu), ids_tensor({0, 1}).to(kGpu), -100, loss, lse);
+    for (double l : loss.to_vector<double>()) CHECK(std::isnan(l));
+    for (double l : lse.to_vector<double>()) CHECK(std::isnan(l));
+  }
 }
 
 TEST_CASE("cuda: rms_norm and add_rms_norm match the CPU on every kernel path, forward and backward") {
