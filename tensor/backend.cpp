@@ -43,6 +43,9 @@ void Backend::matmul(const Tensor&, const Tensor&, Tensor&) { not_implemented("m
 void Backend::index_select(const Tensor&, int64_t, const Tensor&, Tensor&) { not_implemented("index_select"); }
 void Backend::index_add(Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_add"); }
 void Backend::swiglu(const Tensor&, const Tensor&, Tensor&) { not_implemented("swiglu"); }
+void Backend::swiglu_backward(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) {
+  not_implemented("swiglu_backward");
+}
 void Backend::cross_entropy_forward(const Tensor&, const Tensor&, int64_t, Tensor&, Tensor&) {
   not_implemented("cross_entropy");
 }

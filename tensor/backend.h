@@ -111,6 +111,11 @@ class Backend {
   // [R, F] with unit inner stride and any row stride (the two halves of one
   // fused projection qualify); out: [R, F] contiguous. One dtype throughout.
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out);
+  // Its backward, fused (one read of dy, gate, up; one write of each
+  // gradient), with s = sigmoid(gate):
+  //   dgate = dy * up * s * (1 + gate * (1 - s)),   dup = dy * gate * s
+  // dy, dgate, dup: [R, F] contiguous; gate, up as in swiglu. One dtype.
+  virtual void swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup);
 
   // logits: [N, V] contiguous, targets: [N] i64. Writes per-row loss
   // (lse - logit[target], 0 where target == ignore_index) and the row's

@@ -21,6 +21,15 @@ void check_f32_rows(const Tensor& t, int64_t n, const char* kernel, const char* 
              " must be contiguous f32 [", n, "], got ", t.describe());
 }
 
+void check_swiglu_args(const Tensor& gate, const Tensor& up, const Tensor& out, const char* kernel) {
+  LORY_CHECK(out.dim() == 2 && out.is_contiguous() && is_floating(out.dtype()), kernel,
+             ": out must be contiguous floating [R, F], got ", out.describe());
+  for (const Tensor* in : {&gate, &up})
+    LORY_CHECK(in->shape() == out.shape() && in->dtype() == out.dtype() && (in->stride(1) == 1 || out.size(1) <= 1),
+               kernel, ": gate and up must be [R, F] rows with unit inner stride, like out ", out.describe(),
+               ": gate is ", gate.describe(), ", up is ", up.describe());
+}
+
 void check_rms_norm_args(const Tensor& x, const Tensor& weight, const Tensor& rstd, const char* kernel) {
   LORY_CHECK(x.dim() == 2 && x.is_contiguous() && is_floating(x.dtype()), kernel,
              ": x must be contiguous floating [R, D], got ", x.describe());

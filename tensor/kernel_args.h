@@ -26,6 +26,10 @@ void check_rows_like(const Tensor& t, const Tensor& x, const char* kernel, const
 // t is a contiguous f32 vector of n elements.
 void check_f32_rows(const Tensor& t, int64_t n, const char* kernel, const char* what);
 
+// swiglu: gate and up [R, F] rows with unit inner stride (any row stride), of
+// out's dtype; out (and, for the backward, dy and the gradients) contiguous [R, F].
+void check_swiglu_args(const Tensor& gate, const Tensor& up, const Tensor& out, const char* kernel);
+
 // rms_norm_*: x [R, D] contiguous floating, weight [D] of x's dtype, rstd f32 [R].
 void check_rms_norm_args(const Tensor& x, const Tensor& weight, const Tensor& rstd, const char* kernel);
 // rms_norm_backward: the above plus dy and dx like x, dweight like weight.

@@ -55,6 +55,7 @@ class CpuBackend final : public Backend {
 
   // ---- fused ops (swiglu.cpp, cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp) ----
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) override;
   void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Tensor& row_loss,
                              Tensor& lse) override;
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
