@@ -272,7 +272,7 @@ void CudaBackend::attention_forward(const Tensor& q, const Tensor& k, const Tens
   const char* kernel = "scaled_dot_product_attention";
   const cudaStream_t stream = enter(kernel, {&q, &k, &v, &out, &lse});
   cuda::check_operands(q, k, v, out, lse, causal, kernel);
-  if (q.numel() == 0) return;
+  if (lse.numel() == 0) return;  // no rows (Dh == 0 still has rows: the general kernel writes their lse)
   if (k.size(2) == 0) {  // nothing to attend to: zeros, lse -inf (what the CPU writes)
     fill(out, 0.0);
     fill(lse, -INFINITY);

@@ -1,14 +1,15 @@
 // nn.cpp — the fused ops of a Transformer.
 //
 // Each has a forward kernel of its own, so that the forward writes no
-// full-size intermediate. swiglu's backward is written with other ops, like
-// every other op's. The rest are deliberate exceptions to that rule, with a
-// backward kernel of their own: composing them from small ops would store
-// several full-size intermediates (the softmax of a [tokens, vocab] logit
-// matrix, the attention matrix) that the fused kernels recompute or never
-// materialise. Each keeps only what its backward needs: cross-entropy the row
-// log-sum-exp, RMSNorm the row 1/rms, attention the output and the row
-// log-sum-exp.
+// full-size intermediate. Most ops write their backward with other ops; these
+// are deliberate exceptions, with a backward kernel of their own: composing
+// them from small ops would store several full-size intermediates (the
+// softmax of a [tokens, vocab] logit matrix, the attention matrix) that the
+// fused kernels recompute or never materialise, or (swiglu) make eight passes
+// over [tokens, F] where one will do. Each keeps only what its backward
+// needs: cross-entropy the row log-sum-exp, RMSNorm the row 1/rms, attention
+// the output and the row log-sum-exp, swiglu its two inputs. add_rms_norm and
+// segment_mean reuse RMSNorm's backward and compose theirs from ops.
 #include <cmath>
 
 #include "tensor/ops/op_util.h"
