@@ -455,7 +455,9 @@ TEST_CASE("cuda: a whole Lory model's loss and gradients match the CPU (f32), an
     CHECK(lg.item() == doctest::Approx(lc.item()).epsilon(tol));
     auto cp = cpu.named_parameters(), gp = gpu.named_parameters();
     for (size_t i = 0; i < cp.size(); ++i)
-      expect_close_normalized(cp[i].second->grad(), gp[i].second->grad(), t == DType::f32 ? 1e-4 : 5e-2,
+      // bf16: two different roundings of a whole model's backward; small, cancelling
+      // gradients (the routers') can differ by several percent. A wrong kernel is off by ~100%.
+      expect_close_normalized(cp[i].second->grad(), gp[i].second->grad(), t == DType::f32 ? 1e-4 : 1e-1,
                               std::string("model gradient of ") + cp[i].first + " (" + dtype_name(t) + ")");
   }
 }
