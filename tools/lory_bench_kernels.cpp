@@ -54,6 +54,7 @@ struct Row {
   double goal = NAN;       // the fraction (or ratio) the issue asks for
   bool ratio_goal = false; // true: pass when fraction <= goal (a time ratio)
   double tokens_per_s = NAN;
+  double mfu = NAN;        // compute rows: rate / the device's peak
 };
 
 class Bench {
@@ -88,7 +89,7 @@ std::string dims(std::initializer_list<int64_t> d) {
 }
 
 void print_row(const Row& r) {
-  char fr[32] = "", goal[32] = "", verdict[8] = "", tps[32] = "";
+  char fr[32] = "", goal[32] = "", verdict[8] = "", tps[32] = "", mfu[16] = "";
   if (!std::isnan(r.fraction)) std::snprintf(fr, sizeof fr, r.ratio_goal ? "%.2fx" : "%.0f%%", r.ratio_goal ? r.fraction : 100 * r.fraction);
   if (!std::isnan(r.goal)) {
     std::snprintf(goal, sizeof goal, r.ratio_goal ? "<= %.2fx" : ">= %.0f%%", r.ratio_goal ? r.goal : 100 * r.goal);
@@ -96,8 +97,9 @@ void print_row(const Row& r) {
     std::snprintf(verdict, sizeof verdict, "%s", ok ? "ok" : "BELOW");
   }
   if (!std::isnan(r.tokens_per_s)) std::snprintf(tps, sizeof tps, "%.3g", r.tokens_per_s);
-  std::printf("%-34s %-22s %9.3f %9.4g %-8s %8s %9s %-6s %10s\n", r.name.c_str(), r.shape.c_str(), r.ms, r.value,
-              r.unit.c_str(), fr, goal, verdict, tps);
+  if (!std::isnan(r.mfu)) std::snprintf(mfu, sizeof mfu, "%.0f%%", 100 * r.mfu);
+  std::printf("%-34s %-22s %9.3f %9.4g %-8s %8s %9s %-6s %10s %5s\n", r.name.c_str(), r.shape.c_str(), r.ms, r.value,
+              r.unit.c_str(), fr, goal, verdict, tps, mfu);
 }
 
 std::string json_rows(const std::vector<Row>& rows, const std::string& device, double gemm, double copy) {
@@ -108,7 +110,8 @@ std::string json_rows(const std::vector<Row>& rows, const std::string& device, d
     auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
     s += "  {\"name\": \"" + r.name + "\", \"shape\": \"" + r.shape + "\", \"ms\": " + num(r.ms) +
          ", \"value\": " + num(r.value) + ", \"unit\": \"" + r.unit + "\", \"fraction\": " + num(r.fraction) +
-         ", \"goal\": " + num(r.goal) + ", \"tokens_per_s\": " + num(r.tokens_per_s) + "}" +
+         ", \"goal\": " + num(r.goal) + ", \"tokens_per_s\": " + num(r.tokens_per_s) + ", \"mfu\": " + num(r.mfu) +
+         "}" +
          (i + 1 < rows.size() ? ",\n" : "\n");
   }
   return s + "]}\n";
@@ -184,8 +187,8 @@ int main(int argc, char** argv) {
   std::printf("reference GEMM %s x %s: %.4g TFLOP/s (%.0f%% of the %.4g TFLOP/s peak)   reference COPY %s MiB: %.0f GB/s\n\n",
               dims({N, d}).c_str(), dims({d, f}).c_str(), gemm_tflops, 100 * gemm_tflops / peak, peak,
               std::to_string(copy_n * dtype_size(dt) >> 20).c_str(), copy_gbs);
-  std::printf("%-34s %-22s %9s %9s %-8s %8s %9s %-6s %10s\n", "kernel", "shape", "ms", "rate", "unit", "of ref",
-              "goal", "", "tokens/s");
+  std::printf("%-34s %-22s %9s %9s %-8s %8s %9s %-6s %10s %5s\n", "kernel", "shape", "ms", "rate", "unit", "of ref",
+              "goal", "", "tokens/s", "MFU");
 
   std::vector<Row> rows;
   auto memory_row = [&](const std::string& name, const std::string& shape, double bytes, const std::function<void()>& fn,
@@ -204,6 +207,7 @@ int main(int argc, char** argv) {
     r.fraction = r.value / gemm_tflops;
     r.goal = goal;
     r.tokens_per_s = tokens / t;
+    r.mfu = r.value / peak;
     print_row(r);
     rows.push_back(r);
     return t;
@@ -310,12 +314,13 @@ int main(int argc, char** argv) {
       r.ratio_goal = true;
       r.goal = E == 8 ? 1.10 : NAN;
       r.tokens_per_s = N / t;
+      r.mfu = r.value / peak;
       print_row(r);
       rows.push_back(r);
     }
   }
   std::printf("\nrate: GB/s for memory-bound rows (of ref: fraction of COPY), TFLOP/s for compute rows (of ref:\n"
-              "fraction of GEMM; MFU = rate / %.4g). Lory FFN rows: 'of ref' is the time ratio to the dense FFN.\n",
+              "fraction of GEMM; MFU = rate / the %.4g TFLOP/s peak). Lory FFN rows: 'of ref' is the time ratio to the dense FFN.\n",
               peak);
   if (cli.has("json")) {
     const std::string path = cli.get("json");
