@@ -26,6 +26,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -243,22 +244,6 @@ void dispatch_simt(const Tensor& q, F&& f) {
 
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
-void check_operands(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                    bool causal, const char* kernel) {
-  LORY_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
-                 q.size(1) == k.size(1) && q.size(3) == k.size(3),
-             kernel, ": expected q [B, H, L, Dh] and k, v [B, H, S, Dh]: q ", q.describe(), ", k ", k.describe(),
-             ", v ", v.describe());
-  for (const Tensor* t : {&q, &k, &v, &out})
-    LORY_CHECK(t->is_contiguous() && t->dtype() == q.dtype(), kernel, ": operands must be contiguous and of q's dtype: ",
-               t->describe(), " vs q ", q.describe());
-  LORY_CHECK(out.shape() == q.shape(), kernel, ": out must be like q ", q.describe(), ", got ", out.describe());
-  LORY_CHECK(lse.dtype() == DType::f32 && lse.numel() == q.size(0) * q.size(1) * q.size(2) && lse.is_contiguous(),
-             kernel, ": lse must be contiguous f32 [B, H, L] for q ", q.describe(), ", got ", lse.describe());
-  LORY_CHECK(!causal || k.size(2) >= q.size(2), kernel, ": causal attention needs S >= L: q ", q.describe(), ", k ",
-             k.describe());
-}
-
 }  // namespace
 
 }  // namespace lory::cuda
@@ -271,7 +256,7 @@ void CudaBackend::attention_forward(const Tensor& q, const Tensor& k, const Tens
                                     Tensor& out, Tensor& lse) {
   const char* kernel = "scaled_dot_product_attention";
   const cudaStream_t stream = enter(kernel, {&q, &k, &v, &out, &lse});
-  cuda::check_operands(q, k, v, out, lse, causal, kernel);
+  check_attention_args(q, k, v, out, lse, causal, kernel);
   if (lse.numel() == 0) return;  // no rows (Dh == 0 still has rows: the general kernel writes their lse)
   if (k.size(2) == 0) {  // nothing to attend to: zeros, lse -inf (what the CPU writes)
     fill(out, 0.0);
@@ -299,13 +284,7 @@ void CudaBackend::attention_backward(const Tensor& dout, const Tensor& q, const 
                                      Tensor& dk, Tensor& dv) {
   const char* kernel = "scaled_dot_product_attention_backward";
   const cudaStream_t stream = enter(kernel, {&dout, &q, &k, &v, &out, &lse, &dq, &dk, &dv});
-  cuda::check_operands(q, k, v, out, lse, causal, kernel);
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&dout, &dq})
-    cuda::check_operands(q, k, v, *t, lse, causal, kernel);
-  LORY_CHECK(dk.shape() == k.shape() && dv.shape() == v.shape() && dk.dtype() == k.dtype() &&
-                 dv.dtype() == v.dtype() && dk.is_contiguous() && dv.is_contiguous(),
-             kernel, ": dk and dv must be contiguous like k ", k.describe(), ": got ", dk.describe(), " and ",
-             dv.describe());
+  check_attention_backward_args(dout, q, k, v, out, lse, causal, dq, dk, dv);
   const int64_t BH = q.size(0) * q.size(1), L = q.size(2), S = k.size(2), Dh = q.size(3);
   if (q.numel() == 0 || k.numel() == 0) {
     for (Tensor* t : {&dq, &dk, &dv})

@@ -161,26 +161,18 @@ void by_row_length(int64_t N, int64_t V, Launch&& launch) {
   }
 }
 
-void check_common(const Tensor& logits, const Tensor& targets, const char* kernel) {
-  LORY_CHECK(logits.dim() == 2 && logits.is_contiguous() && logits.size(1) > 0, kernel,
-             ": logits must be contiguous [N, V] with V > 0, got ", logits.describe());
-  LORY_CHECK(is_floating(logits.dtype()), kernel, ": logits must be floating, got ", logits.describe());
-  LORY_CHECK(targets.dtype() == DType::i64 && targets.dim() == 1 && targets.size(0) == logits.size(0) &&
-                 targets.is_contiguous(),
-             kernel, ": targets must be contiguous i64 [", logits.size(0), "], got ", targets.describe());
+// The shared checks (tensor/kernel_args.h) plus this launch's limit.
+void check_rows_fit(const Tensor& logits, const char* kernel) {
   LORY_CHECK(logits.size(0) <= INT32_MAX, kernel, ": too many rows for one launch: ", logits.describe());
 }
-
 
 }  // namespace
 
 void launch_cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                   const Tensor& row_loss, const Tensor& lse, KernelError* err, cudaStream_t stream) {
-  const char* kernel = "cross_entropy";
-  check_common(logits, targets, kernel);
+  check_cross_entropy_args(logits, targets, row_loss, lse);
+  check_rows_fit(logits, "cross_entropy");
   const int64_t N = logits.size(0), V = logits.size(1);
-  check_f32_rows(row_loss, N, kernel, "row_loss");
-  check_f32_rows(lse, N, kernel, "lse");
   if (N == 0) return;
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -199,14 +191,9 @@ void launch_cross_entropy_forward(const Tensor& logits, const Tensor& targets, i
 void launch_cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                    int64_t ignore_index, const Tensor& scale, const Tensor& dlogits,
                                    cudaStream_t stream) {
-  const char* kernel = "cross_entropy_backward";
-  check_common(logits, targets, kernel);
+  check_cross_entropy_backward_args(logits, targets, lse, scale, dlogits);
+  check_rows_fit(logits, "cross_entropy_backward");
   const int64_t N = logits.size(0), V = logits.size(1);
-  check_f32_rows(lse, N, kernel, "lse");
-  LORY_CHECK(scale.numel() == 1 && scale.dtype() == DType::f32, kernel, ": scale must be one f32 value, got ",
-             scale.describe());
-  LORY_CHECK(dlogits.shape() == logits.shape() && dlogits.dtype() == logits.dtype() && dlogits.is_contiguous(),
-             kernel, ": dlogits must be contiguous like logits ", logits.describe(), ", got ", dlogits.describe());
   if (N == 0) return;
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;

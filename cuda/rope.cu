@@ -16,6 +16,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -58,12 +59,8 @@ __global__ void rope_kernel(const T* x, T* out, const float_math_t<T>* cos_t, co
 void launch_rope(const Tensor& x, const Tensor& out, int64_t pos_offset, double theta, bool inverse,
                  cudaStream_t stream) {
   const char* kernel = inverse ? "rope_backward" : "rope";
-  LORY_CHECK(x.dim() == 4 && x.is_contiguous(), kernel, ": x must be contiguous [B, L, H, Dh], got ", x.describe());
-  LORY_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(), kernel,
-             ": out must be contiguous like x ", x.describe(), ", got ", out.describe());
-  LORY_CHECK(is_floating(x.dtype()), kernel, ": x must be floating, got ", x.describe());
+  check_rope_args(x, out, kernel);
   const int64_t B = x.size(0), L = x.size(1), H = x.size(2), Dh = x.size(3), half = Dh / 2;
-  LORY_CHECK(Dh % 2 == 0, kernel, ": head dim must be even, got ", x.describe());
   if (x.numel() == 0) return;
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -1,6 +1,8 @@
 // kernel_args.cpp — see kernel_args.h.
 #include "tensor/kernel_args.h"
 
+#include <utility>
+
 namespace lory {
 
 DimSplit split_at_dim(const Shape& shape, int64_t dim) {
@@ -92,6 +94,74 @@ void check_sum_squares_args(const Tensor& x, const Tensor& out) {
   LORY_CHECK(x.dtype() == DType::f32 && x.is_contiguous(), "sum_squares: x must be contiguous f32, got ",
              x.describe());
   LORY_CHECK(out.dtype() == DType::f64 && out.numel() == 1, "sum_squares: out must be one f64, got ", out.describe());
+}
+
+namespace {
+
+void check_logits_targets(const Tensor& logits, const Tensor& targets, const char* kernel) {
+  LORY_CHECK(logits.dim() == 2 && logits.is_contiguous() && is_floating(logits.dtype()), kernel,
+             ": logits must be contiguous floating [N, V], got ", logits.describe());
+  LORY_CHECK(logits.size(1) > 0, kernel, ": logits have no classes: ", logits.describe());
+  LORY_CHECK(targets.dtype() == DType::i64 && targets.dim() == 1 && targets.size(0) == logits.size(0) &&
+                 targets.is_contiguous(),
+             kernel, ": targets must be contiguous i64 [", logits.size(0), "], got ", targets.describe());
+}
+
+}  // namespace
+
+void check_cross_entropy_args(const Tensor& logits, const Tensor& targets, const Tensor& row_loss,
+                              const Tensor& lse) {
+  const char* kernel = "cross_entropy";
+  check_logits_targets(logits, targets, kernel);
+  check_f32_rows(row_loss, logits.size(0), kernel, "row_loss");
+  check_f32_rows(lse, logits.size(0), kernel, "lse");
+}
+
+void check_cross_entropy_backward_args(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                       const Tensor& scale, const Tensor& dlogits) {
+  const char* kernel = "cross_entropy_backward";
+  check_logits_targets(logits, targets, kernel);
+  check_f32_rows(lse, logits.size(0), kernel, "lse");
+  LORY_CHECK(scale.numel() == 1 && scale.dtype() == DType::f32, kernel, ": scale must be one f32 value, got ",
+             scale.describe());
+  LORY_CHECK(dlogits.shape() == logits.shape() && dlogits.dtype() == logits.dtype() && dlogits.is_contiguous(),
+             kernel, ": dlogits must be contiguous like logits ", logits.describe(), ", got ", dlogits.describe());
+}
+
+void check_rope_args(const Tensor& x, const Tensor& out, const char* kernel) {
+  LORY_CHECK(x.dim() == 4 && x.is_contiguous() && is_floating(x.dtype()), kernel,
+             ": x must be contiguous floating [B, L, H, Dh], got ", x.describe());
+  check_rows_like(out, x, kernel, "out");
+  LORY_CHECK(x.size(3) % 2 == 0, kernel, ": head dim must be even, got ", x.describe());
+}
+
+void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          bool causal, const char* kernel) {
+  LORY_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
+                 q.size(1) == k.size(1) && q.size(3) == k.size(3),
+             kernel, ": expected q [B, H, L, Dh] and k, v [B, H, S, Dh]: q ", q.describe(), ", k ", k.describe(),
+             ", v ", v.describe());
+  LORY_CHECK(is_floating(q.dtype()), kernel, ": expected a floating dtype, got q ", q.describe());
+  for (const Tensor* t : {&q, &k, &v, &out})
+    LORY_CHECK(t->is_contiguous() && t->dtype() == q.dtype(), kernel, ": operands must be contiguous and of q's dtype: ",
+               t->describe(), " vs q ", q.describe());
+  LORY_CHECK(out.shape() == q.shape(), kernel, ": out must be shaped like q ", q.describe(), ", got ", out.describe());
+  check_f32_rows(lse, q.size(0) * q.size(1) * q.size(2), kernel, "lse ([B, H, L])");
+  LORY_CHECK(!causal || k.size(2) >= q.size(2), kernel, ": causal attention needs S >= L: q ", q.describe(), ", k ",
+             k.describe());
+}
+
+void check_attention_backward_args(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& out, const Tensor& lse, bool causal, const Tensor& dq,
+                                   const Tensor& dk, const Tensor& dv) {
+  const char* kernel = "scaled_dot_product_attention_backward";
+  check_attention_args(q, k, v, out, lse, causal, kernel);
+  for (const auto& [t, what] : {std::pair{&dout, "dout"}, std::pair{&dq, "dq"}})
+    LORY_CHECK(t->shape() == q.shape() && t->dtype() == q.dtype() && t->is_contiguous(), kernel, ": ", what,
+               " must be contiguous like q ", q.describe(), ", got ", t->describe());
+  for (const auto& [t, what] : {std::pair{&dk, "dk"}, std::pair{&dv, "dv"}})
+    LORY_CHECK(t->shape() == k.shape() && t->dtype() == k.dtype() && t->is_contiguous(), kernel, ": ", what,
+               " must be contiguous like k ", k.describe(), ", got ", t->describe());
 }
 
 }  // namespace lory

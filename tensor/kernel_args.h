@@ -49,4 +49,25 @@ void check_adamw_args(const Tensor& param, const Tensor& grad, const Tensor& exp
 // sum_squares: x contiguous f32, out one f64.
 void check_sum_squares_args(const Tensor& x, const Tensor& out);
 
+// cross_entropy: logits [N, V > 0] contiguous floating, targets i64 [N]
+// contiguous (their values are checked by the kernel), row_loss and lse f32 [N].
+void check_cross_entropy_args(const Tensor& logits, const Tensor& targets, const Tensor& row_loss,
+                              const Tensor& lse);
+// cross_entropy_backward: logits, targets and lse as above, scale one f32,
+// dlogits contiguous like logits.
+void check_cross_entropy_backward_args(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                       const Tensor& scale, const Tensor& dlogits);
+
+// rope: x [B, L, H, Dh] contiguous floating with Dh even, out like x.
+void check_rope_args(const Tensor& x, const Tensor& out, const char* kernel);
+
+// attention: q [B, H, L, Dh], k and v [B, H, S, Dh], out like q, all
+// contiguous of q's dtype; lse f32 [B, H, L]; causal needs S >= L.
+void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          bool causal, const char* kernel);
+// attention_backward: the above plus dout and dq like q, dk and dv like k.
+void check_attention_backward_args(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const Tensor& out, const Tensor& lse, bool causal, const Tensor& dq,
+                                   const Tensor& dk, const Tensor& dv);
+
 }  // namespace lory

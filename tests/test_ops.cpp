@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 
@@ -1308,6 +1309,33 @@ TEST_CASE("ops: scaled_dot_product_attention is stable for large scores and in b
                 vb = make({1, 2, 6, 8}, DType::bf16, 10);
   check_close(scaled_dot_product_attention(qb.t, kb.t, vb.t, true), sdpa_ref(qb.ref, kb.ref, vb.ref, true, 0),
               tol_for(DType::bf16), "bf16 sdpa");
+}
+
+// The backend kernels take exactly the operands tensor/backend.h describes
+// and refuse the rest with the shared messages of tensor/kernel_args.h (the
+// CUDA kernels call the same checks).
+TEST_CASE("ops: backend kernels refuse operands outside their contract, naming the operand") {
+  Backend& be = cpu_backend();
+  const Tensor logits = zeros({3, 5});
+  Tensor loss = empty({3}), lse = empty({3});
+  CHECK_THROWS_WITH_AS(be.cross_entropy_forward(logits, zeros({3}, {DType::i32}), -100, loss, lse),
+                       doctest::Contains("targets must be contiguous i64 [3]"), Error);
+  CHECK_THROWS_WITH_AS(be.cross_entropy_forward(logits, full({3}, 5.0, {DType::i64}), -100, loss, lse),
+                       doctest::Contains("target 5 at row 0 is out of range for 5 classes"), Error);
+  Tensor dlogits = empty({3, 5});
+  CHECK_THROWS_WITH_AS(
+      be.cross_entropy_backward(logits, zeros({3}, {DType::i64}), lse, -100, ones({1}, {DType::f64}), dlogits),
+      doctest::Contains("scale must be one f32 value"), Error);
+  Tensor rope_out = empty({1, 2, 1, 3});
+  CHECK_THROWS_WITH_AS(be.rope(zeros({1, 2, 1, 3}), rope_out, 0, 10000.0, false),
+                       doctest::Contains("head dim must be even"), Error);
+  const Tensor q = zeros({1, 1, 4, 8}), kv = zeros({1, 1, 2, 8});
+  Tensor out = empty({1, 1, 4, 8}), att_lse = empty({1, 1, 4});
+  CHECK_THROWS_WITH_AS(be.attention_forward(q, kv, kv, 1.0, true, out, att_lse),
+                       doctest::Contains("causal attention needs S >= L"), Error);
+  Tensor dq = empty({1, 1, 4, 8}), dk = empty({1, 1, 2, 8}), dv = empty({1, 1, 3, 8});
+  CHECK_THROWS_WITH_AS(be.attention_backward(out, q, kv, kv, out, att_lse, 1.0, false, dq, dk, dv),
+                       doctest::Contains("dv must be contiguous like k"), Error);
 }
 
 // ---------------------------------------------------------------------------

@@ -17,12 +17,12 @@
 // (deterministic); with a single head, Eigen threads the GEMMs instead.
 #include <algorithm>
 #include <cmath>
-#include <initializer_list>
 #include <limits>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -60,24 +60,8 @@ HeadMap<T> head(const T* base, int64_t bh, int64_t rows, int64_t Dh, RowMat<comp
   }
 }
 
-void check_heads(const Tensor& t, const char* kernel, const char* what, const Tensor& q) {
-  LORY_CHECK(t.dim() == 4 && t.is_contiguous() && t.dtype() == q.dtype(), kernel, ": ", what,
-             " must be contiguous [B, H, *, Dh] of q's dtype: q is ", q.describe(), ", ", what, " is ", t.describe());
-}
-
-AttnDims check_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const char* kernel) {
-  check_heads(q, kernel, "q", q);
-  check_heads(k, kernel, "k", q);
-  check_heads(v, kernel, "v", q);
-  const AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), causal};
-  LORY_CHECK(k.shape() == v.shape() && k.size(0) == d.B && k.size(1) == d.H && k.size(3) == d.Dh, kernel,
-             ": shapes do not match: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe());
-  return d;
-}
-
-void check_lse(const Tensor& lse, const AttnDims& d, const char* kernel) {
-  LORY_CHECK(lse.dtype() == DType::f32 && lse.is_contiguous() && lse.numel() == d.B * d.H * d.L, kernel,
-             ": lse must be contiguous f32 [", d.B, ", ", d.H, ", ", d.L, "], got ", lse.describe());
+AttnDims dims_of(const Tensor& q, const Tensor& k, bool causal) {
+  return AttnDims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), causal};
 }
 
 template <typename T>
@@ -205,11 +189,8 @@ void backward_typed(const Tensor& dout, const Tensor& q, const Tensor& k, const 
 void CpuBackend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                                    Tensor& out, Tensor& lse) {
   const char* kernel = "scaled_dot_product_attention";
-  const AttnDims d = check_attention(q, k, v, causal, kernel);
-  LORY_CHECK(out.shape() == q.shape(), kernel, ": out must be shaped like q ", q.describe(), ", got ",
-             out.describe());
-  check_heads(out, kernel, "out", q);
-  check_lse(lse, d, kernel);
+  check_attention_args(q, k, v, out, lse, causal, kernel);
+  const AttnDims d = dims_of(q, k, causal);
   if (d.B * d.H * d.L == 0) return;
   dispatch_floating(q, kernel, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -221,18 +202,8 @@ void CpuBackend::attention_backward(const Tensor& dout, const Tensor& q, const T
                                     const Tensor& out, const Tensor& lse, double scale, bool causal, Tensor& dq,
                                     Tensor& dk, Tensor& dv) {
   const char* kernel = "scaled_dot_product_attention_backward";
-  const AttnDims d = check_attention(q, k, v, causal, kernel);
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&dout, &out, &dq}) {
-    LORY_CHECK(t->shape() == q.shape(), kernel, ": dout, out and dq must be shaped like q ", q.describe(), ", got ",
-               t->describe());
-    check_heads(*t, kernel, "dout/out/dq", q);
-  }
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&dk, &dv}) {
-    LORY_CHECK(t->shape() == k.shape(), kernel, ": dk and dv must be shaped like k ", k.describe(), ", got ",
-               t->describe());
-    check_heads(*t, kernel, "dk/dv", q);
-  }
-  check_lse(lse, d, kernel);
+  check_attention_backward_args(dout, q, k, v, out, lse, causal, dq, dk, dv);
+  const AttnDims d = dims_of(q, k, causal);
   if (d.B * d.H == 0) return;
   dispatch_floating(q, kernel, [&](auto tag) {
     using T = typename decltype(tag)::type;

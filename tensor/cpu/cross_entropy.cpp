@@ -22,32 +22,15 @@ using namespace cpu;
 
 namespace {
 
-// Targets as int64, each in [0, V) or equal to ignore_index.
-std::vector<int64_t> checked_targets(const Tensor& targets, int64_t N, int64_t V, int64_t ignore_index,
-                                     const char* kernel) {
-  LORY_CHECK(targets.dim() == 1 && targets.size(0) == N, kernel, ": targets must be [", N, "], got ",
-             targets.describe());
-  std::vector<int64_t> t(static_cast<size_t>(N));
-  dispatch_index(targets, kernel, [&](auto tag) {
-    using I = typename decltype(tag)::type;
-    const I* p = ptr<I>(targets);
-    const int64_t s = targets.stride(0);
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t v = static_cast<int64_t>(p[n * s]);
-      LORY_CHECK(v == ignore_index || (v >= 0 && v < V), kernel, ": target ", v, " at row ", n,
-                 " is out of range for ", V, " classes (ignore_index is ", ignore_index, ")");
-      t[static_cast<size_t>(n)] = v;
-    }
-  });
+// The targets (i64 [N], contiguous: check_cross_entropy_args), each checked
+// to be in [0, V) or equal to ignore_index.
+const int64_t* checked_targets(const Tensor& targets, int64_t V, int64_t ignore_index, const char* kernel) {
+  const int64_t* t = ptr<int64_t>(targets);
+  for (int64_t n = 0; n < targets.numel(); ++n)
+    LORY_CHECK(t[n] == ignore_index || (t[n] >= 0 && t[n] < V), kernel, ": target ", t[n], " at row ", n,
+               " is out of range for ", V, " classes (ignore_index is ", ignore_index, ")");
   return t;
 }
-
-void check_logits(const Tensor& logits, const char* kernel) {
-  LORY_CHECK(logits.dim() == 2 && logits.is_contiguous(), kernel, ": logits must be contiguous [N, V], got ",
-             logits.describe());
-  LORY_CHECK(logits.size(1) > 0, kernel, ": logits have no classes: ", logits.describe());
-}
-
 
 // Calls f(row) with row n of the logits as an Eigen array of the compute type
 // (a map for f32/f64, a widened copy in `buf`, V elements, for bf16/f16).
@@ -79,11 +62,9 @@ auto row_max_logsum(const Row& r) {
 void CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                        Tensor& row_loss, Tensor& lse) {
   const char* kernel = "cross_entropy";
-  check_logits(logits, kernel);
+  check_cross_entropy_args(logits, targets, row_loss, lse);
   const int64_t N = logits.size(0), V = logits.size(1);
-  check_f32_rows(row_loss, N, kernel, "row_loss");
-  check_f32_rows(lse, N, kernel, "lse");
-  const std::vector<int64_t> t = checked_targets(targets, N, V, ignore_index, kernel);
+  const int64_t* t = checked_targets(targets, V, ignore_index, kernel);
   float* loss_p = ptr<float>(row_loss);
   float* lse_p = ptr<float>(lse);
   dispatch_floating(logits, kernel, [&](auto tag) {
@@ -95,7 +76,7 @@ void CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targe
       for (int64_t n = b; n < e; ++n) {
         with_row(x, n, V, buf.data(), [&](const auto& row) {
           const auto [m, log_sum] = row_max_logsum(row);
-          const int64_t target = t[static_cast<size_t>(n)];
+          const int64_t target = t[n];
           lse_p[n] = static_cast<float>(m + log_sum);
           loss_p[n] = target == ignore_index ? 0.0f : static_cast<float>((m - row[target]) + log_sum);
         });
@@ -107,18 +88,10 @@ void CpuBackend::cross_entropy_forward(const Tensor& logits, const Tensor& targe
 void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                         int64_t ignore_index, const Tensor& scale, Tensor& dlogits) {
   const char* kernel = "cross_entropy_backward";
-  check_logits(logits, kernel);
+  check_cross_entropy_backward_args(logits, targets, lse, scale, dlogits);
   const int64_t N = logits.size(0), V = logits.size(1);
-  check_f32_rows(lse, N, kernel, "lse");
-  LORY_CHECK(scale.numel() == 1 && is_floating(scale.dtype()), kernel, ": scale must be one floating value, got ",
-             scale.describe());
-  LORY_CHECK(dlogits.shape() == logits.shape() && dlogits.dtype() == logits.dtype() && dlogits.is_contiguous(),
-             kernel, ": dlogits must be contiguous like logits ", logits.describe(), ", got ", dlogits.describe());
-  const std::vector<int64_t> t = checked_targets(targets, N, V, ignore_index, kernel);
-  const double g = dispatch_floating(scale, kernel, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    return static_cast<double>(static_cast<compute_t<S>>(*ptr<S>(scale)));
-  });
+  const int64_t* t = checked_targets(targets, V, ignore_index, kernel);
+  const double g = *ptr<float>(scale);
   const float* lse_p = ptr<float>(lse);
   dispatch_floating(logits, kernel, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -130,7 +103,7 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
       std::vector<C> buf(is_half_v<T> ? static_cast<size_t>(V) : 0);
       for (int64_t n = b; n < e; ++n) {
         Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> drow(dx + n * V, V);
-        const int64_t target = t[static_cast<size_t>(n)];
+        const int64_t target = t[n];
         if (target == ignore_index) {
           drow.setZero();
           continue;

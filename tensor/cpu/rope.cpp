@@ -15,6 +15,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -22,11 +23,8 @@ using namespace cpu;
 
 void CpuBackend::rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) {
   const char* kernel = inverse ? "rope_backward" : "rope";
-  LORY_CHECK(x.dim() == 4 && x.is_contiguous(), kernel, ": x must be contiguous [B, L, H, Dh], got ", x.describe());
-  LORY_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(), kernel,
-             ": out must be contiguous like x ", x.describe(), ", got ", out.describe());
+  check_rope_args(x, out, kernel);
   const int64_t B = x.size(0), L = x.size(1), H = x.size(2), Dh = x.size(3), half = Dh / 2;
-  LORY_CHECK(Dh % 2 == 0, kernel, ": head dim must be even, got ", x.describe());
   if (x.numel() == 0) return;
   dispatch_floating(x, kernel, [&](auto tag) {
     using T = typename decltype(tag)::type;
