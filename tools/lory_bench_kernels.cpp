@@ -28,7 +28,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "autograd/node.h"
+#include "nn/atomic_file.h"
 #include "nn/lory_ffn.h"
 #include "nn/swiglu_ffn.h"
 #include "tensor/backend.h"
@@ -102,24 +105,29 @@ void print_row(const Row& r) {
               r.unit.c_str(), fr, goal, verdict, tps, mfu);
 }
 
+// The run as JSON: the two references and every row (NaN fields as null).
 std::string json_rows(const std::vector<Row>& rows, const std::string& device, double gemm, double copy) {
-  std::string s = "{\"device\": \"" + device + "\", \"gemm_tflops\": " + std::to_string(gemm) +
-                  ", \"copy_gbs\": " + std::to_string(copy) + ", \"rows\": [\n";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
-    s += "  {\"name\": \"" + r.name + "\", \"shape\": \"" + r.shape + "\", \"ms\": " + num(r.ms) +
-         ", \"value\": " + num(r.value) + ", \"unit\": \"" + r.unit + "\", \"fraction\": " + num(r.fraction) +
-         ", \"goal\": " + num(r.goal) + ", \"tokens_per_s\": " + num(r.tokens_per_s) + ", \"mfu\": " + num(r.mfu) +
-         "}" +
-         (i + 1 < rows.size() ? ",\n" : "\n");
+  auto num = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); };
+  nlohmann::ordered_json j;
+  j["device"] = device;
+  j["gemm_tflops"] = gemm;
+  j["copy_gbs"] = copy;
+  j["rows"] = nlohmann::json::array();
+  for (const Row& r : rows) {
+    j["rows"].push_back(nlohmann::ordered_json{{"name", r.name},
+                                               {"shape", r.shape},
+                                               {"ms", r.ms},
+                                               {"value", r.value},
+                                               {"unit", r.unit},
+                                               {"fraction", num(r.fraction)},
+                                               {"goal", num(r.goal)},
+                                               {"tokens_per_s", num(r.tokens_per_s)},
+                                               {"mfu", num(r.mfu)}});
   }
-  return s + "]}\n";
+  return j.dump(1) + "\n";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int bench_main(int argc, char** argv) {
   tools::Cli cli("lory_bench_kernels", "Times every CUDA kernel at the 0.3B model's shapes against cuBLAS and copy.");
   cli.option("device", "cuda|cpu", "device to benchmark", "cuda");
   cli.option("dtype", "bf16|f32", "storage dtype (default bf16 on cuda, f32 on cpu)");
@@ -324,12 +332,19 @@ int main(int argc, char** argv) {
               peak);
   if (cli.has("json")) {
     const std::string path = cli.get("json");
-    FILE* out = std::fopen(path.c_str(), "w");
-    if (!out) cli.fatal("cannot write " + path);
-    const std::string text = json_rows(rows, dev.str(), gemm_tflops, copy_gbs);
-    std::fwrite(text.data(), 1, text.size(), out);
-    std::fclose(out);
+    nn::write_file_atomically(path, json_rows(rows, dev.str(), gemm_tflops, copy_gbs));
     std::printf("wrote %s\n", path.c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return bench_main(argc, argv);
+  } catch (const std::exception& e) {  // a kernel's or the file writer's error, named
+    std::fprintf(stderr, "lory_bench_kernels: %s\n", e.what());
+    return 1;
+  }
 }
