@@ -182,12 +182,6 @@ __global__ void binary_vec_kernel(const T* a, const T* b, T* out, int64_t n, F f
   LORY_GRID_STRIDE_LOOP(i, n - nv * K) out[nv * K + i] = f(a[nv * K + i], b[nv * K + i]);
 }
 
-bool aligned16(std::initializer_list<const void*> ptrs) {
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
-
 // out[i] = f(a[i], b[i]); a broadcast operand has stride 0 where it repeats.
 template <typename T, typename Out, typename F>
 __global__ void binary_kernel(const T* a, const T* b, Out* out, int64_t n, StridedIndex<2> index, bool contiguous,

@@ -35,6 +35,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/mma.cuh"
+#include "cuda/vec.cuh"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -452,9 +453,9 @@ bool flash_attention_supports(const Tensor& q, std::initializer_list<const Tenso
   if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return false;
   if (q.size(3) != 64 && q.size(3) != 128) return false;
   if (q.size(0) * q.size(1) > 65535) return false;
-  if (reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 != 0) return false;
+  if (!aligned16({q.data_ptr()})) return false;
   for (const Tensor* t : others)
-    if (reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return false;
+    if (!aligned16({t->data_ptr()})) return false;
   return true;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "cuda/element.cuh"
 
@@ -18,14 +19,18 @@ struct alignas(16) Vec {
   T v[kSize];
 };
 
+// Every pointer given is 16-byte aligned (a Vec<T> load or a cp.async of 16 bytes may start there).
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 // Elements of a row of length n at p can be read as Vec<T> (each row of a
 // contiguous [R, n] matrix, when every pointer given is aligned too).
 template <typename T>
 inline bool can_vectorize(int64_t n, std::initializer_list<const void*> ptrs) {
-  if (sizeof(T) > 8 || (n * static_cast<int64_t>(sizeof(T))) % 16 != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
+  return sizeof(T) <= 8 && (n * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned16(ptrs);
 }
 
 template <typename T>
