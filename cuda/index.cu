@@ -146,15 +146,8 @@ void dispatch_index_type(const Tensor& idx, const char* op, F&& f) {
 
 void launch_index_select(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out, KernelError* err,
                          cudaStream_t stream) {
-  LORY_CHECK(dim >= 0 && dim < x.dim(), "index_select: dim ", dim, " out of range for ", x.describe());
-  LORY_CHECK(x.dtype() == out.dtype() && out.is_contiguous(), "index_select: out must be contiguous of x's dtype: x ",
-             x.describe(), ", out ", out.describe());
-  LORY_CHECK(idx.dim() <= 1 && idx.is_contiguous(), "index_select: index must be contiguous 1-d, got ",
-             idx.describe());
-  const DimSplit s = split_at_dim(x.shape(), dim);
+  const DimSplit s = check_index_select_args(x, dim, idx, out);
   const int64_t n = idx.numel();
-  LORY_CHECK(out.numel() == s.outer * n * s.inner, "index_select: out ", out.describe(), " does not hold ", n,
-             " slices of ", x.describe(), " along dim ", dim);
   if (out.numel() == 0) return;
   const int32_t d32 = static_cast<int32_t>(dim);
 
@@ -209,17 +202,8 @@ void launch_index_select(const Tensor& x, int64_t dim, const Tensor& idx, const 
 
 void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src_in, KernelError* err,
                       cudaStream_t stream) {
-  LORY_CHECK(dim >= 0 && dim < out.dim(), "index_add: dim ", dim, " out of range for ", out.describe());
-  LORY_CHECK(out.dtype() == src_in.dtype(), "index_add: dtypes differ: out is ", out.describe(), ", src is ",
-             src_in.describe());
-  LORY_CHECK(out.is_contiguous(), "index_add: out must be contiguous, got ", out.describe());
-  LORY_CHECK(idx.dim() <= 1 && idx.is_contiguous(), "index_add: index must be contiguous 1-d, got ", idx.describe());
-  const DimSplit s = split_at_dim(out.shape(), dim);
+  const DimSplit s = check_index_add_args(out, dim, idx, src_in);
   const int64_t n = idx.numel();
-  Shape want = out.shape();
-  want[dim] = n;
-  LORY_CHECK(src_in.shape() == want, "index_add: src must be ", shape_str(want), " for out ", out.describe(),
-             " and ", n, " indices, got ", src_in.describe());
   if (src_in.numel() == 0) return;
   // CUB's run-length encode counts items in an int.
   LORY_CHECK(n <= INT32_MAX, "index_add: ", n, " indices exceed the 2^31 - 1 one CUDA call handles; split the call");

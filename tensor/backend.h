@@ -99,7 +99,7 @@ class Backend {
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out);
 
   // ---- indexing ----
-  // out = x.index_select(dim, idx); idx is i32/i64 [n]; x any strides.
+  // out = x.index_select(dim, idx); idx is contiguous i32/i64 [n]; x any strides.
   virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out);
   // out.index_select(dim, idx) += src, accumulating repeated indices in order
   // (deterministic); out is contiguous and is updated in place.

@@ -13,6 +13,39 @@ DimSplit split_at_dim(const Shape& shape, int64_t dim) {
   return s;
 }
 
+namespace {
+
+void check_index(const Tensor& idx, const char* kernel) {
+  LORY_CHECK((idx.dtype() == DType::i64 || idx.dtype() == DType::i32) && idx.dim() <= 1 && idx.is_contiguous(),
+             kernel, ": index must be contiguous i32/i64 of 0 or 1 dims, got ", idx.describe());
+}
+
+}  // namespace
+
+DimSplit check_index_select_args(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out) {
+  LORY_CHECK(dim >= 0 && dim < x.dim(), "index_select: dim ", dim, " out of range for ", x.describe());
+  LORY_CHECK(x.dtype() == out.dtype() && out.is_contiguous(), "index_select: out must be contiguous of x's dtype: x ",
+             x.describe(), ", out ", out.describe());
+  check_index(idx, "index_select");
+  const DimSplit s = split_at_dim(x.shape(), dim);
+  LORY_CHECK(out.numel() == s.outer * idx.numel() * s.inner, "index_select: out ", out.describe(), " does not hold ",
+             idx.numel(), " slices of ", x.describe(), " along dim ", dim);
+  return s;
+}
+
+DimSplit check_index_add_args(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
+  LORY_CHECK(dim >= 0 && dim < out.dim(), "index_add: dim ", dim, " out of range for ", out.describe());
+  LORY_CHECK(out.dtype() == src.dtype(), "index_add: dtypes differ: out is ", out.describe(), ", src is ",
+             src.describe());
+  LORY_CHECK(out.is_contiguous(), "index_add: out must be contiguous, got ", out.describe());
+  check_index(idx, "index_add");
+  Shape want = out.shape();
+  want[dim] = idx.numel();
+  LORY_CHECK(src.shape() == want, "index_add: src must be ", shape_str(want), " for out ", out.describe(), " and ",
+             idx.numel(), " indices, got ", src.describe());
+  return split_at_dim(out.shape(), dim);
+}
+
 void check_rows_like(const Tensor& t, const Tensor& x, const char* kernel, const char* what) {
   LORY_CHECK(t.shape() == x.shape() && t.dtype() == x.dtype() && t.is_contiguous(), kernel, ": ", what,
              " must be contiguous like x ", x.describe(), ", got ", t.describe());

@@ -21,6 +21,14 @@ struct DimSplit {
 };
 DimSplit split_at_dim(const Shape& shape, int64_t dim);
 
+// index_select: 0 <= dim < x.dim(), idx i32/i64 contiguous 0-d or 1-d (values
+// are the kernel's to check), out contiguous of x's dtype holding idx.numel()
+// slices of x along dim. Returns x's shape split at dim.
+DimSplit check_index_select_args(const Tensor& x, int64_t dim, const Tensor& idx, const Tensor& out);
+// index_add: the same for out (contiguous) and src, which must be out's shape
+// with idx.numel() at dim.
+DimSplit check_index_add_args(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src);
+
 // t is contiguous with x's shape and dtype ("<kernel>: <what> must be contiguous like x ...").
 void check_rows_like(const Tensor& t, const Tensor& x, const char* kernel, const char* what);
 // t is a contiguous f32 vector of n elements.

@@ -1333,6 +1333,12 @@ TEST_CASE("ops: backend kernels refuse operands outside their contract, naming t
   Tensor out = empty({1, 1, 4, 8}), att_lse = empty({1, 1, 4});
   CHECK_THROWS_WITH_AS(be.attention_forward(q, kv, kv, 1.0, true, out, att_lse),
                        doctest::Contains("causal attention needs S >= L"), Error);
+  Tensor table = zeros({4, 3});
+  CHECK_THROWS_WITH_AS(be.index_add(table, 0, zeros({2}, {DType::i64}), zeros({3, 3})),
+                       doctest::Contains("index_add: src must be [2, 3]"), Error);
+  Tensor picked = empty({2, 3});
+  CHECK_THROWS_WITH_AS(be.index_select(table, 0, zeros({2}, {DType::f32}), picked),
+                       doctest::Contains("index must be contiguous i32/i64"), Error);
   Tensor dq = empty({1, 1, 4, 8}), dk = empty({1, 1, 2, 8}), dv = empty({1, 1, 3, 8});
   CHECK_THROWS_WITH_AS(be.attention_backward(out, q, kv, kv, out, att_lse, 1.0, false, dq, dk, dv),
                        doctest::Contains("dv must be contiguous like k"), Error);

@@ -21,17 +21,17 @@ using namespace cpu;
 
 namespace {
 
-// The indices as int64, each checked against [0, size).
+// The indices (contiguous i32/i64: check_index_*_args) as int64, each
+// checked against [0, size).
 std::vector<int64_t> checked_indices(const Tensor& idx, int64_t size, const char* kernel, int64_t dim,
                                      const Tensor& x) {
-  LORY_CHECK(idx.dim() <= 1, kernel, ": index must be 1-d, got ", idx.describe());
-  const int64_t n = idx.numel(), stride = idx.dim() == 1 ? idx.stride(0) : 0;
+  const int64_t n = idx.numel();
   std::vector<int64_t> out(static_cast<size_t>(n));
   dispatch_index(idx, kernel, [&](auto tag) {
     using I = typename decltype(tag)::type;
     const I* p = ptr<I>(idx);
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t v = static_cast<int64_t>(p[j * stride]);
+      const auto v = static_cast<int64_t>(p[j]);
       LORY_CHECK(v >= 0 && v < size, kernel, ": index ", v, " (position ", j, ") is out of range for dim ", dim,
                  " of size ", size, " (tensor ", x.describe(), ")");
       out[static_cast<size_t>(j)] = v;
@@ -58,15 +58,9 @@ std::vector<int64_t> outer_offsets(const Tensor& x, int64_t dim, int64_t outer) 
 
 // out[o, j, i] = x[o, idx[j], i]; out is contiguous, x any strides.
 void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) {
-  LORY_CHECK(dim >= 0 && dim < x.dim(), "index_select: dim ", dim, " out of range for ", x.describe());
-  LORY_CHECK(x.dtype() == out.dtype(), "index_select: dtypes differ: x is ", x.describe(), ", out is ",
-             out.describe());
-  LORY_CHECK(out.is_contiguous(), "index_select: out must be contiguous, got ", out.describe());
-  const DimSplit s = split_at_dim(x.shape(), dim);
+  const DimSplit s = check_index_select_args(x, dim, idx, out);
   const std::vector<int64_t> index = checked_indices(idx, s.size, "index_select", dim, x);
   const int64_t n = static_cast<int64_t>(index.size());
-  LORY_CHECK(out.numel() == s.outer * n * s.inner, "index_select: out ", out.describe(), " does not hold ", n,
-             " slices of ", x.describe(), " along dim ", dim);
   if (out.numel() == 0) return;
   const std::vector<int64_t> x_outer = outer_offsets(x, dim, s.outer);
   const int64_t x_dim_stride = x.stride(dim);
@@ -106,17 +100,9 @@ void CpuBackend::index_select(const Tensor& x, int64_t dim, const Tensor& idx, T
 // columns, never j: each output element is owned by one thread, which adds
 // its contributions in index order (no atomics, deterministic).
 void CpuBackend::index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
-  LORY_CHECK(dim >= 0 && dim < out.dim(), "index_add: dim ", dim, " out of range for ", out.describe());
-  LORY_CHECK(out.dtype() == src.dtype(), "index_add: dtypes differ: out is ", out.describe(), ", src is ",
-             src.describe());
-  LORY_CHECK(out.is_contiguous(), "index_add: out must be contiguous, got ", out.describe());
-  const DimSplit s = split_at_dim(out.shape(), dim);
+  const DimSplit s = check_index_add_args(out, dim, idx, src);
   const std::vector<int64_t> index = checked_indices(idx, s.size, "index_add", dim, out);
   const int64_t n = static_cast<int64_t>(index.size());
-  Shape want = out.shape();
-  want[dim] = n;
-  LORY_CHECK(src.shape() == want, "index_add: src must be ", shape_str(want), " for out ", out.describe(), " and ",
-             n, " indices, got ", src.describe());
   if (src.numel() == 0) return;
   dispatch(out.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
