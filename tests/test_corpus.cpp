@@ -65,6 +65,43 @@ TEST_CASE("corpus: json_escape and fnv1a") {
   CHECK(corpus_packages().size() >= 8);
 }
 
+TEST_CASE("corpus: held-out splits are filled by bytes, so a domain of a few large files still holds out enough") {
+  // 40 files of 50 kB (a 2 MB domain): 1% would be 20 kB, less than one
+  // file; the minimum asks for 80 kB, so two whole files go to valid and two
+  // to test.
+  std::map<std::string, int64_t> big;
+  for (int i = 0; i < 40; ++i) big["file" + std::to_string(i)] = 50'000;
+  const auto split = split_by_bytes(big, 2'000'000, 0.01, 0.01, 80'000);
+  int64_t bytes[3] = {0, 0, 0};
+  for (const auto& [key, s] : split) bytes[s] += big.at(key);
+  CHECK(split.size() == big.size());
+  CHECK(bytes[1] == 100'000);  // keys are whole: the target is reached, then passed by less than one key
+  CHECK(bytes[2] == 100'000);
+  CHECK(bytes[0] == 1'800'000);
+  // The fraction wins when it asks for more; the minimum is capped at 10% of a small domain.
+  std::map<std::string, int64_t> many;
+  for (int i = 0; i < 1000; ++i) many["doc" + std::to_string(i)] = 1'000 + i;
+  int64_t total = 0, held[3] = {0, 0, 0};
+  for (const auto& [key, b] : many) total += b;
+  for (const auto& [key, s] : split_by_bytes(many, total, 0.1, 0.0, 80'000)) held[s] += many.at(key);
+  CHECK(held[1] >= total / 10);
+  CHECK(held[1] < total / 10 + 2'000);
+  CHECK(held[2] == 0);
+  std::map<std::string, int64_t> tiny{{"a", 5'000}, {"b", 5'000}, {"c", 5'000}, {"d", 5'000}};
+  int64_t tiny_held[3] = {0, 0, 0};
+  for (const auto& [key, s] : split_by_bytes(tiny, 20'000, 0.01, 0.01, 80'000)) tiny_held[s] += tiny.at(key);
+  CHECK(tiny_held[1] == 5'000);  // 10% of 20 kB is 2 kB: one key
+  CHECK(tiny_held[2] == 5'000);
+  CHECK(tiny_held[0] == 10'000);
+  // The last key always trains, however large the targets.
+  const auto all = split_by_bytes({{"x", 10}, {"y", 10}, {"z", 10}}, 30, 0.45, 0.45, 0);
+  int trains = 0;
+  for (const auto& [key, s] : all) trains += s == 0;
+  CHECK(trains == 1);
+  // Deterministic: the same keys give the same splits.
+  CHECK(split_by_bytes(big, 2'000'000, 0.01, 0.01, 80'000) == split);
+}
+
 TEST_CASE("corpus: the fixture has every domain in every split, and no source in two splits") {
   std::map<std::string, std::string> split_of_source;
   for (const char* split : {"train", "valid", "test"}) {

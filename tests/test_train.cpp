@@ -44,6 +44,7 @@
 #include "train/train_checkpoint.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
+#include "train/upcycle_moments.h"
 
 using namespace lory;
 using namespace lory::train;
@@ -771,10 +772,11 @@ TEST_CASE("train: an upcycled model computes the dense model's loss: identical e
 }
 
 TEST_CASE(
-    "train: at the switch the loss does not jump, experts inherit the FFN's Adam moments, the router starts at 0") {
+    "train: at the switch the loss does not jump and the Adam state is what upcycle_moments says; routers start at 0") {
   const TrainData& d = train_data();
   constexpr double b1 = 0.9, b2 = 0.95;
-  for (const std::string mode : {"inherit", "reset"}) {
+  constexpr double E = 4;
+  for (const std::string mode : {"reset", "reset_all", "inherit", "copy_unscaled"}) {
     INFO("upcycle_moments = " << mode);
     const std::string dir = fresh_dir("switch-" + mode);
     TrainConfig c = tiny_config(
@@ -820,7 +822,8 @@ TEST_CASE(
       INFO(name);
       const std::vector<float> m = values_of(m3, name + ".exp_avg"), v = values_of(m3, name + ".exp_avg_sq");
       const bool router = name.find(".mlp.router.") != std::string::npos;
-      if (router || mode == "reset") {
+      const bool expert_stack = name.find(".mlp.experts.") != std::string::npos;
+      if (router || mode == "reset_all" || (mode == "reset" && expert_stack)) {
         CHECK(steps == 1);  // born (or reborn) at the switch, one step since
         double largest = 0;
         for (float x : m) largest = std::max(largest, std::abs(static_cast<double>(x)));
@@ -838,10 +841,14 @@ TEST_CASE(
       REQUIRE(m_dense.size() > 0);
       const size_t copies = experts == std::string::npos ? 1 : 4;
       REQUIRE(m.size() == copies * m_dense.size());
+      // inherit: an expert's gradient is ~1/E of the FFN's, so m/E and v/E^2.
+      const double m_scale = mode == "inherit" && expert_stack ? 1 / E : 1;
+      const double v_scale = mode == "inherit" && expert_stack ? 1 / (E * E) : 1;
       int64_t wrong = 0;
       double largest = 0;
       for (size_t k = 0; k < m.size(); ++k) {
-        const double want_m = b1 * m_dense[k % m_dense.size()], want_v = b2 * v_dense[k % v_dense.size()];
+        const double want_m = b1 * m_scale * m_dense[k % m_dense.size()],
+                     want_v = b2 * v_scale * v_dense[k % v_dense.size()];
         largest = std::max(largest, std::abs(want_m));
         if (std::abs(m[k] - want_m) > 1e-6 * std::abs(want_m) + 1e-28) ++wrong;
         if (std::abs(v[k] - want_v) > 1e-6 * want_v + 1e-38) ++wrong;
@@ -851,8 +858,87 @@ TEST_CASE(
       checked_experts += experts != std::string::npos;
     }
     CHECK(checked_routers == 2);
-    if (mode == "inherit") CHECK(checked_experts == 6);
+    CHECK(checked_experts == (mode == "inherit" || mode == "copy_unscaled" ? 6 : 0));
   }
+}
+
+
+TEST_CASE("train: under upcycle_moments = inherit, steps after the switch move the merged weights exactly as dense steps") {
+  // Identical experts and uniform routing (a zero router whose LR is ~0):
+  // every expert's gradient is exactly 1/E of the dense FFN's, and Adam with
+  // m/E, v/E^2 then takes the dense model's steps (eps aside, made tiny
+  // here: eps acts E times larger on the scaled moments). The unscaled copy
+  // of the moments does not: its second moment is E^2 too large.
+  manual_seed(21);
+  nn::LoryConfig c = nn::preset("tiny");
+  c.num_experts = 0;
+  c.segment_length = 8;
+  const int64_t E = 4;
+  const AdamWOptions o{0.9, 0.95, 1e-14, 0.1, false, 1e-30};
+  const double lr = 1e-2;
+  auto step = [&](nn::LoryLM& model, FlatParameters& flat, AdamW& opt, const Tensor& tokens) {
+    flat.zero_grads();
+    model.loss(tokens).backward();
+    flat.accumulate_micro_batch();
+    opt.step(flat, lr, 0.0);
+  };
+  std::vector<Tensor> batches;
+  for (int i = 0; i < 6; ++i) batches.push_back(random_tokens(2, 33, c.vocab_size, 100 + i));
+
+  // Three dense steps, so the moments hold history; then the switch.
+  nn::LoryLM dense(c);
+  FlatParameters dense_flat(dense, DType::f32);
+  AdamW dense_opt(dense_flat, o);
+  for (int i = 0; i < 3; ++i) step(dense, dense_flat, dense_opt, batches[static_cast<size_t>(i)]);
+  const std::vector<float> before = dense_flat.master.to_vector<float>();
+
+  std::map<std::string, double> worst;  // mode -> the largest |lory - dense| over the dense update
+  for (const UpcycleMoments mode : {UpcycleMoments::inherit, UpcycleMoments::copy_unscaled}) {
+    const std::unique_ptr<nn::LoryLM> lory = nn::upcycle(dense, E);
+    FlatParameters lory_flat(*lory, DType::f32);
+    AdamW lory_opt(lory_flat, o);
+    transfer_moments_at_upcycle(dense_flat, dense_opt, lory_flat, lory_opt, E, mode);
+    for (size_t j = 0; j < lory_flat.slots().size(); ++j)
+      if (lory_flat.slots()[j].name.find(".mlp.router.") != std::string::npos)
+        lory_flat.view(lory_flat.master, j).copy_(zeros(lory_flat.slots()[j].shape));
+    worst[upcycle_moments_name(mode)] = 0;
+    // The dense twin continues from the same state.
+    nn::LoryLM twin(c);
+    FlatParameters twin_flat(twin, DType::f32);
+    twin_flat.master.copy_(dense_flat.master);
+    AdamW twin_opt(twin_flat, o);
+    twin_opt.exp_avg.copy_(dense_opt.exp_avg);
+    twin_opt.exp_avg_sq.copy_(dense_opt.exp_avg_sq);
+    twin_opt.steps = dense_opt.steps;
+    for (int i = 3; i < 6; ++i) {
+      step(*lory, lory_flat, lory_opt, batches[static_cast<size_t>(i)]);
+      step(twin, twin_flat, twin_opt, batches[static_cast<size_t>(i)]);
+    }
+    const std::vector<float> after = twin_flat.master.to_vector<float>();
+    double moved = 0;
+    for (size_t k = 0; k < after.size(); ++k) moved = std::max(moved, std::abs(double(after[k]) - before[k]));
+    REQUIRE(moved > 1e-3);
+    for (size_t j = 0; j < lory_flat.slots().size(); ++j) {
+      const FlatSlot& s = lory_flat.slots()[j];
+      bool expert_stack = false;
+      const std::string source = nn::upcycle_source(s.name, &expert_stack);
+      if (source.empty()) continue;
+      const FlatSlot* d = twin_flat.find(source);
+      REQUIRE(d);
+      const std::vector<float> want = twin_flat.view(twin_flat.master, static_cast<size_t>(d - twin_flat.slots().data()))
+                                          .contiguous()
+                                          .to_vector<float>();
+      const std::vector<float> got = lory_flat.view(lory_flat.master, j).contiguous().to_vector<float>();
+      REQUIRE(got.size() == want.size() * (expert_stack ? E : 1));
+      for (size_t k = 0; k < got.size(); ++k)
+        worst[upcycle_moments_name(mode)] =
+            std::max(worst[upcycle_moments_name(mode)], std::abs(double(got[k]) - want[k % want.size()]) / moved);
+    }
+  }
+  MESSAGE("largest difference from the dense steps, as a share of the largest dense update: inherit ",
+          worst["inherit"], ", copy_unscaled ", worst["copy_unscaled"]);
+  CHECK(worst["inherit"] < 1e-4);
+  CHECK(worst["copy_unscaled"] > 0.05);
 }
 
 namespace {
@@ -1140,13 +1226,23 @@ TEST_CASE("train: the evaluation set cuts each domain's documents into sequences
                        Error);
 }
 
+namespace {
+
+// The untrained Lory model the evaluation tests run: "tiny", segments of 16.
+nn::LoryConfig eval_model_config(int64_t vocab) {
+  nn::LoryConfig c = nn::preset("tiny");
+  c.vocab_size = vocab;
+  c.segment_length = 16;
+  return c;
+}
+
+}  // namespace
+
 TEST_CASE("train: evaluate gives per-domain losses whose token-weighted mean is the overall loss, routing sums to 1") {
   const TrainData& d = train_data();
   const EvalSet set = build_eval_set(d.valid, kSeqLen, 128, d.eos, d.vocab);
+  const nn::LoryConfig c = eval_model_config(d.vocab);
   manual_seed(9);
-  nn::LoryConfig c = nn::preset("tiny");
-  c.vocab_size = d.vocab;
-  c.segment_length = 16;
   nn::LoryLM model(c);
   const EvalResult r = evaluate(model, set, nn::Routing::causal_segment, 3);
   CHECK(model.training());  // evaluate puts the mode back
@@ -1181,6 +1277,65 @@ TEST_CASE("train: evaluate gives per-domain losses whose token-weighted mean is 
   const std::string json = eval_result_json(r, c, {{"step", "7"}});
   CHECK(json.find("\"routing_weights\"") != std::string::npos);
   CHECK(json.find("\"step\": \"7\"") != std::string::npos);
+  // What lory_eval --compare reads back: every domain's per-block losses.
+  const RunLosses back = run_losses_from_json(json, "eval.json");
+  REQUIRE(back.size() == r.domains.size());
+  for (const auto& [name, e] : r.domains) {
+    CHECK(back.at(name).nll == e.blocks.nll);
+    CHECK(back.at(name).tokens == e.blocks.tokens);
+  }
+  CHECK_THROWS_WITH_AS(run_losses_from_json("{\"domains\": {\"web\": {\"ppl\": 3}}}", "old.json"),
+                       doctest::Contains("old.json: domain 'web' has no per-block losses"), Error);
+}
+
+TEST_CASE("train: evaluate sums the loss per document block; the blocks add up to the domain and bound its interval") {
+  const TrainData& d = train_data();
+  constexpr int64_t kBlock = 40;
+  const EvalSet set = build_eval_set(d.valid, kSeqLen, 600, d.eos, d.vocab, kBlock);
+  REQUIRE(set.blocks.size() == set.domains.size());
+  for (size_t i = 0; i < set.domains.size(); ++i) {
+    INFO(set.domains[i]);
+    // Blocks run in stream order, never longer than kBlock tokens (+1: the EOS).
+    std::map<int32_t, int64_t> size;
+    int32_t last = 0;
+    for (const auto& seq : set.blocks[i])
+      for (int32_t b : seq) {
+        CHECK(b >= last);
+        last = b;
+        ++size[b];
+      }
+    for (const auto& [b, n] : size) CHECK(n <= kBlock + 1);
+    // A block belongs to one document; documents own consecutive blocks.
+    const std::vector<int32_t>& owner = set.block_document[i];
+    CHECK(std::is_sorted(owner.begin(), owner.end()));
+    CHECK(static_cast<size_t>(last) < owner.size());
+  }
+  manual_seed(4);
+  nn::LoryLM model(eval_model_config(d.vocab));
+  const EvalResult r = evaluate(model, set, nn::Routing::causal_segment, 4);
+  for (const auto& [name, e] : r.domains) {
+    INFO(name);
+    double nll = 0;
+    int64_t tokens = 0;
+    for (size_t k = 0; k < e.blocks.nll.size(); ++k) nll += e.blocks.nll[k], tokens += e.blocks.tokens[k];
+    CHECK(tokens == e.tokens);
+    CHECK(nll == doctest::Approx(e.loss * static_cast<double>(e.tokens)).epsilon(1e-9));
+    CHECK(e.blocks.nll.size() >= 600 / kBlock);
+    CHECK(e.documents >= 1);
+    CHECK(e.documents <= static_cast<int64_t>(e.blocks.nll.size()));
+    CHECK(e.ppl_interval.lo <= e.ppl);
+    CHECK(e.ppl_interval.hi >= e.ppl);
+    CHECK(e.ppl_interval.hi > e.ppl_interval.lo);
+  }
+  CHECK(r.ppl_interval.lo < r.ppl);
+  CHECK(r.ppl_interval.hi > r.ppl);
+  // The per-token NLL agrees with the model's own fused cross-entropy.
+  const auto& seq = set.sequences[0][0];
+  const Tensor tokens = from_vector(std::vector<int64_t>(seq.begin(), seq.end()), {1, static_cast<int64_t>(seq.size())},
+                                    {DType::i64});
+  const double fused = model.loss(tokens).item();
+  const EvalSet one{set.seq_len, {set.domains[0]}, {{seq}}, {{set.blocks[0][0]}}, {set.block_document[0]}};
+  CHECK(evaluate(model, one, nn::Routing::causal_segment, 1).loss == doctest::Approx(fused).epsilon(1e-5));
 }
 
 TEST_CASE("train: routing stats count an expert as used above 2/E within the window and average the entropy") {

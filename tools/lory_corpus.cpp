@@ -20,10 +20,13 @@ int main(int argc, char** argv) {
                  "Builds train/valid/test JSONL ({\"text\", \"domain\", \"source\"}) from Debian packages.");
   cli.option("debs", "DIR", "folder with the downloaded .deb files");
   cli.option("out", "DIR", "output folder: train.jsonl, valid.jsonl, test.jsonl, stats.json");
-  cli.option("mb-per-domain", "MB", "text budget per domain (all splits)", "25");
+  cli.option("mb-per-domain", "MB", "training text per domain (held-out text comes on top)", "25");
   cli.option("domains", "A,B", "only these domains (default: all)");
-  cli.option("valid", "FRACTION", "share of documents in valid", "0.01");
-  cli.option("test", "FRACTION", "share of documents in test", "0.01");
+  cli.option("valid", "FRACTION", "held out in valid, as a share of --mb-per-domain (whole documents)", "0.01");
+  cli.option("test", "FRACTION", "held out in test, as a share of --mb-per-domain (whole documents)", "0.01");
+  cli.option("heldout-min-kb", "KB", "at least this much of each domain in valid and in test (at most 10% of --mb-per-domain)",
+             "80");
+  cli.option("heldout-doc-kb", "KB", "a held-out document keeps at most its first KB (0: all)", "16");
   cli.option("max-doc-kb", "KB", "drop documents longer than this (0: no limit)", "0");
   cli.flag("list-packages", "print the packages the recipes read, one per line, and exit");
   if (!cli.parse(argc, argv)) return cli.exit_code();
@@ -37,6 +40,8 @@ int main(int argc, char** argv) {
   o.bytes_per_domain = static_cast<int64_t>(cli.get_double("mb-per-domain") * 1e6);
   o.valid_fraction = cli.get_double("valid");
   o.test_fraction = cli.get_double("test");
+  o.heldout_min_bytes = static_cast<int64_t>(cli.get_double("heldout-min-kb") * 1000);
+  o.heldout_doc_bytes = static_cast<int64_t>(cli.get_double("heldout-doc-kb") * 1000);
   o.max_doc_bytes = static_cast<int64_t>(cli.get_double("max-doc-kb") * 1000);
   if (cli.has("domains")) {
     std::stringstream ss(cli.get("domains"));

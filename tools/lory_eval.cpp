@@ -7,8 +7,11 @@
 // --ckpt takes a model directory (config.json + model.safetensors), a
 // training checkpoint (one is a model directory), or a run directory (its
 // newest checkpoint). --compare prints the per-domain perplexities of
-// several eval JSON files side by side, with the relative gain of each over
-// the first.
+// several models side by side (each one eval JSON, or several: one per
+// training seed), with the gain of each over the first and its 95% interval
+// (a paired bootstrap over held-out document blocks and seeds).
+//
+//   lory_eval --compare 'dense=runs/dense-seed*/eval.json,lory-8e=runs/lory-seed1/eval.json+runs/lory-seed2/eval.json'
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -34,44 +37,100 @@ std::string resolve_model_dir(const std::string& path) {
   return latest;
 }
 
-// Prints domain | ppl of each run | gain of each run over the first.
-int compare(const std::string& list) {
-  std::vector<std::pair<std::string, nlohmann::json>> runs;
-  for (const std::string& item : tools::split_commas(list)) {
-    const auto eq = item.find('=');
-    const std::string label = eq == std::string::npos ? item : item.substr(0, eq);
-    const std::string path = eq == std::string::npos ? item : item.substr(eq + 1);
+// One model of a comparison: its label and one eval JSON per training seed.
+struct Model {
+  std::string label;
+  std::vector<std::string> paths;
+  std::vector<nlohmann::json> evals;
+  std::vector<train::RunLosses> losses;
+};
+
+// "dense=a.json+b.json" or "dense=runs/dense-seed*/eval.json" -> the label and its files.
+Model read_model(const std::string& item) {
+  const auto eq = item.find('=');
+  Model m;
+  m.label = eq == std::string::npos ? item : item.substr(0, eq);
+  std::string list = eq == std::string::npos ? item : item.substr(eq + 1);
+  for (char& c : list)
+    if (c == '+') c = ',';
+  m.paths = train::expand_paths(list);
+  for (const std::string& path : m.paths) {
     std::ifstream in(path);
     LORY_CHECK(in.good(), path, ": cannot open");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": not valid JSON: ", e.what());
-    }
-    LORY_CHECK(j.contains("domains") && j["domains"].is_object(), path, ": no \"domains\" object (not an eval JSON)");
-    runs.emplace_back(label, j);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    m.losses.push_back(train::run_losses_from_json(text, path));
+    m.evals.push_back(nlohmann::json::parse(text));
   }
-  LORY_CHECK(runs.size() >= 2, "--compare needs at least two eval files, got ", runs.size());
-  std::printf("held-out perplexity per domain (lower is better); gain = 1 - ppl / ppl(%s)\n\n",
-              runs[0].first.c_str());
-  std::printf("  %-14s", "domain");
-  for (const auto& [label, j] : runs) std::printf(" %12s", label.c_str());
-  for (size_t r = 1; r < runs.size(); ++r) std::printf(" %12s", ("gain " + runs[r].first).substr(0, 12).c_str());
-  std::printf("\n");
+  return m;
+}
+
+// The perplexity of one eval JSON on a domain ("all": the whole file's).
+double ppl_of(const nlohmann::json& j, const std::string& domain) {
+  const nlohmann::json* d = domain == "all" ? &j : (j["domains"].contains(domain) ? &j["domains"][domain] : nullptr);
+  return d && d->contains("ppl") ? (*d)["ppl"].get<double>() : NAN;
+}
+
+// Prints, per domain: the tokens it rests on, each model's perplexity (the
+// mean over its seeds, with their spread), and the gain of each model over
+// the first with a 95% interval from a paired bootstrap over document blocks
+// and seeds (train/bootstrap.h); '*' marks a gain whose interval excludes 0.
+int compare(const std::string& list) {
+  std::vector<Model> models;
+  for (const std::string& item : tools::split_commas(list)) models.push_back(read_model(item));
+  LORY_CHECK(models.size() >= 2, "--compare needs at least two models, got ", models.size());
+  size_t min_seeds = models[0].paths.size(), max_seeds = min_seeds;
+  for (const Model& m : models) {
+    min_seeds = std::min(min_seeds, m.paths.size());
+    max_seeds = std::max(max_seeds, m.paths.size());
+  }
   std::vector<std::string> domains;
-  for (const auto& [name, d] : runs[0].second["domains"].items()) domains.push_back(name);
+  for (const auto& [name, d] : models[0].evals[0]["domains"].items()) domains.push_back(name);
+
+  std::printf("held-out perplexity per domain (lower is better), ");
+  if (max_seeds == 1)
+    std::printf("one training run per model (no seed spread measured)\n");
+  else
+    std::printf("mean over %zu%s training seeds per model, +- their standard deviation\n", min_seeds,
+                min_seeds == max_seeds ? "" : "+");
+  std::printf("gain = 1 - ppl / ppl(%s); [95%% interval]: paired bootstrap over held-out document blocks%s;\n",
+              models[0].label.c_str(), max_seeds > 1 ? " and seeds" : "");
+  std::printf("* = the interval excludes 0 (a gain, or a loss, beyond the uncertainty)\n\n");
+  std::printf("  %-12s %7s", "domain", "tokens");
+  for (const Model& m : models) std::printf(" %17s", m.label.c_str());
+  for (size_t r = 1; r < models.size(); ++r)
+    std::printf(r + 1 < models.size() ? "  %-26s" : "  %s", ("gain " + models[r].label).c_str());
+  std::printf("\n");
   domains.push_back("all");
   for (const std::string& domain : domains) {
-    std::printf("  %-14s", domain.c_str());
-    std::vector<double> ppl;
-    for (const auto& [label, j] : runs) {
-      const nlohmann::json* d = domain == "all" ? &j : (j["domains"].contains(domain) ? &j["domains"][domain] : nullptr);
-      const double p = d && d->contains("ppl") ? (*d)["ppl"].get<double>() : NAN;
-      ppl.push_back(p);
-      std::printf(" %12.2f", p);
+    const nlohmann::json& first = models[0].evals[0];
+    const nlohmann::json& where = domain == "all" ? first : first["domains"][domain];
+    std::printf("  %-12s %7lld", domain.c_str(), static_cast<long long>(where.value("tokens", int64_t{0})));
+    for (const Model& m : models) {
+      // The pooled perplexity (mean NLL over seeds) and the seeds' spread.
+      double mean_loss = 0, sum = 0, sum_sq = 0;
+      for (const nlohmann::json& j : m.evals) {
+        const double p = ppl_of(j, domain);
+        mean_loss += std::log(p) / static_cast<double>(m.evals.size());
+        sum += p;
+        sum_sq += p * p;
+      }
+      const double n = static_cast<double>(m.evals.size());
+      if (m.evals.size() > 1) {
+        const double sd = std::sqrt(std::max(0.0, (sum_sq - sum * sum / n) / (n - 1)));
+        std::printf(" %9.2f +- %5.2f", std::exp(mean_loss), sd);
+      } else {
+        std::printf(" %17.2f", std::exp(mean_loss));
+      }
     }
-    for (size_t r = 1; r < runs.size(); ++r) std::printf(" %+11.1f%%", 100.0 * (1.0 - ppl[r] / ppl[0]));
+    std::vector<std::string> over = domain == "all" ? std::vector<std::string>(domains.begin(), domains.end() - 1)
+                                                    : std::vector<std::string>{domain};
+    for (size_t r = 1; r < models.size(); ++r) {
+      const train::GainEstimate g = train::bootstrap_gain(models[0].losses, models[r].losses, over);
+      char cell[64];
+      std::snprintf(cell, sizeof cell, "%+6.1f%% [%+.1f, %+.1f]%s", 100 * g.gain, 100 * g.interval.lo,
+                    100 * g.interval.hi, g.significant() ? " *" : "");
+      std::printf(r + 1 < models.size() ? "  %-26s" : "  %s", cell);
+    }
     std::printf("\n");
   }
   return 0;
@@ -89,7 +148,9 @@ int main(int argc, char** argv) {
   cli.option("tokens-per-domain", "N", "held-out tokens per domain", "65536");
   cli.option("batch", "B", "sequences per forward", "4");
   cli.option("out", "FILE", "write the results as JSON (lory_plot routing reads it)");
-  cli.option("compare", "A=a.json,B=b.json", "print eval JSON files side by side instead of evaluating");
+  cli.option("compare", "A=a.json,B=b1.json+b2.json",
+             "print models side by side instead of evaluating: per model one eval JSON, or several ('+' or a glob: "
+             "one per seed); gains over the first with bootstrap intervals");
   if (!cli.parse(argc, argv)) return cli.exit_code();
   try {
     if (cli.has("compare")) return compare(cli.get("compare"));

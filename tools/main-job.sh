@@ -2,8 +2,9 @@
 # The README's main job: the Lory recipe end to end on CPU, from Debian
 # packages to a per-domain perplexity table, dense vs Lory.
 #
-#   bash tools/main-job.sh           # about 20 minutes on 2 cores
-#   bash tools/main-job.sh --quick   # a 2-minute smoke run of every step (CI runs it)
+#   bash tools/main-job.sh             # about 20 minutes on 2 cores
+#   bash tools/main-job.sh --seeds 3   # more training seeds per model (about 9 minutes each)
+#   bash tools/main-job.sh --quick     # a 2-minute smoke run of every step (CI runs it)
 #
 #   1. installs what the build needs (tools/install-deps.sh) and builds (make)
 #   2. data (tools/prepare-data.sh): a corpus of eight domains from Debian
@@ -11,8 +12,11 @@
 #      training instances (paper §3.2)
 #   3. trains a dense model (configs/cpu-dense.toml) and a Lory model with 8
 #      experts per FFN (configs/cpu-lory-8e.toml: dense warm-up, then
-#      upcycling) on the same instances: the same tokens in the same order
-#   4. evaluates both per domain on held-out documents and prints the table
+#      upcycling) on the same instances, once per seed (2 by default; the
+#      seed sets the initialisation and the order of the instances)
+#   4. evaluates both per domain on held-out documents and prints the table:
+#      perplexities (mean over seeds, +- their spread) and Lory's gain with a
+#      95% interval (paired bootstrap over document blocks and seeds)
 #   5. draws the loss curves and the Lory model's routing heatmap (paper Fig. 6)
 # Everything lands in runs/main (runs/main-quick); a finished step is not
 # redone when the job runs again, and an interrupted training run resumes.
@@ -20,12 +24,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mode=full
-for arg in "$@"; do
-  case $arg in
+seeds=2
+while [[ $# -gt 0 ]]; do
+  case $1 in
     --quick) mode=quick ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "main-job: unknown argument '$arg' (use --quick or nothing)" >&2; exit 2 ;;
+    --seeds)
+      [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "main-job: --seeds needs a positive number, got '${2:-}'" >&2; exit 2; }
+      seeds=$2; shift ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "main-job: unknown argument '$1' (use --quick, --seeds N, or nothing)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 if [[ $mode == quick ]]; then
@@ -65,16 +74,23 @@ train() {
   "$bin/lory_train" --config "$config" --data.train="$data/instances/train-similarity.bin" \
     --data.valid="$data/shards/valid-*.bin" --checkpoint.dir="$dir" "${overrides[@]}" "$@" "${resume[@]}"
 }
-train dense configs/cpu-dense.toml
-train lory-8e configs/cpu-lory-8e.toml "${lory_overrides[@]}"
+# Seed by seed, dense then Lory, so that an interrupted job has whole pairs.
+for seed in $(seq 1 "$seeds"); do
+  train "dense-seed$seed" configs/cpu-dense.toml --train.seed="$seed"
+  train "lory-8e-seed$seed" configs/cpu-lory-8e.toml --train.seed="$seed" "${lory_overrides[@]}"
+done
 
-step "held-out perplexity per domain: dense vs Lory (same active parameters, same tokens)"
-"$bin/lory_eval" --compare "dense=$out/dense/eval.json,lory-8e=$out/lory-8e/eval.json" | tee "$out/table.txt"
+step "held-out perplexity per domain: dense vs Lory (same active parameters, same tokens), $seeds seed(s) each"
+"$bin/lory_eval" --compare "dense=$out/dense-seed*/eval.json,lory-8e=$out/lory-8e-seed*/eval.json" | tee "$out/table.txt"
 
 step "plots"
-"$bin/lory_plot" loss --runs "$out/dense/metrics.jsonl=dense,$out/lory-8e/metrics.jsonl=lory-8e" --smooth 5 \
+runs=()
+for seed in $(seq 1 "$seeds"); do
+  runs+=("$out/dense-seed$seed/metrics.jsonl=dense seed $seed" "$out/lory-8e-seed$seed/metrics.jsonl=lory-8e seed $seed")
+done
+"$bin/lory_plot" loss --runs "$(IFS=,; echo "${runs[*]}")" --smooth 5 \
   --title "training loss: dense vs Lory-8E (same tokens)" --out "$out/loss.png"
-"$bin/lory_plot" routing --eval "$out/lory-8e/eval.json" \
-  --title "Lory-8E: mean routing weight per domain (held-out data)" --out "$out/routing.png"
+"$bin/lory_plot" routing --eval "$out/lory-8e-seed1/eval.json" \
+  --title "Lory-8E (seed 1): mean routing weight per domain (held-out data)" --out "$out/routing.png"
 
 step "done in $((SECONDS - start)) s: $out/table.txt, $out/loss.png, $out/routing.png"

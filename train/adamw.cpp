@@ -23,7 +23,10 @@ AdamW::AdamW(const FlatParameters& flat, AdamWOptions o) : options(o) {
   exp_avg = zeros({flat.size()}, f32);
   exp_avg_sq = zeros({flat.size()}, f32);
   steps.assign(flat.slots().size(), 0);
-  for (const FlatSlot& s : flat.slots()) decay.push_back(gets_weight_decay(s, o.decay_embeddings));
+  for (const FlatSlot& s : flat.slots()) {
+    decay.push_back(gets_weight_decay(s, o.decay_embeddings));
+    lr_scale.push_back(s.name.find(".mlp.router.") != std::string::npos ? o.router_lr_scale : 1.0);
+  }
 }
 
 double AdamW::grad_norm(const FlatParameters& flat) {
@@ -78,10 +81,11 @@ void AdamW::step_with_norm(FlatParameters& flat, double lr, double max_norm, dou
   for (size_t k = 0; k < flat.slots().size(); ++k) {
     const FlatSlot& s = flat.slots()[k];
     const int64_t t = ++steps[k];
+    const double slot_lr = lr * lr_scale[k];
     const double bc1 = 1.0 - std::pow(options.beta1, static_cast<double>(t));
     const double bc2 = 1.0 - std::pow(options.beta2, static_cast<double>(t));
-    slots.push_back({s.offset, s.numel, lr / bc1, 1.0 / std::sqrt(bc2),
-                     decay[k] ? 1.0 - lr * options.weight_decay : 1.0});
+    slots.push_back({s.offset, s.numel, slot_lr / bc1, 1.0 / std::sqrt(bc2),
+                     decay[k] ? 1.0 - slot_lr * options.weight_decay : 1.0});
   }
   const Backend::AdamWHyper hyper{options.beta1, options.beta2, options.eps, report.clip_scale, 0};
   // With a bf16 model the update also writes the bf16 copy (publish_master), in the same pass.

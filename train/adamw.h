@@ -26,6 +26,7 @@ struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;
   bool decay_embeddings = false;
+  double router_lr_scale = 1.0;  // the LR of Lory routers (".mlp.router." parameters) as a multiple of lr
 };
 
 // Which parameters get weight decay: matrices and expert stacks (dim >= 2),
@@ -59,6 +60,7 @@ class AdamW {
   Tensor exp_avg, exp_avg_sq;  // f32 [flat.size()]
   std::vector<int64_t> steps;  // per slot
   std::vector<bool> decay;     // per slot
+  std::vector<double> lr_scale;  // per slot: 1, or router_lr_scale for routers
   AdamWOptions options;
 };
 

@@ -230,6 +230,8 @@ const std::vector<Key>& config_keys() {
                          "apply weight decay to embed_tokens and lm_head too"));
     k.push_back(num_key("optim.grad_clip", [](C& c) -> double& { return c.optim.grad_clip; }, Rule::non_negative,
                         "clip the global gradient norm to this (0 = off)"));
+    k.push_back(num_key("optim.router_lr_scale", [](C& c) -> double& { return c.optim.router_lr_scale; },
+                        Rule::positive, "learning rate of the Lory routers as a multiple of the scheduled LR"));
     // ---- schedule ----
     k.push_back(int_key("schedule.steps", [](C& c) -> int64_t& { return c.schedule.steps; }, Rule::non_negative,
                         "optimizer steps (give steps or tokens)"));
@@ -242,8 +244,10 @@ const std::vector<Key>& config_keys() {
     k.push_back(num_key("schedule.dense_warmup", [](C& c) -> double& { return c.schedule.dense_warmup; },
                         Rule::fraction_open, "fraction of steps trained dense before the FFNs become experts"));
     k.push_back(str_key("schedule.upcycle_moments", [](C& c) -> std::string& { return c.schedule.upcycle_moments; },
-                        {"inherit", "reset"},
-                        "at the switch, experts inherit the FFN's Adam moments (router starts fresh), or all reset"));
+                        {"reset", "reset_all", "inherit", "copy_unscaled"},
+                        "the experts' Adam state at the switch: reset (fresh), reset_all (every parameter's), inherit "
+                        "(the FFN's, scaled m/E, v/E^2) or copy_unscaled (wrong, kept for the ablation); "
+                        "train/upcycle_moments.h"));
     // ---- train ----
     k.push_back(str_key("train.device", [](C& c) -> std::string& { return c.train.device; }, {"cpu", "cuda"},
                         "where the model runs"));

@@ -42,6 +42,7 @@ struct TrainConfig {
     double weight_decay = 0.1;
     bool decay_embeddings = false;  // embed_tokens and lm_head get weight decay
     double grad_clip = 1.0;         // max global gradient norm (0 = no clipping)
+    double router_lr_scale = 1.0;   // the Lory routers' LR as a multiple of the schedule's
   } optim;
   struct Schedule {
     int64_t steps = 0;          // optimizer steps (or give tokens)
@@ -49,7 +50,7 @@ struct TrainConfig {
     double warmup = 0.05;       // fraction of steps with linear LR warm-up
     std::string decay = "cosine";
     double dense_warmup = 0.05;            // fraction of steps trained dense before upcycling (Lory models)
-    std::string upcycle_moments = "inherit";  // inherit: experts start with the FFN's Adam moments; reset: all restart
+    std::string upcycle_moments = "reset";  // reset | inherit | copy_unscaled (train/upcycle_moments.h)
   } schedule;
   struct Train {
     std::string device = "cpu";

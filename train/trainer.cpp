@@ -14,6 +14,7 @@
 #include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "train/upcycle_moments.h"
 
 namespace lory::train {
 
@@ -65,7 +66,8 @@ double measure_gemm_flops(DType dtype) {
 DType compute_dtype(const TrainConfig& c) { return c.train.precision == "bf16" ? DType::bf16 : DType::f32; }
 
 AdamWOptions adamw_options(const TrainConfig& c) {
-  return {c.optim.beta1, c.optim.beta2, c.optim.eps, c.optim.weight_decay, c.optim.decay_embeddings};
+  return {c.optim.beta1, c.optim.beta2, c.optim.eps, c.optim.weight_decay, c.optim.decay_embeddings,
+          c.optim.router_lr_scale};
 }
 
 }  // namespace
@@ -237,26 +239,9 @@ void Trainer::upcycle() {
   lory->train();
   auto flat = std::make_unique<FlatParameters>(*lory, compute_dtype(config_));
   auto optimizer = std::make_unique<AdamW>(*flat, adamw_options(config_));
-  const bool inherit = config_.schedule.upcycle_moments == "inherit";
-  if (inherit) {
-    // Experts start with the moments (and step count) of the FFN they copy;
-    // the router starts from zero moments at step 0; the rest carry over.
-    for (size_t j = 0; j < flat->slots().size(); ++j) {
-      const std::string& name = flat->slots()[j].name;
-      bool expert_stack = false;
-      const std::string source = nn::upcycle_source(name, &expert_stack);
-      if (source.empty()) continue;  // a router
-      const FlatSlot* from = flat_->find(source);
-      LORY_CHECK(from, "upcycle: no dense parameter '", source, "' for '", name, "'");
-      const size_t i = static_cast<size_t>(from - flat_->slots().data());
-      for (auto [dst, src] : {std::pair{&optimizer->exp_avg, &optimizer_->exp_avg},
-                              std::pair{&optimizer->exp_avg_sq, &optimizer_->exp_avg_sq}}) {
-        const Tensor moment = flat_->view(*src, i);
-        flat->view(*dst, j).copy_(expert_stack ? nn::repeat_into_experts(moment, E) : moment);
-      }
-      optimizer->steps[j] = optimizer_->steps[i];
-    }
-  }
+  // What the Adam state becomes (train/upcycle_moments.h: why it matters).
+  transfer_moments_at_upcycle(*flat_, *optimizer_, *flat, *optimizer, E,
+                              parse_upcycle_moments(config_.schedule.upcycle_moments, "schedule.upcycle_moments"));
   model_ = std::move(lory);
   flat_ = std::move(flat);
   optimizer_ = std::move(optimizer);
@@ -363,7 +348,11 @@ void Trainer::run_eval() {
   nlohmann::ordered_json j{{"type", "eval"},   {"step", state_.step}, {"tokens", state_.tokens},
                            {"loss", r.loss},   {"ppl", r.ppl},        {"routing", r.routing}};
   nlohmann::ordered_json domains = nlohmann::ordered_json::object();
-  for (const auto& [name, d] : r.domains) domains[name] = {{"loss", d.loss}, {"ppl", d.ppl}, {"tokens", d.tokens}};
+  for (const auto& [name, d] : r.domains)
+    domains[name] = {{"loss", d.loss},
+                     {"ppl", d.ppl},
+                     {"ppl_ci", {d.ppl_interval.lo, d.ppl_interval.hi}},
+                     {"tokens", d.tokens}};
   j["domains"] = domains;
   write_metrics(j.dump());
   const std::string dir = config_.checkpoint.dir + "/eval";

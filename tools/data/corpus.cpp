@@ -228,6 +228,36 @@ const char* const kSplits[] = {"train", "valid", "test"};
 
 }  // namespace
 
+std::map<std::string, int> split_by_bytes(const std::map<std::string, int64_t>& key_bytes, int64_t domain_bytes,
+                                          double valid_fraction, double test_fraction, int64_t heldout_min_bytes) {
+  std::vector<std::string> keys;
+  for (const auto& [key, bytes] : key_bytes) keys.push_back(key);
+  // Hash order: a sample spread over the domain, the same on every machine.
+  std::sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
+    const uint64_t ha = fnv1a("split:" + a), hb = fnv1a("split:" + b);
+    return ha != hb ? ha < hb : a < b;
+  });
+  // A target in bytes, not in keys: a domain of a few large files (code,
+  // LaTeX) would otherwise hold out a few hundred tokens, too few to measure on.
+  auto target_for = [&](double fraction) -> int64_t {
+    if (fraction <= 0 || keys.size() < 3) return 0;
+    const auto share = static_cast<int64_t>(fraction * static_cast<double>(domain_bytes));
+    return std::max(share, std::min(heldout_min_bytes, domain_bytes / 10));
+  };
+  const int64_t targets[3] = {0, target_for(valid_fraction), target_for(test_fraction)};
+  int64_t filled[3] = {0, 0, 0};
+  std::map<std::string, int> split_of;
+  int split = 1;  // valid first, then test, then train
+  for (size_t k = 0; k < keys.size(); ++k) {
+    // The last key always trains.
+    while (split < 3 && (filled[split] >= targets[split] || k + 1 == keys.size())) ++split;
+    const int s = split < 3 ? split : 0;
+    split_of[keys[k]] = s;
+    filled[s] += key_bytes.at(keys[k]);
+  }
+  return split_of;
+}
+
 std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
   LORY_CHECK(o.valid_fraction >= 0 && o.test_fraction >= 0 && o.valid_fraction + o.test_fraction < 1,
              "corpus: valid and test fractions must be >= 0 and sum to less than 1");
@@ -273,36 +303,39 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
         kept.push_back(std::move(d));
       }
     }
-    // A sample spread over the whole domain: documents in hash order.
+    // Documents in hash order: any prefix is a sample spread over the domain.
     std::sort(kept.begin(), kept.end(), [](const Document& a, const Document& b) {
       const uint64_t ha = fnv1a(a.source), hb = fnv1a(b.source);
       return ha != hb ? ha < hb : a.source < b.source;
     });
-    int64_t budget = o.bytes_per_domain;
-    size_t taken = 0;
-    for (; taken < kept.size() && budget > 0; ++taken) budget -= static_cast<int64_t>(kept[taken].text.size());
-    st.over_budget = static_cast<int64_t>(kept.size() - taken);
-    kept.resize(taken);
-    // Split by key: the keys in hash order, the first ones to valid, the next
-    // to test (at least one each when the fraction is > 0, so every domain
-    // has held-out text), the rest to train.
-    std::vector<std::string> keys;
-    for (const Document& d : kept) keys.push_back(d.split_key);
-    std::sort(keys.begin(), keys.end());
-    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    std::sort(keys.begin(), keys.end(), [](const std::string& a, const std::string& b) {
-      const uint64_t ha = fnv1a("split:" + a), hb = fnv1a("split:" + b);
-      return ha != hb ? ha < hb : a < b;
-    });
-    auto count_for = [&](double fraction) {
-      if (fraction <= 0 || keys.size() < 3) return size_t{0};
-      return std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(keys.size()) + 0.5));
+    // Held-out first, over everything the packages hold, by split key (whole
+    // documents; split_by_bytes). A held-out document keeps at most its first
+    // heldout_doc_bytes (cut at a line end), so that a domain of long
+    // documents (a book of the Bible, an 80 kB manual) is still evaluated on
+    // several documents, not one; the rest of it is dropped, not trained on.
+    auto heldout_size = [&](const Document& d) {
+      const auto n = static_cast<int64_t>(d.text.size());
+      return o.heldout_doc_bytes > 0 ? std::min(n, o.heldout_doc_bytes) : n;
     };
-    const size_t n_valid = count_for(o.valid_fraction), n_test = count_for(o.test_fraction);
-    std::map<std::string, int> split_of;
-    for (size_t k = 0; k < keys.size(); ++k) split_of[keys[k]] = k < n_valid ? 1 : k < n_valid + n_test ? 2 : 0;
-    for (const Document& d : kept) {
-      const int split = split_of[d.split_key];
+    std::map<std::string, int64_t> key_bytes;
+    for (const Document& d : kept) key_bytes[d.split_key] += heldout_size(d);
+    const std::map<std::string, int> split_of =
+        split_by_bytes(key_bytes, o.bytes_per_domain, o.valid_fraction, o.test_fraction, o.heldout_min_bytes);
+    // Then the training text: the other documents, in hash order, up to the budget.
+    int64_t budget = o.bytes_per_domain;
+    for (Document& d : kept) {
+      const int split = split_of.at(d.split_key);
+      if (split == 0) {
+        if (budget <= 0) {
+          ++st.over_budget;
+          continue;
+        }
+        budget -= static_cast<int64_t>(d.text.size());
+      } else if (static_cast<int64_t>(d.text.size()) > heldout_size(d)) {
+        const size_t cut = d.text.rfind('\n', static_cast<size_t>(heldout_size(d)));
+        d.text.resize(cut == std::string::npos || cut == 0 ? static_cast<size_t>(heldout_size(d)) : cut + 1);
+        ++st.heldout_truncated;
+      }
       lines[split] += "{\"text\": \"" + json_escape(d.text) + "\", \"domain\": \"" + recipe.domain +
                       "\", \"source\": \"" + json_escape(d.source) + "\"}\n";
       st.documents[split] += 1;
@@ -323,7 +356,8 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
            << "_bytes\": " << st.bytes[s] << ", ";
     json << "\"dropped_short\": " << st.dropped_short << ", \"dropped_long_docs\": " << st.dropped_long_docs
          << ", \"dropped_long_lines\": " << st.dropped_long_lines
-         << ", \"dropped_duplicates\": " << st.dropped_duplicates << ", \"over_budget\": " << st.over_budget << "}"
+         << ", \"dropped_duplicates\": " << st.dropped_duplicates << ", \"over_budget\": " << st.over_budget
+         << ", \"heldout_truncated\": " << st.heldout_truncated << "}"
          << (++i < stats.size() ? ",\n" : "\n");
   }
   json << "}\n";

@@ -52,8 +52,16 @@ std::vector<std::string> corpus_packages();
 struct CorpusOptions {
   std::string debs_dir;                   // holds <package>_<version>_<arch>.deb
   std::string out_dir;                    // gets train.jsonl, valid.jsonl, test.jsonl, stats.json
-  int64_t bytes_per_domain = 25'000'000;  // text budget per domain, all splits together
+  int64_t bytes_per_domain = 25'000'000;  // training text per domain (held-out text comes on top)
+  // Held-out text per domain, by bytes: each of valid and test gets at least
+  // this fraction of bytes_per_domain and at least heldout_min_bytes (capped
+  // at 10% of bytes_per_domain, for tiny corpora): about 20k+ tokens of every
+  // domain to evaluate on, whatever its document sizes. Each held-out
+  // document keeps at most its first heldout_doc_bytes (0: all), so the
+  // held-out text of every domain spans several documents.
   double valid_fraction = 0.01, test_fraction = 0.01;
+  int64_t heldout_min_bytes = 80'000;
+  int64_t heldout_doc_bytes = 16'000;
   std::vector<std::string> domains;  // empty: all
   int64_t min_doc_bytes = 200;       // shorter documents are dropped
   int64_t max_doc_bytes = 0;         // longer documents are dropped (0: no limit)
@@ -65,8 +73,17 @@ struct DomainStats {
   int64_t documents[3] = {0, 0, 0};  // train, valid, test
   int64_t bytes[3] = {0, 0, 0};
   int64_t dropped_short = 0, dropped_long_docs = 0, dropped_long_lines = 0, dropped_duplicates = 0;
-  int64_t over_budget = 0;
+  int64_t over_budget = 0;        // training documents beyond bytes_per_domain
+  int64_t heldout_truncated = 0;  // held-out documents cut to heldout_doc_bytes
 };
+
+// The split of every split key (0 train, 1 valid, 2 test), given the bytes
+// of held-out text under each key in one domain: keys in hash order go to
+// valid until it holds max(valid_fraction x domain_bytes, min(heldout_min_bytes,
+// domain_bytes / 10)), then to test the same way, the rest (always at least
+// one key) to train. Held-out sets of whole documents, stratified by domain.
+std::map<std::string, int> split_by_bytes(const std::map<std::string, int64_t>& key_bytes, int64_t domain_bytes,
+                                          double valid_fraction, double test_fraction, int64_t heldout_min_bytes);
 
 // Builds the corpus; returns per-domain statistics (also written to stats.json).
 std::map<std::string, DomainStats> build_corpus(const CorpusOptions& options);
