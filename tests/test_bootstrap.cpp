@@ -60,6 +60,13 @@ TEST_CASE("bootstrap: a perplexity's interval holds the estimate, has zero width
   CHECK(both.hi > pooled * 0.9);
   CHECK_THROWS_WITH_AS(bootstrap_ppl(two, {"latex"}), doctest::Contains("no per-block losses for domain 'latex'"),
                        Error);
+  // Too few blocks to resample: no interval rather than a meaningless one.
+  const RunLosses few{{"web", blocks(kMinBootstrapBlocks - 1, 3.0, 0.5, 4)}};
+  CHECK(!bootstrap_ppl(few, {"web"}).known());
+  CHECK(bootstrap_ppl({{"web", blocks(kMinBootstrapBlocks, 3.0, 0.5, 4)}}, {"web"}).known());
+  const GainEstimate g = bootstrap_gain({few}, {few}, {"web"});
+  CHECK(!g.interval.known());
+  CHECK(!g.significant());
 }
 
 TEST_CASE("bootstrap: a paired gain sees a small improvement that unpaired intervals would hide") {

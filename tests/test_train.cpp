@@ -399,6 +399,40 @@ TEST_CASE("train: with zero gradients AdamW only decays: matrices shrink, norms 
   }
 }
 
+TEST_CASE("train: optim.router_lr_scale multiplies the routers' update (weight decay included) and nothing else") {
+  std::vector<std::vector<float>> before, after;
+  for (double scale : {1.0, 10.0}) {
+    manual_seed(6);
+    nn::LoryLM model(nn::preset("tiny"));
+    FlatParameters flat(model, DType::f32);
+    model.loss(random_tokens(2, 33, 64, 2)).backward();
+    AdamW opt(flat, {0.9, 0.95, 1e-8, 0.1, false, scale});
+    before.push_back(flat.master.to_vector<float>());
+    opt.step(flat, 1e-3, 0.0);
+    after.push_back(flat.master.to_vector<float>());
+  }
+  REQUIRE(before[0] == before[1]);
+  manual_seed(6);
+  nn::LoryLM model(nn::preset("tiny"));
+  const FlatParameters flat(model, DType::f32);
+  int64_t routers = 0;
+  for (const FlatSlot& s : flat.slots()) {
+    INFO(s.name);
+    const bool router = s.name.find(".mlp.router.") != std::string::npos;
+    routers += router;
+    double worst = 0, largest = 0;
+    for (int64_t k = s.offset; k < s.offset + s.numel; ++k) {
+      const auto i = static_cast<size_t>(k);
+      const double base = double(after[0][i]) - before[0][i], scaled = double(after[1][i]) - before[1][i];
+      worst = std::max(worst, std::abs(scaled - (router ? 10 : 1) * base));
+      largest = std::max(largest, std::abs(base));
+    }
+    CHECK(largest > 1e-5);
+    CHECK(worst <= 1e-4 * largest);  // f32 weights: the differences carry their rounding
+  }
+  CHECK(routers == 2);
+}
+
 // ---------------------------------------------------------------------------
 // Flat buffers and in-place gradient accumulation
 // ---------------------------------------------------------------------------

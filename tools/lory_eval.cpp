@@ -127,8 +127,11 @@ int compare(const std::string& list) {
     for (size_t r = 1; r < models.size(); ++r) {
       const train::GainEstimate g = train::bootstrap_gain(models[0].losses, models[r].losses, over);
       char cell[64];
-      std::snprintf(cell, sizeof cell, "%+6.1f%% [%+.1f, %+.1f]%s", 100 * g.gain, 100 * g.interval.lo,
-                    100 * g.interval.hi, g.significant() ? " *" : "");
+      if (g.interval.known())
+        std::snprintf(cell, sizeof cell, "%+6.1f%% [%+.1f, %+.1f]%s", 100 * g.gain, 100 * g.interval.lo,
+                      100 * g.interval.hi, g.significant() ? " *" : "");
+      else
+        std::snprintf(cell, sizeof cell, "%+6.1f%% (too few blocks)", 100 * g.gain);
       std::printf(r + 1 < models.size() ? "  %-26s" : "  %s", cell);
     }
     std::printf("\n");

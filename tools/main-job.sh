@@ -41,7 +41,7 @@ if [[ $mode == quick ]]; then
   data=data/quick out=runs/main-quick mb=0.3 vocab=1000 seq=128
   # A tiny model and a few dozen steps: every step of the job, not a result.
   overrides=(--model.hidden_size=64 --model.intermediate_size=192 --model.max_position_embeddings=128
-             --schedule.tokens=61440 --train.global_batch_tokens=2048 --eval.tokens_per_domain=2048
+             --schedule.tokens=61440 --train.global_batch_tokens=2048 --eval.tokens_per_domain=8192
              --checkpoint.every=0 --log.every=5)
   lory_overrides=(--model.segment_length=32)
 else

@@ -44,6 +44,8 @@ double pooled_nll(const std::vector<const BlockLosses*>& runs, const std::vector
 
 Interval bootstrap_ppl(const RunLosses& run, const std::vector<std::string>& domains, const BootstrapOptions& o) {
   LORY_CHECK(!domains.empty() && o.replicates >= 1, "bootstrap_ppl: needs domains and replicates");
+  for (const std::string& name : domains)
+    if (domain_of(run, name).nll.size() < kMinBootstrapBlocks) return {NAN, NAN};
   std::mt19937_64 rng(o.seed);
   std::vector<double> ppl(static_cast<size_t>(o.replicates));
   for (double& p : ppl) {
@@ -103,6 +105,11 @@ GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<R
   for (size_t r = 0; r < b.size(); ++r) all_b[r] = r;
   GainEstimate out;
   out.gain = gain_of(all_a, all_b, nullptr);
+  for (const Domain& d : ds)
+    if (d.tokens->size() < kMinBootstrapBlocks) {
+      out.interval = {NAN, NAN};
+      return out;
+    }
 
   std::mt19937_64 rng(o.seed);
   std::vector<double> gains(static_cast<size_t>(o.replicates));

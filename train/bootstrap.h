@@ -22,6 +22,7 @@
 // run-to-run noise as well as the choice of documents.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -40,7 +41,12 @@ using RunLosses = std::map<std::string, BlockLosses>;
 
 struct Interval {
   double lo = 0, hi = 0;
+  bool known() const { return !std::isnan(lo) && !std::isnan(hi); }  // NaN: too few blocks to say
 };
+
+// Below this many blocks in a domain a percentile bootstrap says nothing
+// trustworthy (a handful of values, resampled): the interval is NaN instead.
+constexpr size_t kMinBootstrapBlocks = 5;
 
 struct BootstrapOptions {
   int replicates = 2000;
@@ -48,7 +54,8 @@ struct BootstrapOptions {
   uint64_t seed = 20240503;  // fixed: the same inputs print the same interval
 };
 
-// The interval of exp(sum nll / sum tokens) over `domains` of one run.
+// The interval of exp(sum nll / sum tokens) over `domains` of one run (NaN
+// when a domain has fewer than kMinBootstrapBlocks blocks).
 Interval bootstrap_ppl(const RunLosses& run, const std::vector<std::string>& domains,
                        const BootstrapOptions& options = {});
 
@@ -59,7 +66,8 @@ struct GainEstimate {
   Interval interval;
   bool significant() const { return interval.lo > 0 || interval.hi < 0; }  // the interval excludes 0
 };
-// Throws when the runs were not evaluated on the same documents.
+// The interval is NaN when a domain has fewer than kMinBootstrapBlocks
+// blocks. Throws when the runs were not evaluated on the same text.
 GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<RunLosses>& b,
                             const std::vector<std::string>& domains, const BootstrapOptions& options = {});
 

@@ -231,8 +231,13 @@ std::string eval_result_table(const EvalResult& r) {
                 "95% interval (bootstrap over document blocks)");
   out += line;
   auto row = [&](const std::string& name, int64_t tokens, int64_t docs, double loss, double ppl, Interval ci) {
-    std::snprintf(line, sizeof line, "  %-14s %8lld %5lld %8.4f %10.2f  [%.2f, %.2f]\n", name.c_str(),
-                  static_cast<long long>(tokens), static_cast<long long>(docs), loss, ppl, ci.lo, ci.hi);
+    std::snprintf(line, sizeof line, "  %-14s %8lld %5lld %8.4f %10.2f  ", name.c_str(), static_cast<long long>(tokens),
+                  static_cast<long long>(docs), loss, ppl);
+    out += line;
+    if (ci.known())
+      std::snprintf(line, sizeof line, "[%.2f, %.2f]\n", ci.lo, ci.hi);
+    else
+      std::snprintf(line, sizeof line, "(fewer than %zu blocks)\n", kMinBootstrapBlocks);
     out += line;
   };
   int64_t docs = 0;
