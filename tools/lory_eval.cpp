@@ -90,8 +90,8 @@ int compare(const std::string& list) {
   if (max_seeds == 1)
     std::printf("one training run per model (no seed spread measured)\n");
   else
-    std::printf("mean over %zu%s training seeds per model, +- their standard deviation\n", min_seeds,
-                min_seeds == max_seeds ? "" : "+");
+    std::printf("%zu%s training seeds per model: the perplexity of their mean loss, +- the seeds' standard deviation\n",
+                min_seeds, min_seeds == max_seeds ? "" : "+");
   std::printf("gain = 1 - ppl / ppl(%s); [95%% interval]: paired bootstrap over held-out document blocks%s;\n",
               models[0].label.c_str(), max_seeds > 1 ? " and seeds" : "");
   std::printf("* = the interval excludes 0 (a gain, or a loss, beyond the uncertainty)\n\n");
