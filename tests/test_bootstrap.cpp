@@ -112,6 +112,21 @@ TEST_CASE("bootstrap: seeds are a second level: disagreeing seeds widen the gain
   // ... but seeds that disagree make it less certain.
   CHECK(disagree.interval.hi - disagree.interval.lo > 5 * (agree.interval.hi - agree.interval.lo));
   CHECK(agree.significant());
+  // Paired seeds: run r of both models shares its seed. Dense seeds that
+  // differ a lot, with a gain that is the same 3% on each seed, give a
+  // narrow interval when paired and a wide one when the seeds are drawn
+  // independently (each Lory seed then meets the other dense seed).
+  const std::vector<RunLosses> dense_seeds{shifted(0.0), shifted(-0.10)};
+  const std::vector<RunLosses> lory_seeds{shifted(0.03), shifted(-0.07)};
+  const GainEstimate paired = bootstrap_gain(dense_seeds, lory_seeds, {"web"}, true);
+  const GainEstimate unpaired = bootstrap_gain(dense_seeds, lory_seeds, {"web"}, false);
+  CHECK(paired.gain == doctest::Approx(unpaired.gain).epsilon(1e-12));
+  CHECK(paired.interval.hi - paired.interval.lo < 0.01);
+  CHECK(unpaired.interval.hi - unpaired.interval.lo > 0.1);
+  CHECK(paired.significant());
+  CHECK(!unpaired.significant());
+  CHECK_THROWS_WITH_AS(bootstrap_gain(dense_seeds, {shifted(0.0)}, {"web"}, true),
+                       doctest::Contains("paired seeds need as many runs"), Error);
   // Runs on different held-out text cannot be paired.
   RunLosses other = shifted(0.0);
   other["web"].tokens[0] += 1;

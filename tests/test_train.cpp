@@ -1339,6 +1339,16 @@ TEST_CASE("train: evaluate sums the loss per document block; the blocks add up t
         ++size[b];
       }
     for (const auto& [b, n] : size) CHECK(n <= kBlock + 1);
+    // A new block starts right after every EOS (the EOS ends its document's
+    // last block), and a block never spans two documents.
+    const std::vector<int32_t>& first_seq = set.sequences[i][0];
+    for (size_t s = 0; s < set.sequences[i].size(); ++s) {
+      const auto& seq = set.sequences[i][s];
+      const auto& blocks = set.blocks[i][s];
+      for (size_t t = 1; t + 1 < seq.size(); ++t)
+        if (seq[t] == d.eos) CHECK(blocks[t] == blocks[t - 1] + 1);  // blocks[t] is the block of seq[t + 1]
+    }
+    CHECK(first_seq.size() == static_cast<size_t>(kSeqLen + 1));
     // A block belongs to one document; documents own consecutive blocks.
     const std::vector<int32_t>& owner = set.block_document[i];
     CHECK(std::is_sorted(owner.begin(), owner.end()));

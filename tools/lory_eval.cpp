@@ -43,6 +43,7 @@ struct Model {
   std::vector<std::string> paths;
   std::vector<nlohmann::json> evals;
   std::vector<train::RunLosses> losses;
+  std::vector<std::string> seeds;  // the training seed of each run ("" when the eval JSON does not say)
 };
 
 // "dense=a.json+b.json" or "dense=runs/dense-seed*/eval.json" -> the label and its files.
@@ -60,6 +61,7 @@ Model read_model(const std::string& item) {
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     m.losses.push_back(train::run_losses_from_json(text, path));
     m.evals.push_back(nlohmann::json::parse(text));
+    m.seeds.push_back(m.evals.back().value("seed", std::string()));
   }
   return m;
 }
@@ -85,6 +87,18 @@ int compare(const std::string& list) {
   }
   std::vector<std::string> domains;
   for (const auto& [name, d] : models[0].evals[0]["domains"].items()) domains.push_back(name);
+  // Seeds are paired when every model has the same runs count: run r of each
+  // was trained with the same seed (the main job's dense-seedN/lory-seedN; a
+  // glob sorts both lists alike). Eval JSONs that name their seed must agree.
+  bool paired = true;
+  for (const Model& m : models) paired = paired && m.paths.size() == models[0].paths.size();
+  if (paired)
+    for (const Model& m : models)
+      for (size_t r = 0; r < m.seeds.size(); ++r)
+        LORY_CHECK(m.seeds[r].empty() || models[0].seeds[r].empty() || m.seeds[r] == models[0].seeds[r],
+                   "--compare: run ", r + 1, " of '", m.label, "' (", m.paths[r], ") was trained with seed ", m.seeds[r],
+                   " but run ", r + 1, " of '", models[0].label, "' (", models[0].paths[r], ") with seed ",
+                   models[0].seeds[r], "; list the runs of every model in the same seed order");
 
   std::printf("held-out perplexity per domain (lower is better), ");
   if (max_seeds == 1)
@@ -93,7 +107,8 @@ int compare(const std::string& list) {
     std::printf("%zu%s training seeds per model: the perplexity of their mean loss, +- the seeds' standard deviation\n",
                 min_seeds, min_seeds == max_seeds ? "" : "+");
   std::printf("gain = 1 - ppl / ppl(%s); [95%% interval]: paired bootstrap over held-out document blocks%s;\n",
-              models[0].label.c_str(), max_seeds > 1 ? " and seeds" : "");
+              models[0].label.c_str(),
+              max_seeds == 1 ? "" : paired ? " and over seeds (run r of every model: the same seed)" : " and seeds");
   std::printf("* = the interval excludes 0 (a gain, or a loss, beyond the uncertainty)\n\n");
   std::printf("  %-12s %7s", "domain", "tokens");
   for (const Model& m : models) std::printf(" %17s", m.label.c_str());
@@ -125,7 +140,12 @@ int compare(const std::string& list) {
     std::vector<std::string> over = domain == "all" ? std::vector<std::string>(domains.begin(), domains.end() - 1)
                                                     : std::vector<std::string>{domain};
     for (size_t r = 1; r < models.size(); ++r) {
-      const train::GainEstimate g = train::bootstrap_gain(models[0].losses, models[r].losses, over);
+      train::GainEstimate g;
+      try {
+        g = train::bootstrap_gain(models[0].losses, models[r].losses, over, paired);
+      } catch (const Error& e) {
+        fail("--compare: '", models[r].label, "' against '", models[0].label, "': ", e.what());
+      }
       char cell[64];
       if (g.interval.known())
         std::snprintf(cell, sizeof cell, "%+6.1f%% [%+.1f, %+.1f]%s", 100 * g.gain, 100 * g.interval.lo,

@@ -81,7 +81,9 @@ for seed in $(seq 1 "$seeds"); do
 done
 
 step "held-out perplexity per domain: dense vs Lory (same active parameters, same tokens), $seeds seed(s) each"
-"$bin/lory_eval" --compare "dense=$out/dense-seed*/eval.json,lory-8e=$out/lory-8e-seed*/eval.json" | tee "$out/table.txt"
+# Run r of each model has seed r (lory_eval pairs them); only this job's seeds.
+evals() { local files=(); for seed in $(seq 1 "$seeds"); do files+=("$out/$1-seed$seed/eval.json"); done; (IFS=+; echo "${files[*]}"); }
+"$bin/lory_eval" --compare "dense=$(evals dense),lory-8e=$(evals lory-8e)" | tee "$out/table.txt"
 
 step "plots"
 runs=()

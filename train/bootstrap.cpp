@@ -65,9 +65,11 @@ Interval bootstrap_ppl(const RunLosses& run, const std::vector<std::string>& dom
 }
 
 GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<RunLosses>& b,
-                            const std::vector<std::string>& domains, const BootstrapOptions& o) {
+                            const std::vector<std::string>& domains, bool paired_seeds, const BootstrapOptions& o) {
   LORY_CHECK(!a.empty() && !b.empty() && !domains.empty() && o.replicates >= 1,
              "bootstrap_gain: needs runs on both sides, domains and replicates");
+  LORY_CHECK(!paired_seeds || a.size() == b.size(), "bootstrap_gain: paired seeds need as many runs on both sides, got ",
+             a.size(), " and ", b.size());
   // Per domain, each run's blocks; every run must hold the same blocks.
   struct Domain {
     std::vector<const BlockLosses*> a, b;
@@ -116,10 +118,15 @@ GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<R
   std::vector<size_t> pick_a(a.size()), pick_b(b.size());
   std::vector<std::vector<size_t>> docs(ds.size());
   for (double& g : gains) {
-    // Level 1: seeds of each model, with replacement (a no-op with one run).
+    // Level 1: seeds, with replacement (a no-op with one run). Paired seeds
+    // are drawn once for both models: run r of a and run r of b share their
+    // initialisation and data order, and their difference is what we measure.
     std::uniform_int_distribution<size_t> ra(0, a.size() - 1), rb(0, b.size() - 1);
     for (size_t& r : pick_a) r = ra(rng);
-    for (size_t& r : pick_b) r = rb(rng);
+    if (paired_seeds)
+      pick_b = pick_a;
+    else
+      for (size_t& r : pick_b) r = rb(rng);
     // Level 2: blocks of each domain, with replacement, shared by both models (paired).
     for (size_t i = 0; i < ds.size(); ++i) {
       const size_t n = ds[i].tokens->size();

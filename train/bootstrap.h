@@ -1,5 +1,5 @@
 // bootstrap.h — how sure is a held-out perplexity, and a gain between two
-// models? Percentile bootstrap over documents (Efron & Tibshirani 1993).
+// models? Percentile bootstrap over document blocks (Efron & Tibshirani 1993).
 //
 // Held-out tokens are not independent: a document is one topic, one author,
 // one file, and its tokens are easy or hard together. So the unit we
@@ -14,12 +14,16 @@
 // The statistic is the corpus perplexity exp(sum nll / sum tokens), a ratio
 // estimator, recomputed on every replicate.
 //
-// Comparing two models: both saw the same documents, so the bootstrap is
-// paired (one draw of documents serves both), which removes the documents'
-// shared difficulty from the gain's uncertainty. With several training
-// seeds per model the replicate also draws seeds with replacement (a
-// two-level bootstrap: seeds, then documents), so the interval includes
-// run-to-run noise as well as the choice of documents.
+// Comparing two models: both saw the same held-out text, so the bootstrap is
+// paired (one draw of blocks serves both), which removes the blocks' shared
+// difficulty from the gain's uncertainty. With several training seeds per
+// model the replicate also draws seeds with replacement (a two-level
+// bootstrap: seeds, then blocks), so the interval includes run-to-run noise
+// as well as the choice of text. When run r of both models used the same
+// seed (the same initialisation of what they share and the same data order,
+// as the main job trains them) the seeds are paired too: one draw serves
+// both. With two or three seeds this level has only a few combinations to
+// offer: the interval is then close to the range of the per-seed gains.
 #pragma once
 
 #include <cmath>
@@ -68,7 +72,9 @@ struct GainEstimate {
 };
 // The interval is NaN when a domain has fewer than kMinBootstrapBlocks
 // blocks. Throws when the runs were not evaluated on the same text.
+// paired_seeds: a[r] and b[r] were trained with the same seed (equal counts).
 GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<RunLosses>& b,
-                            const std::vector<std::string>& domains, const BootstrapOptions& options = {});
+                            const std::vector<std::string>& domains, bool paired_seeds = false,
+                            const BootstrapOptions& options = {});
 
 }  // namespace lory::train

@@ -43,7 +43,6 @@ int64_t EvalSet::predicted_tokens(size_t domain) const {
   return n;
 }
 
-
 EvalSet build_eval_set(const std::string& shard_list, int64_t seq_len, int64_t tokens_per_domain, int32_t eos_id,
                        int64_t expected_vocab, int64_t block_tokens) {
   LORY_CHECK(seq_len >= 1 && tokens_per_domain >= 1 && block_tokens >= 1,
@@ -132,21 +131,19 @@ EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, nn::Routing routing, 
       const int64_t B = static_cast<int64_t>(j - i), T1 = static_cast<int64_t>(seqs[i].size()), L = T1 - 1;
       const int64_t V = model.config.vocab_size;
       const Tensor tokens = from_vector(ids, {B, T1}, {DType::i64, device});
-      // Per-token NLL: -log_softmax(logits)[target], picked from the flat
-      // [B L V] log-probabilities at row * V + target.
-      const Tensor logits = model.forward(tokens.narrow(1, 0, L), options);
-      std::vector<int64_t> pick(static_cast<size_t>(B * L));
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < L; ++t) {
-          const int64_t row = b * L + t;
-          pick[static_cast<size_t>(row)] = row * V + seqs[i + static_cast<size_t>(b)][static_cast<size_t>(t + 1)];
-        }
-      const std::vector<double> logp =
-          index_select(log_softmax(logits.to(DType::f32), -1).reshape({B * L * V}), 0,
-                       from_vector(pick, {B * L}, {DType::i64, device}))
-              .to(DType::f64)
-              .to_vector<double>();
+      const Tensor logits = model.forward(tokens.narrow(1, 0, L), options);  // [B, L, V]
       for (int64_t b = 0; b < B; ++b) {
+        // Per-token NLL of sequence b: -log_softmax(logits)[t, target_t],
+        // picked from its flat [L V] log-probabilities at t * V + target_t
+        // (one sequence at a time: [L, V] in f32, not [B, L, V]).
+        const std::vector<int32_t>& seq = seqs[i + static_cast<size_t>(b)];
+        std::vector<int64_t> pick(static_cast<size_t>(L));
+        for (int64_t t = 0; t < L; ++t) pick[static_cast<size_t>(t)] = t * V + seq[static_cast<size_t>(t + 1)];
+        const std::vector<double> logp =
+            index_select(log_softmax(logits.select(0, b).to(DType::f32), -1).reshape({L * V}), 0,
+                         from_vector(pick, {L}, {DType::i64, device}))
+                .to(DType::f64)
+                .to_vector<double>();
         const std::vector<int32_t>& block_of = set.blocks[d][i + static_cast<size_t>(b)];
         for (int64_t t = 0; t < L; ++t) {
           const auto k = static_cast<size_t>(block_of[static_cast<size_t>(t)]);
@@ -154,9 +151,9 @@ EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, nn::Routing routing, 
             out.blocks.nll.resize(k + 1);
             out.blocks.tokens.resize(k + 1);
           }
-          out.blocks.nll[k] -= logp[static_cast<size_t>(b * L + t)];
+          out.blocks.nll[k] -= logp[static_cast<size_t>(t)];
           out.blocks.tokens[k] += 1;
-          nll -= logp[static_cast<size_t>(b * L + t)];
+          nll -= logp[static_cast<size_t>(t)];
         }
       }
       out.tokens += B * L;
@@ -261,8 +258,8 @@ RunLosses run_losses_from_json(const std::string& json_text, const std::string& 
   RunLosses run;
   for (const auto& [name, d] : j["domains"].items()) {
     LORY_CHECK(d.contains("block_nll") && d.contains("block_tokens"), where, ": domain '", name,
-               "' has no per-block losses (block_nll, block_tokens): written by an older lory_eval; "
-               "evaluate the checkpoint again");
+               "' has no per-block losses (block_nll, block_tokens): written before they existed; "
+               "evaluate the checkpoint again (lory_eval --ckpt RUN --data SHARDS --out FILE)");
     BlockLosses& losses = run[name];
     losses.nll = d["block_nll"].get<std::vector<double>>();
     losses.tokens = d["block_tokens"].get<std::vector<int64_t>>();

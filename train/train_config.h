@@ -50,7 +50,7 @@ struct TrainConfig {
     double warmup = 0.05;       // fraction of steps with linear LR warm-up
     std::string decay = "cosine";
     double dense_warmup = 0.05;            // fraction of steps trained dense before upcycling (Lory models)
-    std::string upcycle_moments = "reset";  // reset | inherit | copy_unscaled (train/upcycle_moments.h)
+    std::string upcycle_moments = "reset";  // reset | reset_all | inherit | copy_unscaled (train/upcycle_moments.h)
   } schedule;
   struct Train {
     std::string device = "cpu";

@@ -359,7 +359,10 @@ void Trainer::run_eval() {
   fs::create_directories(dir);
   const std::string text = eval_result_json(
       r, model_->config,
-      {{"run", config_.checkpoint.dir}, {"step", std::to_string(state_.step)}, {"routing_mode", config_.eval.routing}});
+      {{"run", config_.checkpoint.dir},
+       {"step", std::to_string(state_.step)},
+       {"routing_mode", config_.eval.routing},
+       {"seed", std::to_string(config_.train.seed)}});
   nn::write_file_atomically(dir + "/" + checkpoint_name(state_.step) + ".json", text);
   if (state_.step == plan_.total_steps) nn::write_file_atomically(config_.checkpoint.dir + "/eval.json", text);
   if (!quiet_) {

@@ -9,8 +9,8 @@
 // Adam's update m / sqrt(v) is invariant to the gradient's scale only once
 // the moments have seen the new scale. Copying the FFN's moments unchanged
 // leaves a second moment E^2 too large: every expert then moves at about
-// 1/E of the learning rate until v decays (~1/(1 - beta2) = 20 steps per
-// e-fold, so ~60 steps at E = 8), most of a short run. Measured on the CPU
+// 1/E of the learning rate until v decays (by beta2 = 0.95 a step: ln(E^2) /
+// -ln(beta2) = 81 steps at E = 8), most of a short run. Measured on the CPU
 // main job: Lory 9% *worse* than dense with the unscaled copy; reset +12%
 // and +4% on two seeds, inherit +8.5% and +4%, reset_all +7% (one seed):
 // docs/results/upcycling.md.
@@ -25,7 +25,8 @@
 //   inherit        the FFN's moments rescaled to the experts' gradient scale,
 //                  m/E and v/E^2, and its step count: with uniform routing
 //                  the first update moves the merged weights exactly as the
-//                  dense step would (a test), i.e. an exact continuation.
+//                  dense step would (a test), i.e. an exact continuation
+//                  (up to Adam's eps, which acts E times larger).
 //   copy_unscaled  the FFN's moments as they are (the old default, kept to
 //                  reproduce the finding above; do not use).
 #pragma once

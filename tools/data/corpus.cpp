@@ -319,8 +319,11 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
     };
     std::map<std::string, int64_t> key_bytes;
     for (const Document& d : kept) key_bytes[d.split_key] += heldout_size(d);
-    const std::map<std::string, int> split_of =
-        split_by_bytes(key_bytes, o.bytes_per_domain, o.valid_fraction, o.test_fraction, o.heldout_min_bytes);
+    // Held-out shares of the training budget, or of the whole domain when it is smaller.
+    int64_t available = 0;
+    for (const auto& [key, bytes] : key_bytes) available += bytes;
+    const std::map<std::string, int> split_of = split_by_bytes(
+        key_bytes, std::min(o.bytes_per_domain, available), o.valid_fraction, o.test_fraction, o.heldout_min_bytes);
     // Then the training text: the other documents, in hash order, up to the budget.
     int64_t budget = o.bytes_per_domain;
     for (Document& d : kept) {
@@ -332,7 +335,7 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
         }
         budget -= static_cast<int64_t>(d.text.size());
       } else if (static_cast<int64_t>(d.text.size()) > heldout_size(d)) {
-        const size_t cut = d.text.rfind('\n', static_cast<size_t>(heldout_size(d)));
+        const size_t cut = d.text.rfind('\n', static_cast<size_t>(heldout_size(d)) - 1);
         d.text.resize(cut == std::string::npos || cut == 0 ? static_cast<size_t>(heldout_size(d)) : cut + 1);
         ++st.heldout_truncated;
       }
