@@ -77,8 +77,10 @@ std::string upcycle_source(const std::string& name, bool* is_expert_stack) {
   if (is_expert_stack) *is_expert_stack = experts != std::string::npos;
   if (experts != std::string::npos)
     return name.substr(0, experts) + ".mlp." + name.substr(experts + std::string(".mlp.experts.").size());
-  return name.find(".mlp.router.") == std::string::npos ? name : std::string();
+  return is_router_parameter(name) ? std::string() : name;
 }
+
+bool is_router_parameter(const std::string& name) { return name.find(".mlp.router.") != std::string::npos; }
 
 std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts) {
   LORY_CHECK(!dense.config.is_lory(), "upcycle: the model already has ", dense.config.num_experts, " experts");

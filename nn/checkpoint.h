@@ -36,6 +36,8 @@ std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts);
 //   anything else                               <- the same name
 // `is_expert_stack` says whether the value is repeated into E experts.
 std::string upcycle_source(const std::string& lory_name, bool* is_expert_stack = nullptr);
+// Whether a parameter belongs to a Lory layer's router ("...mlp.router.weight").
+bool is_router_parameter(const std::string& name);
 // One dense FFN weight [out, in] repeated into an expert stack [E, out, in].
 Tensor repeat_into_experts(const Tensor& ffn_weight, int64_t num_experts);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "nn/checkpoint.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 
@@ -25,7 +26,7 @@ AdamW::AdamW(const FlatParameters& flat, AdamWOptions o) : options(o) {
   steps.assign(flat.slots().size(), 0);
   for (const FlatSlot& s : flat.slots()) {
     decay.push_back(gets_weight_decay(s, o.decay_embeddings));
-    lr_scale.push_back(s.name.find(".mlp.router.") != std::string::npos ? o.router_lr_scale : 1.0);
+    lr_scale.push_back(nn::is_router_parameter(s.name) ? o.router_lr_scale : 1.0);
   }
 }
 

@@ -26,7 +26,7 @@ struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double weight_decay = 0.1;
   bool decay_embeddings = false;
-  double router_lr_scale = 1.0;  // the LR of Lory routers (".mlp.router." parameters) as a multiple of lr
+  double router_lr_scale = 1.0;  // the LR of Lory routers (nn::is_router_parameter) as a multiple of lr
 };
 
 // Which parameters get weight decay: matrices and expert stacks (dim >= 2),

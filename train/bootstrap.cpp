@@ -89,12 +89,12 @@ GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<R
   }
   // The estimate: every run, every block once.
   auto gain_of = [&](const std::vector<size_t>& pick_a, const std::vector<size_t>& pick_b,
-                     const std::vector<std::vector<size_t>>* docs) {
+                     const std::vector<std::vector<size_t>>* blocks) {
     double nll_a = 0, nll_b = 0, tokens = 0;
     for (size_t i = 0; i < ds.size(); ++i) {
       const size_t n = ds[i].tokens->size();
       for (size_t j = 0; j < n; ++j) {
-        const size_t k = docs ? (*docs)[i][j] : j;
+        const size_t k = blocks ? (*blocks)[i][j] : j;
         nll_a += pooled_nll(ds[i].a, pick_a, k);
         nll_b += pooled_nll(ds[i].b, pick_b, k);
         tokens += static_cast<double>((*ds[i].tokens)[k]);
@@ -116,7 +116,7 @@ GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<R
   std::mt19937_64 rng(o.seed);
   std::vector<double> gains(static_cast<size_t>(o.replicates));
   std::vector<size_t> pick_a(a.size()), pick_b(b.size());
-  std::vector<std::vector<size_t>> docs(ds.size());
+  std::vector<std::vector<size_t>> blocks(ds.size());
   for (double& g : gains) {
     // Level 1: seeds, with replacement (a no-op with one run). Paired seeds
     // are drawn once for both models: run r of a and run r of b share their
@@ -131,10 +131,10 @@ GainEstimate bootstrap_gain(const std::vector<RunLosses>& a, const std::vector<R
     for (size_t i = 0; i < ds.size(); ++i) {
       const size_t n = ds[i].tokens->size();
       std::uniform_int_distribution<size_t> rd(0, n - 1);
-      docs[i].resize(n);
-      for (size_t& k : docs[i]) k = rd(rng);
+      blocks[i].resize(n);
+      for (size_t& k : blocks[i]) k = rd(rng);
     }
-    g = gain_of(pick_a, pick_b, &docs);
+    g = gain_of(pick_a, pick_b, &blocks);
   }
   out.interval = percentiles(std::move(gains), o.level);
   return out;
