@@ -1,7 +1,7 @@
 // checkpoint.cpp — see checkpoint.h.
 #include "autograd/checkpoint.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 
 namespace lory {
 

@@ -1,63 +1,12 @@
-// engine.cpp — building the graph (record) and walking it backwards (run_backward).
+// engine.cpp — walking the graph backwards (run_backward); ops record it (tensor/graph.cpp).
 #include <algorithm>
-#include <atomic>
 #include <unordered_map>
 
-#include "autograd/node.h"
+#include "autograd/engine.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory {
-
-namespace {
-std::atomic<uint64_t> next_sequence{0};
-
-// The Node a leaf's gradient flows into: one per leaf, shared by all its uses
-// in a graph, so a leaf used twice receives the sum of both gradients.
-std::shared_ptr<Node> accumulator_for(const Tensor& leaf) {
-  TensorImpl* impl = leaf.impl();
-  if (auto node = impl->grad_accumulator.lock()) return node;
-  auto node = std::make_shared<Node>();
-  node->name = "AccumulateGrad";
-  node->leaf = leaf.impl_ptr();
-  node->input_shapes = {leaf.shape()};
-  node->input_dtypes = {leaf.dtype()};
-  node->sequence = next_sequence++;
-  impl->grad_accumulator = node;
-  return node;
-}
-}  // namespace
-
-SavedTensor::SavedTensor(const Tensor& t) {
-  if (!t.defined()) return;
-  tensor_ = t.detach();
-  version_ = t.version();
-}
-
-const Tensor& SavedTensor::get(const char* op) const {
-  LORY_CHECK(tensor_.defined(), op, ": a tensor saved for backward is missing");
-  LORY_CHECK(tensor_.version() == version_, op, ": a tensor it saved for backward, ", tensor_.describe(),
-             ", was modified by an in-place operation after it was saved (version ", tensor_.version(),
-             ", expected ", version_, "); gradients would be wrong. Clone it before modifying it.");
-  return tensor_;
-}
-
-Tensor record(const char* name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
-  auto node = std::make_shared<Node>();
-  node->name = name;
-  node->backward = std::move(backward);
-  node->sequence = next_sequence++;
-  for (const Tensor& in : inputs) {
-    Edge edge;
-    if (in.requires_grad()) edge.node = in.is_leaf() ? accumulator_for(in) : in.grad_fn();
-    node->next.push_back(edge);
-    node->input_shapes.push_back(in.shape());
-    node->input_dtypes.push_back(in.dtype());
-  }
-  TensorImpl* out = output.impl();
-  out->requires_grad = true;
-  out->grad_fn = std::move(node);
-  return output;
-}
 
 namespace {
 
@@ -152,5 +101,8 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
     if (!retain_graph) node->release();
   }
 }
+
+// Declared in tensor/tensor.h; defined here, in the layer that owns the sweep.
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const { run_backward(*this, gradient, retain_graph); }
 
 }  // namespace lory

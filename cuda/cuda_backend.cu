@@ -1,6 +1,7 @@
 // cuda_backend.cu — CudaBackend's memory methods and enter(), and the
-// per-device registry behind cuda_backend(index), cuda_is_available() and
-// cuda_device_count(). The kernel methods live with their kernels (see
+// per-device registry behind cuda_backend(index) and cuda_device_count(),
+// which this file registers with the tensor layer (tensor/backend.h) when the
+// program loads. The kernel methods live with their kernels (see
 // cuda/cuda_backend.h for which file has which).
 #include <string>
 #include <vector>
@@ -40,13 +41,9 @@ const DeviceCount& device_count() {
   return result;
 }
 
-}  // namespace
+int count_devices() { return device_count().count; }
 
-int cuda_device_count() { return device_count().count; }
-
-bool cuda_is_available() { return cuda_device_count() > 0; }
-
-Backend& cuda_backend(int index) {
+Backend& backend_of(int index) {
   const DeviceCount& devices = device_count();
   LORY_CHECK(devices.count > 0, "cuda:", index, ": no CUDA device is available (", devices.why, ")");
   LORY_CHECK(index >= 0 && index < devices.count, "cuda:", index, ": device index out of range: this machine has ",
@@ -61,6 +58,15 @@ Backend& cuda_backend(int index) {
   if (!backend) backend = std::make_unique<CudaBackend>(index);
   return *backend;
 }
+
+// Runs when the program loads. CMake links this library whole (WHOLE_ARCHIVE),
+// so the linker keeps this object although nothing names it.
+const bool registered = [] {
+  register_cuda_backend({&backend_of, &count_devices});
+  return true;
+}();
+
+}  // namespace
 
 CudaBackend::CudaBackend(int index) : index_(index), allocator_(index) {
   cuda::ensure_device(index_);

@@ -1,7 +1,7 @@
 // attention.cpp — see attention.h.
 #include "nn/attention.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 
 namespace lory::nn {
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <set>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/merge_experts.h"
 #include "tensor/ops.h"
 
@@ -30,16 +30,16 @@ const char* torch_dtype_name(DType t) {
 void save_pretrained(LoryLM& model, const std::string& dir, DType dtype) {
   const char* torch_dtype = torch_dtype_name(dtype);
   std::filesystem::create_directories(dir);
-  NamedTensors tensors;
+  io::NamedTensors tensors;
   {
     NoGradGuard no_grad;
     for (auto& [name, slot] : model.named_parameters()) tensors.emplace_back(name, slot->to(dtype));
   }
-  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  io::save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
   save_config(model.config, dir + "/config.json", torch_dtype);
 }
 
-void load_parameters(Module& model, const SafetensorsFile& file) {
+void load_parameters(Module& model, const io::SafetensorsFile& file) {
   std::set<std::string> used;
   for (auto& [name, slot] : model.named_parameters()) {
     const Tensor* found = nullptr;
@@ -62,7 +62,7 @@ void load_parameters(Module& model, const SafetensorsFile& file) {
 std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype) {
   const LoryConfig config = load_config(dir + "/config.json");
   auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, dtype, cpu_device()});
-  load_parameters(*model, load_safetensors(dir + "/model.safetensors"));
+  load_parameters(*model, io::load_safetensors(dir + "/model.safetensors"));
   return model;
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "nn/lory_lm.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 
 namespace lory::nn {
 
@@ -24,7 +24,7 @@ std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype = DT
 // Copies every tensor of `file` into the parameter of the same name. Every
 // parameter must be in the file with its shape and no tensor may be left
 // over; values are converted to the parameter's dtype and device.
-void load_parameters(Module& model, const SafetensorsFile& file);
+void load_parameters(Module& model, const io::SafetensorsFile& file);
 
 // Upcycling (paper §4.1): a Lory model with `num_experts` experts whose
 // experts are all copies of `dense`'s FFN and whose routers are freshly

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "nn/atomic_file.h"
+#include "io/atomic_file.h"
 #include "tensor/error.h"
 
 namespace lory::nn {
@@ -301,7 +301,7 @@ std::string config_to_json(const LoryConfig& c, const std::string& torch_dtype) 
 }
 
 void save_config(const LoryConfig& c, const std::string& path, const std::string& torch_dtype) {
-  write_file_atomically(path, config_to_json(c, torch_dtype));
+  io::write_file_atomically(path, config_to_json(c, torch_dtype));
 }
 
 }  // namespace lory::nn

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tensor/philox.h"
 

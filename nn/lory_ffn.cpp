@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/merge_experts.h"
 
 namespace lory::nn {

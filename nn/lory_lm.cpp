@@ -4,7 +4,7 @@
 #include <string>
 
 #include "autograd/checkpoint.h"
-#include "autograd/node.h"
+#include "tensor/graph.h"
 
 namespace lory::nn {
 

@@ -1,7 +1,7 @@
 // merge_experts.cpp — see merge_experts.h.
 #include "nn/merge_experts.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory::nn {

@@ -1,7 +1,7 @@
 // module.cpp — parameter registration, traversal and conversion.
 #include "nn/module.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory::nn {

@@ -21,6 +21,25 @@ const char* op_name(ReduceOp op) {
   return names[static_cast<int>(op)];
 }
 
+namespace {
+CudaBackendHooks& cuda_hooks() {
+  static CudaBackendHooks hooks{nullptr, nullptr};
+  return hooks;
+}
+}  // namespace
+
+void register_cuda_backend(const CudaBackendHooks& hooks) { cuda_hooks() = hooks; }
+
+Backend& cuda_backend(int index) {
+  LORY_CHECK(cuda_hooks().backend != nullptr, "cuda:", index,
+             ": this build has no CUDA support (the CUDA toolkit was not found at configure time, or -DLORY_CUDA=OFF)");
+  return cuda_hooks().backend(index);
+}
+
+int cuda_device_count() { return cuda_hooks().device_count ? cuda_hooks().device_count() : 0; }
+
+bool cuda_is_available() { return cuda_device_count() > 0; }
+
 Backend& backend_for(Device device) {
   return device.is_cpu() ? cpu_backend() : cuda_backend(device.index);
 }

@@ -194,8 +194,16 @@ class Backend {
 Backend& backend_for(Device device);
 // Defined in tensor/cpu/cpu_backend.cpp.
 Backend& cpu_backend();
-// Defined in cuda/cuda_backend.cpp, or in cuda/no_cuda.cpp for CPU-only
-// builds, where it throws.
+// The CUDA backend lives one layer up (cuda/, its own library), so the tensor
+// layer knows it only through these hooks, which cuda/cuda_backend.cu
+// registers when the program loads. In a build without CUDA nothing registers:
+// cuda_backend() then throws "this build has no CUDA support" and the two
+// questions answer no.
+struct CudaBackendHooks {
+  Backend& (*backend)(int index);  // the backend of cuda:index (throws when there is no such device)
+  int (*device_count)();
+};
+void register_cuda_backend(const CudaBackendHooks& hooks);
 Backend& cuda_backend(int index);
 // True when this build has CUDA and a GPU is present.
 bool cuda_is_available();

@@ -4,7 +4,7 @@
 // definition (1) checks and promotes its arguments, (2) allocates the output,
 // (3) calls the device's kernel through Backend (tensor/backend.h), and
 // (4) if any input requires grad, records a Node whose backward is written
-// with these same ops (autograd/node.h), so backward runs on any device that
+// with these same ops (tensor/graph.h), so backward runs on any device that
 // has the forward kernels. docs/architecture.md walks one op end to end.
 //
 // Shapes follow NumPy/PyTorch: binary ops broadcast, negative dims count from

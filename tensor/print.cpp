@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory {

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory {
@@ -62,7 +62,6 @@ void Tensor::set_grad(const Tensor& grad) const {
   checked().grad = grad.impl_ptr();
 }
 
-void Tensor::backward(const Tensor& gradient, bool retain_graph) const { run_backward(*this, gradient, retain_graph); }
 
 Tensor Tensor::contiguous() const { return lory::contiguous(*this); }
 Tensor Tensor::clone() const { return lory::clone(*this); }

@@ -26,7 +26,7 @@
 
 namespace lory {
 
-struct Node;  // autograd/node.h
+struct Node;  // tensor/graph.h
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;

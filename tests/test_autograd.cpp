@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "autograd/gradcheck.h"
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 

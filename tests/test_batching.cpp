@@ -1,4 +1,4 @@
-// Similarity-based batching (tools/data/similarity_batching.h) on a
+// Similarity-based batching (corpus/similarity_batching.h) on a
 // synthetic clustered corpus: documents of 6 topics, each topic drawing most
 // tokens from its own slice of the vocabulary, stored in shuffled order.
 #include <doctest/doctest.h>
@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "tools/data/hash.h"
-#include "tools/data/similarity_batching.h"
-#include "tools/data/token_shard.h"
+#include "corpus/hash.h"
+#include "corpus/similarity_batching.h"
+#include "corpus/token_shard.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 

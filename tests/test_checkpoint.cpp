@@ -1,4 +1,4 @@
-// Checkpoints (nn/safetensors.h, nn/checkpoint.h): the safetensors format
+// Checkpoints (io/safetensors.h, nn/checkpoint.h): the safetensors format
 // byte for byte, bit-exact round trips, errors that name the tensor, and the
 // two model surgeries: upcycling a dense model and exporting a routed one.
 #include <doctest/doctest.h>
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
 
@@ -44,7 +44,7 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
 
 std::string load_error(const std::string& path) {
   try {
-    load_safetensors(path);
+    io::load_safetensors(path);
   } catch (const Error& e) {
     return e.what();
   }
@@ -68,7 +68,7 @@ TEST_CASE("safetensors: reads a file written by hand to the format's specificati
       R"({"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[1],"data_offsets":[8,10]},)"
       R"("a":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}})";
   write_bytes(dir + "/x.safetensors", safetensors_bytes(header, data));
-  const SafetensorsFile f = load_safetensors(dir + "/x.safetensors");
+  const io::SafetensorsFile f = io::load_safetensors(dir + "/x.safetensors");
   REQUIRE(f.tensors.size() == 2);
   CHECK(f.metadata.at("format") == "pt");
   CHECK(f.get("a").shape() == Shape{2, 1});
@@ -81,7 +81,7 @@ TEST_CASE("safetensors: what we write is the format: length, JSON header padded 
   const std::string dir = temp_dir("write");
   const Tensor a = from_vector(std::vector<float>{1.0f, -2.0f, 0.5f}, {3});
   const Tensor b = from_vector(std::vector<double>{1.5}, {1, 1}, {DType::bf16});
-  save_safetensors(dir + "/y.safetensors", {{"a", a}, {"b", b.t()}}, {{"format", "pt"}});
+  io::save_safetensors(dir + "/y.safetensors", {{"a", a}, {"b", b.t()}}, {{"format", "pt"}});
   const std::string bytes = read_bytes(dir + "/y.safetensors");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
@@ -148,13 +148,13 @@ TEST_CASE("checkpoint: a missing, unexpected or misshapen tensor is named") {
   manual_seed(2);
   LoryLM model(preset("tiny"));
   const std::string dir = temp_dir("mismatch");
-  NamedTensors tensors;
+  io::NamedTensors tensors;
   for (auto& [name, slot] : model.named_parameters())
     if (name != "model.norm.weight") tensors.emplace_back(name, *slot);
-  save_safetensors(dir + "/m.safetensors", tensors);
+  io::save_safetensors(dir + "/m.safetensors", tensors);
   auto error_of = [&](const std::string& file) {
     try {
-      load_parameters(model, load_safetensors(file));
+      load_parameters(model, io::load_safetensors(file));
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -163,12 +163,12 @@ TEST_CASE("checkpoint: a missing, unexpected or misshapen tensor is named") {
   CHECK(error_of(dir + "/m.safetensors") ==
         dir + "/m.safetensors: missing tensor 'model.norm.weight' (the model has it, the file does not)");
   tensors.emplace_back("model.norm.weight", zeros({31}));
-  save_safetensors(dir + "/m.safetensors", tensors);
+  io::save_safetensors(dir + "/m.safetensors", tensors);
   CHECK(error_of(dir + "/m.safetensors") ==
         dir + "/m.safetensors: tensor 'model.norm.weight' has shape [31] in the file but [32] in the model");
   tensors.back().second = ones({32});
   tensors.emplace_back("model.layers.2.mlp.router.weight", zeros({4, 32}));
-  save_safetensors(dir + "/m.safetensors", tensors);
+  io::save_safetensors(dir + "/m.safetensors", tensors);
   CHECK(error_of(dir + "/m.safetensors").find("unexpected tensor 'model.layers.2.mlp.router.weight' [4, 32]") !=
         std::string::npos);
 }
@@ -210,6 +210,6 @@ TEST_CASE("checkpoint: an exported dense model computes what the Lory model comp
   save_pretrained(*dense, dir);
   const std::string config = read_bytes(dir + "/config.json");
   CHECK(config.find("\"LlamaForCausalLM\"") != std::string::npos);
-  CHECK(load_safetensors(dir + "/model.safetensors").get("model.layers.0.mlp.gate_proj.weight").shape() ==
+  CHECK(io::load_safetensors(dir + "/model.safetensors").get("model.layers.0.mlp.gate_proj.weight").shape() ==
         Shape{48, 32});
 }

@@ -1,4 +1,4 @@
-// The corpus builder's pieces (tools/data/): text extraction from HTML, OSIS
+// The corpus builder's pieces (corpus/): text extraction from HTML, OSIS
 // and dictd files, cleaning, JSON escaping, and the committed fixture
 // (tests/data/corpus/) that the other data tests read.
 #include <doctest/doctest.h>
@@ -10,11 +10,11 @@
 #include <string>
 
 #include "tensor/error.h"
-#include "tools/data/corpus.h"
-#include "tools/data/text_extract.h"
+#include "corpus/corpus.h"
+#include "corpus/text_extract.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 const std::string kFixture = std::string(LORY_SOURCE_DIR) + "/tests/data/corpus/";

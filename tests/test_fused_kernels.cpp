@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/generate.h"
-#include "nn/npy.h"
+#include "io/npy.h"
 #include "tensor/ops.h"
 #include "tensor/philox.h"
 
@@ -108,8 +108,8 @@ TEST_CASE("npy: write then read round-trips every dtype and shape; bad files are
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::u8}) {
     for (const Shape& s : {Shape{}, Shape{5}, Shape{2, 3}, Shape{2, 1, 4}, Shape{0, 3}}) {
       const Tensor x = arange(0, static_cast<double>(shape_numel(s)), 1, {t}).reshape(s);
-      write_npy(p, x.dim() == 2 ? x.t().contiguous().t() : x);  // a transposed view is written in C order
-      const Tensor y = read_npy(p);
+      io::write_npy(p, x.dim() == 2 ? x.t().contiguous().t() : x);  // a transposed view is written in C order
+      const Tensor y = io::read_npy(p);
       CHECK(y.dtype() == t);
       CHECK(y.shape() == s);
       CHECK(y.to_vector<double>() == x.to_vector<double>());
@@ -119,7 +119,7 @@ TEST_CASE("npy: write then read round-trips every dtype and shape; bad files are
     std::ofstream bad(p, std::ios::binary);
     bad << "not numpy";
   }
-  CHECK_THROWS_WITH_AS(read_npy(p), doctest::Contains("not a .npy file (bad magic bytes)"), Error);
-  CHECK_THROWS_WITH_AS(write_npy(p, zeros({2}, {DType::bf16})), doctest::Contains("NumPy has no bf16"), Error);
+  CHECK_THROWS_WITH_AS(io::read_npy(p), doctest::Contains("not a .npy file (bad magic bytes)"), Error);
+  CHECK_THROWS_WITH_AS(io::write_npy(p, zeros({2}, {DType::bf16})), doctest::Contains("NumPy has no bf16"), Error);
   std::filesystem::remove_all(dir);
 }

@@ -1,4 +1,4 @@
-// The training data loader (tools/data/data_loader.h): deterministic order,
+// The training data loader (corpus/data_loader.h): deterministic order,
 // disjoint rank shares covering each epoch exactly once, exact resume, and
 // instance-file validation. Instance i of the test file holds the token i
 // in every position, so a batch says which instances it holds.
@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "tensor/error.h"
-#include "tools/data/data_loader.h"
-#include "tools/data/similarity_batching.h"
+#include "corpus/data_loader.h"
+#include "corpus/similarity_batching.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "autograd/gradcheck.h"
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/lory_lm.h"
 #include "nn/merge_experts.h"
 #include "tensor/ops.h"

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/lory_lm.h"
 #include "tensor/ops.h"
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"

@@ -1,5 +1,5 @@
-// Token shards (tools/data/token_shard.h) and corpus encoding
-// (tools/data/encode_corpus.h): round trips, every validation error, and
+// Token shards (corpus/token_shard.h) and corpus encoding
+// (corpus/encode_corpus.h): round trips, every validation error, and
 // encoding the fixture into shards that decode back to the corpus.
 #include <doctest/doctest.h>
 
@@ -9,13 +9,13 @@
 #include <vector>
 
 #include "tensor/error.h"
-#include "tools/data/corpus.h"
-#include "tools/data/encode_corpus.h"
-#include "tools/data/token_shard.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/corpus.h"
+#include "corpus/encode_corpus.h"
+#include "corpus/token_shard.h"
+#include "corpus/tokenizer.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 

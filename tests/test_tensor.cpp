@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 

@@ -1,4 +1,4 @@
-// Tokenizer (tools/data/tokenizer.h): exact round trips on every domain of
+// Tokenizer (corpus/tokenizer.h): exact round trips on every domain of
 // the fixture with a committed 2k BPE model (tests/data/tokenizer-2k.model,
 // trained by train_tokenizer on the fixture's train split), and training.
 #include <doctest/doctest.h>
@@ -9,11 +9,11 @@
 #include <string>
 
 #include "tensor/error.h"
-#include "tools/data/corpus.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/corpus.h"
+#include "corpus/tokenizer.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 const std::string kData = std::string(LORY_SOURCE_DIR) + "/tests/data/";

@@ -26,16 +26,16 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "nn/lory_lm.h"
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/ops.h"
-#include "tools/data/data_loader.h"
-#include "tools/data/encode_corpus.h"
-#include "tools/data/similarity_batching.h"
-#include "tools/data/token_shard.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/data_loader.h"
+#include "corpus/encode_corpus.h"
+#include "corpus/similarity_batching.h"
+#include "corpus/token_shard.h"
+#include "corpus/tokenizer.h"
 #include "train/adamw.h"
 #include "train/evaluate.h"
 #include "train/flat_parameters.h"
@@ -94,34 +94,34 @@ const TrainData& train_data() {
     fs::create_directories(dir);
     const std::string model = kData + "tokenizer-2k.model";
     {
-      data::Tokenizer tok(model);
+      corpus::Tokenizer tok(model);
       out.vocab = tok.vocab_size();
       out.eos = tok.eos_id();
     }
-    data::EncodeOptions o;
+    corpus::EncodeOptions o;
     o.model = model;
     o.inputs = {kData + "corpus/train.jsonl.gz"};
     o.out_prefix = (dir / "train").string();
-    const data::EncodeResult train = data::encode_corpus(o);
+    const corpus::EncodeResult train = corpus::encode_corpus(o);
     o.inputs = {kData + "corpus/valid.jsonl.gz"};
     o.out_prefix = (dir / "valid").string();
-    const data::EncodeResult valid = data::encode_corpus(o);
+    const corpus::EncodeResult valid = corpus::encode_corpus(o);
     for (const std::string& s : valid.shards) out.valid += (out.valid.empty() ? "" : ",") + s;
 
-    std::vector<std::unique_ptr<data::ShardReader>> readers;
-    std::vector<const data::ShardReader*> shards;
+    std::vector<std::unique_ptr<corpus::ShardReader>> readers;
+    std::vector<const corpus::ShardReader*> shards;
     for (const std::string& s : train.shards) {
-      readers.push_back(std::make_unique<data::ShardReader>(s));
+      readers.push_back(std::make_unique<corpus::ShardReader>(s));
       shards.push_back(readers.back().get());
     }
-    const data::DocumentSet docs(shards);
-    data::PackOptions pack;
+    const corpus::DocumentSet docs(shards);
+    corpus::PackOptions pack;
     pack.instance_tokens = kSeqLen + 1;
     pack.eos_id = out.eos;
     pack.seed = 11;
-    const data::Instances inst = data::pack_instances(docs, data::random_order(docs.size(), 7), pack);
+    const corpus::Instances inst = corpus::pack_instances(docs, corpus::random_order(docs.size(), 7), pack);
     out.instances = (dir / "train-instances.bin").string();
-    data::write_instances(out.instances, inst, docs.vocab_size());
+    corpus::write_instances(out.instances, inst, docs.vocab_size());
     return out;
   }();
   return d;
@@ -177,16 +177,16 @@ std::vector<uint32_t> bits_of(const Tensor& t) {
 // Every tensor of a safetensors file as f32 bits, by name.
 std::map<std::string, std::vector<uint32_t>> tensor_bits(const std::string& path) {
   std::map<std::string, std::vector<uint32_t>> out;
-  for (const auto& [name, t] : nn::load_safetensors(path).tensors) out[name] = bits_of(t);
+  for (const auto& [name, t] : io::load_safetensors(path).tensors) out[name] = bits_of(t);
   return out;
 }
 
-std::vector<float> values_of(const nn::SafetensorsFile& file, const std::string& name) {
+std::vector<float> values_of(const io::SafetensorsFile& file, const std::string& name) {
   return file.get(name).to(DType::f32).contiguous().to_vector<float>();
 }
 
 // The mean loss of `model` over `n` micro-batches drawn from `loader`.
-double loss_on_batches(nn::LoryLM& model, data::DataLoader& loader, int64_t n) {
+double loss_on_batches(nn::LoryLM& model, corpus::DataLoader& loader, int64_t n) {
   NoGradGuard no_grad;
   double total = 0;
   for (int64_t a = 0; a < n; ++a) {
@@ -828,11 +828,11 @@ TEST_CASE(
       CHECK(!at2.state.lory_phase);
       CHECK(at2.model_config.num_experts == 0);
       // The dense model's loss on the batch of step 3 (the first after the switch).
-      data::DataLoader loader(d.instances, c.train.micro_batch, 0, 1, static_cast<uint64_t>(c.train.seed),
+      corpus::DataLoader loader(d.instances, c.train.micro_batch, 0, 1, static_cast<uint64_t>(c.train.seed),
                               at2.state.loader, d.vocab);
       dense_loss = loss_on_batches(dense.model(), loader, dense.plan().accum);
     }
-    const nn::SafetensorsFile m2 = nn::load_safetensors(latest_checkpoint(dir) + "/optimizer.safetensors");
+    const io::SafetensorsFile m2 = io::load_safetensors(latest_checkpoint(dir) + "/optimizer.safetensors");
 
     // Step 3 runs with its gradient clipped to ~1e-30: the moments it saves are
     // what the switch left, times beta (the gradient's share underflows).
@@ -850,7 +850,7 @@ TEST_CASE(
     const CheckpointInfo at3 = read_checkpoint_info(latest_checkpoint(dir));
     CHECK(at3.state.lory_phase);
     CHECK(at3.model_config.num_experts == 4);
-    const nn::SafetensorsFile m3 = nn::load_safetensors(at3.path + "/optimizer.safetensors");
+    const io::SafetensorsFile m3 = io::load_safetensors(at3.path + "/optimizer.safetensors");
     int64_t checked_experts = 0, checked_routers = 0;
     for (const auto& [name, steps] : at3.param_steps) {
       INFO(name);
@@ -1123,7 +1123,7 @@ TEST_CASE("train: a huge learning rate stops the run at the first non-finite ste
   REQUIRE(!last.empty());
   CHECK(r.message.find("the last good checkpoint is " + last) != std::string::npos);
   CHECK(read_checkpoint_info(last).state.step == r.step);
-  for (const auto& [name, tensor] : nn::load_safetensors(last + "/model.safetensors").tensors) {
+  for (const auto& [name, tensor] : io::load_safetensors(last + "/model.safetensors").tensors) {
     INFO(name);
     const std::vector<float> v = tensor.to_vector<float>();
     CHECK(std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }));
@@ -1145,7 +1145,7 @@ TEST_CASE("train: an update that overflows the weights stops the run before a ch
   if (!last.empty()) {
     CHECK(r.message.find("the last good checkpoint is " + last) != std::string::npos);
     std::vector<std::string> non_finite;
-    for (const auto& [name, tensor] : nn::load_safetensors(last + "/model.safetensors").tensors) {
+    for (const auto& [name, tensor] : io::load_safetensors(last + "/model.safetensors").tensors) {
       const std::vector<float> v = tensor.to_vector<float>();
       if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); })) non_finite.push_back(name);
     }
@@ -1246,7 +1246,7 @@ TEST_CASE("train: the evaluation set cuts each domain's documents into sequences
   }
   // The first domain's stream starts with its first document, followed by EOS.
   const std::vector<std::string> shards = expand_paths(d.valid);
-  data::ShardReader shard(shards.front(), d.vocab);
+  corpus::ShardReader shard(shards.front(), d.vocab);
   int64_t doc = 0;
   while (shard.domains()[static_cast<size_t>(shard.doc_domain(doc))] != set.domains[0]) ++doc;
   std::vector<int32_t> tokens(static_cast<size_t>(shard.doc_length(doc)));

@@ -14,11 +14,11 @@
 #include <string>
 
 #include "tools/cli.h"
-#include "tools/data/hash.h"
-#include "tools/data/similarity_batching.h"
+#include "corpus/hash.h"
+#include "corpus/similarity_batching.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 int main(int argc, char** argv) {
   tools::Cli cli("bench_batching", "Times every stage of similarity-based batching on synthetic documents.");

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <string>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 using Clock = std::chrono::steady_clock;

@@ -16,13 +16,13 @@
 #include <fstream>
 #include <memory>
 
-#include "nn/npy.h"
+#include "io/npy.h"
 #include "tensor/ops.h"
 #include "tools/cli.h"
-#include "tools/data/similarity_batching.h"
+#include "corpus/similarity_batching.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 int main(int argc, char** argv) {
   tools::Cli cli("lory_batch", "Orders documents by similarity (or at random) and packs them into training instances.");
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
 
     Embeddings e;
     if (cli.has("embeddings")) {
-      const Tensor t = nn::read_npy(cli.get("embeddings")).to(DType::f32).contiguous();
+      const Tensor t = io::read_npy(cli.get("embeddings")).to(DType::f32).contiguous();
       LORY_CHECK(t.dim() == 2 && t.size(0) == docs.size(), cli.get("embeddings"), ": expected [", docs.size(),
                  ", dims] embeddings for the shards' documents, got ", t.describe());
       e.n = t.size(0), e.dims = t.size(1);

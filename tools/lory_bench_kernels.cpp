@@ -30,8 +30,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "autograd/node.h"
-#include "nn/atomic_file.h"
+#include "tensor/graph.h"
+#include "io/atomic_file.h"
 #include "nn/lory_ffn.h"
 #include "nn/swiglu_ffn.h"
 #include "tensor/backend.h"
@@ -332,7 +332,7 @@ int bench_main(int argc, char** argv) {
               peak);
   if (cli.has("json")) {
     const std::string path = cli.get("json");
-    nn::write_file_atomically(path, json_rows(rows, dev.str(), gemm_tflops, copy_gbs));
+    io::write_file_atomically(path, json_rows(rows, dev.str(), gemm_tflops, copy_gbs));
     std::printf("wrote %s\n", path.c_str());
   }
   return 0;

@@ -1,4 +1,4 @@
-// lory_corpus — builds the multi-domain corpus (tools/data/corpus.h) from
+// lory_corpus — builds the multi-domain corpus (corpus/corpus.h) from
 // Debian packages already downloaded into a folder. tools/build-corpus.sh
 // downloads them and runs this.
 //
@@ -10,10 +10,10 @@
 #include <sstream>
 
 #include "tools/cli.h"
-#include "tools/data/corpus.h"
+#include "corpus/corpus.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 int main(int argc, char** argv) {
   tools::Cli cli("lory_corpus",

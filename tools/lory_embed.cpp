@@ -8,12 +8,12 @@
 #include <exception>
 #include <memory>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
-#include "nn/npy.h"
+#include "io/npy.h"
 #include "tensor/ops.h"
 #include "tools/cli.h"
-#include "tools/data/similarity_batching.h"
+#include "corpus/similarity_batching.h"
 
 using namespace lory;
 
@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
   try {
     auto model = nn::load_pretrained(ckpt);
     model->eval();
-    const auto readers = data::open_shards(cli.require("shards"), model->config.vocab_size);
-    data::DocumentSet docs(data::pointers(readers));
+    const auto readers = corpus::open_shards(cli.require("shards"), model->config.vocab_size);
+    corpus::DocumentSet docs(corpus::pointers(readers));
     const int64_t max_tokens = std::min<int64_t>(cli.get_int("max-tokens"), model->config.max_position_embeddings);
     const int64_t d = model->config.hidden_size;
     Tensor embeddings = zeros({docs.size(), d});
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "  %lld / %lld documents\n", static_cast<long long>(i + 1),
                      static_cast<long long>(docs.size()));
     }
-    nn::write_npy(out, embeddings);
+    io::write_npy(out, embeddings);
     std::printf("wrote %s: [%lld, %lld] f32\n", out.c_str(), static_cast<long long>(docs.size()),
                 static_cast<long long>(d));
   } catch (const std::exception& e) {

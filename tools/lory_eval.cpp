@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "nn/atomic_file.h"
+#include "io/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tools/cli.h"
 #include "train/evaluate.h"
@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
     std::printf("%s: %s routing, %lld-token sequences\n%s", dir.c_str(), r.routing.c_str(),
                 static_cast<long long>(seq_len), train::eval_result_table(r).c_str());
     if (cli.has("out")) {
-      nn::write_file_atomically(cli.get("out"),
+      io::write_file_atomically(cli.get("out"),
                                 train::eval_result_json(r, model->config, {{"checkpoint", dir}, {"data", data}}));
       std::printf("wrote %s\n", cli.get("out").c_str());
     }

@@ -9,7 +9,7 @@
 #include <exception>
 
 #include "nn/checkpoint.h"
-#include "nn/npy.h"
+#include "io/npy.h"
 #include "tensor/ops.h"
 #include "tools/cli.h"
 
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   try {
     Tensor prompt;
     if (cli.has("prompt-npy")) {
-      prompt = read_npy(cli.get("prompt-npy")).to(DType::i64).reshape({1, -1});
+      prompt = io::read_npy(cli.get("prompt-npy")).to(DType::i64).reshape({1, -1});
     } else {
       const std::vector<long long> list = cli.get_int_list("prompt-ids");
       const std::vector<int64_t> ids(list.begin(), list.end());

@@ -15,9 +15,9 @@
 #include <cstdio>
 #include <exception>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
-#include "nn/npy.h"
+#include "io/npy.h"
 #include "tensor/ops.h"
 #include "tools/cli.h"
 
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
     model->to(dtype_from_name(cli.get("dtype")));
     ForwardOptions options{model->config.routing};
     if (cli.has("routing")) options.routing = parse_routing(cli.get("routing"), "--routing");
-    const Tensor tokens = read_npy(tokens_path);
+    const Tensor tokens = io::read_npy(tokens_path);
     LORY_CHECK(tokens.dim() == 2 && tokens.size(1) >= 2 && !is_floating(tokens.dtype()), tokens_path,
                ": expected integer token ids [B, L+1] with L >= 1, got ", tokens.describe());
     const int64_t B = tokens.size(0), L = tokens.size(1) - 1, V = model->config.vocab_size;
@@ -55,16 +55,16 @@ int main(int argc, char** argv) {
     std::printf("loss %.9g  (mean next-token cross-entropy over %lld x %lld targets, routing %s)\n", loss.item(),
                 static_cast<long long>(B), static_cast<long long>(L), routing_name(options.routing));
     if (cli.has("logits")) {
-      write_npy(cli.get("logits"), logits.detach().to(DType::f32));
+      io::write_npy(cli.get("logits"), logits.detach().to(DType::f32));
       std::printf("wrote %s: logits [%lld, %lld, %lld] f32\n", cli.get("logits").c_str(), static_cast<long long>(B),
                   static_cast<long long>(L), static_cast<long long>(V));
     }
     if (want_grads) {
       loss.backward();
-      NamedTensors grads;
+      io::NamedTensors grads;
       for (auto& [name, slot] : model->named_parameters())
         grads.emplace_back(name, slot->grad().defined() ? slot->grad() : zeros_like(*slot));
-      save_safetensors(cli.get("grads"), grads);
+      io::save_safetensors(cli.get("grads"), grads);
       std::printf("wrote %s: %zu gradients\n", cli.get("grads").c_str(), grads.size());
     }
   } catch (const std::exception& e) {

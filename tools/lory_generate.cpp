@@ -16,7 +16,7 @@
 #include "nn/checkpoint.h"
 #include "nn/generate.h"
 #include "tools/cli.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/tokenizer.h"
 
 using namespace lory;
 using namespace lory::nn;
@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
   if (cli.has("prompt-ids") == cli.has("prompt")) cli.fatal("give exactly one of --prompt-ids and --prompt");
   if (cli.has("prompt") && !cli.has("tokenizer")) cli.fatal("--prompt needs --tokenizer");
   try {
-    std::unique_ptr<data::Tokenizer> tok;
-    if (cli.has("tokenizer")) tok = std::make_unique<data::Tokenizer>(cli.get("tokenizer"));
+    std::unique_ptr<corpus::Tokenizer> tok;
+    if (cli.has("tokenizer")) tok = std::make_unique<corpus::Tokenizer>(cli.get("tokenizer"));
     std::vector<int64_t> prompt;
     if (cli.has("prompt")) {
       prompt.push_back(tok->bos_id());

@@ -5,8 +5,8 @@
 //   lory_tokenize encode --model data/tok.model --input data/corpus/train.jsonl --out data/shards/train
 //
 // train writes <out>.model and <out>.vocab (BPE, byte fallback, settings that
-// round-trip code exactly: tools/data/tokenizer.h). encode writes
-// <out>-00000.bin, ... (tools/data/token_shard.h) from JSONL files and/or
+// round-trip code exactly: corpus/tokenizer.h). encode writes
+// <out>-00000.bin, ... (corpus/token_shard.h) from JSONL files and/or
 // folders of text files, printing documents/s and MB/s as it goes.
 #include <chrono>
 #include <cstdio>
@@ -15,11 +15,11 @@
 #include <thread>
 
 #include "tools/cli.h"
-#include "tools/data/encode_corpus.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/encode_corpus.h"
+#include "corpus/tokenizer.h"
 
 using namespace lory;
-using namespace lory::data;
+using namespace lory::corpus;
 
 namespace {
 std::vector<std::string> split_commas(const std::string& s) {

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"

@@ -8,16 +8,21 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
-#include "tools/cli.h"
-#include "tools/data/token_shard.h"
+#include "corpus/token_shard.h"
 
 namespace lory::train {
 
 std::vector<std::string> expand_paths(const std::string& list) {
+  std::vector<std::string> items;  // the comma-separated items, empty ones dropped
+  for (size_t start = 0; start <= list.size();) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) items.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
   std::vector<std::string> out;
-  for (const std::string& item : tools::split_commas(list)) {
+  for (const std::string& item : items) {
     if (item.find_first_of("*?[") == std::string::npos) {
       out.push_back(item);
       continue;
@@ -48,9 +53,9 @@ EvalSet build_eval_set(const std::string& shard_list, int64_t seq_len, int64_t t
   LORY_CHECK(seq_len >= 1 && tokens_per_domain >= 1 && block_tokens >= 1,
              "build_eval_set: seq_len, tokens_per_domain and block_tokens must be >= 1, got ", seq_len, ", ",
              tokens_per_domain, " and ", block_tokens);
-  std::vector<std::unique_ptr<data::ShardReader>> shards;
+  std::vector<std::unique_ptr<corpus::ShardReader>> shards;
   for (const std::string& path : expand_paths(shard_list))
-    shards.push_back(std::make_unique<data::ShardReader>(path, expected_vocab));
+    shards.push_back(std::make_unique<corpus::ShardReader>(path, expected_vocab));
   EvalSet set;
   set.seq_len = seq_len;
   // Each domain's token stream, filled until it holds what its sequences

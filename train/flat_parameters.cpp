@@ -1,7 +1,7 @@
 // flat_parameters.cpp — see flat_parameters.h.
 #include "train/flat_parameters.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory::train {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/ops.h"
 
 namespace lory::train {

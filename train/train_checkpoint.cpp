@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "autograd/node.h"
-#include "nn/atomic_file.h"
-#include "nn/safetensors.h"
+#include "tensor/graph.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
 
 namespace lory::train {
 
@@ -66,7 +66,7 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
   fs::remove_all(tmp);
   fs::create_directories(tmp);
 
-  nn::NamedTensors weights, moments;
+  io::NamedTensors weights, moments;
   nlohmann::ordered_json param_steps = nlohmann::ordered_json::object();
   for (size_t i = 0; i < flat.slots().size(); ++i) {
     const FlatSlot& s = flat.slots()[i];
@@ -75,10 +75,10 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
     moments.emplace_back(s.name + ".exp_avg_sq", flat.view(optimizer.exp_avg_sq, i));
     param_steps[s.name] = optimizer.steps[i];
   }
-  nn::save_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
+  io::save_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
   nn::save_config(model_config, (tmp / "config.json").string(), "float32");
-  nn::save_safetensors((tmp / "optimizer.safetensors").string(), moments);
-  nn::write_file_atomically((tmp / "train_config.toml").string(), config_toml);
+  io::save_safetensors((tmp / "optimizer.safetensors").string(), moments);
+  io::write_file_atomically((tmp / "train_config.toml").string(), config_toml);
   nlohmann::ordered_json j;
   j["step"] = state.step;
   j["tokens"] = state.tokens;
@@ -88,8 +88,8 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
   j["elapsed_s"] = state.elapsed_s;
   j["param_steps"] = param_steps;
   // Written last: its presence marks a complete directory (latest_checkpoint).
-  nn::write_file_atomically((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
-  nn::fsync_directory(tmp.string());
+  io::write_file_atomically((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
+  io::fsync_directory(tmp.string());
 
   // Replace an older checkpoint of the same step (a resumed run re-saving).
   if (fs::exists(final_dir)) {
@@ -101,7 +101,7 @@ std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryC
   } else {
     fs::rename(tmp, final_dir);
   }
-  nn::fsync_directory(root.string());
+  io::fsync_directory(root.string());
 
   auto all = checkpoints_of(run_dir);
   while (static_cast<int64_t>(all.size()) > keep_last) {
@@ -141,13 +141,13 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
 
 void load_training_checkpoint(const CheckpointInfo& info, FlatParameters& flat, AdamW& optimizer) {
   NoGradGuard no_grad;
-  const nn::SafetensorsFile weights = nn::load_safetensors(info.path + "/model.safetensors");
-  const nn::SafetensorsFile moments = nn::load_safetensors(info.path + "/optimizer.safetensors");
+  const io::SafetensorsFile weights = io::load_safetensors(info.path + "/model.safetensors");
+  const io::SafetensorsFile moments = io::load_safetensors(info.path + "/optimizer.safetensors");
   LORY_CHECK(weights.tensors.size() == flat.slots().size(), weights.path, ": holds ", weights.tensors.size(),
              " tensors, the model has ", flat.slots().size(), " parameters");
   for (size_t i = 0; i < flat.slots().size(); ++i) {
     const FlatSlot& s = flat.slots()[i];
-    auto load = [&](const nn::SafetensorsFile& file, const std::string& name, const Tensor& buffer) {
+    auto load = [&](const io::SafetensorsFile& file, const std::string& name, const Tensor& buffer) {
       const Tensor& t = file.get(name);
       LORY_CHECK(t.shape() == s.shape, file.path, ": '", name, "' is ", t.describe(), ", the model's parameter is ",
                  shape_str(s.shape));

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "nn/config.h"
-#include "tools/data/data_loader.h"
+#include "corpus/data_loader.h"
 #include "train/adamw.h"
 #include "train/flat_parameters.h"
 
@@ -28,7 +28,7 @@ struct TrainerState {
   int64_t step = 0;    // optimizer steps done
   int64_t tokens = 0;  // tokens trained on (all ranks)
   bool lory_phase = false;  // false: the dense warm-up
-  data::LoaderState loader;
+  corpus::LoaderState loader;
   uint64_t rng_seed = 0, rng_offset = 0;  // the global generator (tensor.h)
   double elapsed_s = 0;                   // training wall time so far
 };

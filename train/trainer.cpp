@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "autograd/node.h"
-#include "nn/atomic_file.h"
+#include "tensor/graph.h"
+#include "io/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
 #include "train/upcycle_moments.h"
@@ -108,7 +108,7 @@ Trainer::Trainer(TrainConfig config, bool resume, bool quiet) : config_(std::mov
   // The data decides the sequence length and (unless given) the vocabulary.
   int64_t instance_tokens = 0, data_vocab = 0;
   {
-    data::InstanceFile file(c.data.train);
+    corpus::InstanceFile file(c.data.train);
     instance_tokens = file.instance_tokens();
     data_vocab = file.vocab_size();
   }
@@ -181,7 +181,7 @@ Trainer::Trainer(TrainConfig config, bool resume, bool quiet) : config_(std::mov
     LORY_CHECK(metrics_, metrics_path, ": cannot open for writing");
   }
   fs::create_directories(dir);
-  loader_ = std::make_unique<data::DataLoader>(c.data.train, c.train.micro_batch, 0, 1,
+  loader_ = std::make_unique<corpus::DataLoader>(c.data.train, c.train.micro_batch, 0, 1,
                                                static_cast<uint64_t>(c.train.seed), state_.loader, data_vocab);
   if (!c.data.valid.empty())
     eval_set_ = std::make_unique<EvalSet>(build_eval_set(c.data.valid, plan_.seq_len, c.eval.tokens_per_domain,
@@ -363,8 +363,8 @@ void Trainer::run_eval() {
        {"step", std::to_string(state_.step)},
        {"routing_mode", config_.eval.routing},
        {"seed", std::to_string(config_.train.seed)}});
-  nn::write_file_atomically(dir + "/" + checkpoint_name(state_.step) + ".json", text);
-  if (state_.step == plan_.total_steps) nn::write_file_atomically(config_.checkpoint.dir + "/eval.json", text);
+  io::write_file_atomically(dir + "/" + checkpoint_name(state_.step) + ".json", text);
+  if (state_.step == plan_.total_steps) io::write_file_atomically(config_.checkpoint.dir + "/eval.json", text);
   if (!quiet_) {
     std::printf("eval at step %lld (%s routing): loss %.4f, ppl %.2f\n%s", static_cast<long long>(state_.step),
                 r.routing.c_str(), r.loss, r.ppl, eval_result_table(r).c_str());

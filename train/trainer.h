@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "nn/lory_lm.h"
-#include "tools/data/data_loader.h"
+#include "corpus/data_loader.h"
 #include "train/adamw.h"
 #include "train/evaluate.h"
 #include "train/flat_parameters.h"
@@ -96,7 +96,7 @@ class Trainer {
   std::unique_ptr<nn::LoryLM> model_;
   std::unique_ptr<FlatParameters> flat_;
   std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<corpus::DataLoader> loader_;
   std::unique_ptr<RoutingStats> routing_;
   std::unique_ptr<EvalSet> eval_set_;
   std::vector<int64_t> batch_ids_;  // the current micro-batch as i64

@@ -1,7 +1,7 @@
 // upcycle_moments.cpp — see upcycle_moments.h.
 #include "train/upcycle_moments.h"
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
 

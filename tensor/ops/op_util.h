@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "cuda/cuda_backend.h"
 #include "nn/lory_ffn.h"
 #include "nn/lory_lm.h"

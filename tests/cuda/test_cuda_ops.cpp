@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/node.h"
+#include "tensor/graph.h"
 #include "cuda/cuda_backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"

@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "tools/data/mapped_file.h"
+#include "io/mapped_file.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 constexpr int kMaxShardDomains = 64;
 
@@ -71,7 +71,7 @@ class ShardReader {
 
  private:
   std::string path_;
-  MappedFile file_;
+  io::MappedFile file_;
   const unsigned char* map_ = nullptr;
   size_t size_ = 0;
   int64_t vocab_size_ = 0, num_documents_ = 0, num_tokens_ = 0;
@@ -87,4 +87,4 @@ std::vector<std::unique_ptr<ShardReader>> open_shards(const std::string& comma_s
 // Plain pointers to them, as DocumentSet takes.
 std::vector<const ShardReader*> pointers(const std::vector<std::unique_ptr<ShardReader>>& shards);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,5 +1,5 @@
 // atomic_file.cpp — see atomic_file.h.
-#include "nn/atomic_file.h"
+#include "io/atomic_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 
 #include "tensor/error.h"
 
-namespace lory::nn {
+namespace lory::io {
 
 namespace {
 [[noreturn]] void fail_errno(const std::string& what, const std::string& path) {
@@ -68,4 +68,4 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   });
 }
 
-}  // namespace lory::nn
+}  // namespace lory::io

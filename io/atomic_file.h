@@ -10,7 +10,7 @@
 #include <functional>
 #include <string>
 
-namespace lory::nn {
+namespace lory::io {
 
 // Writes `path` atomically; `write` gets the FILE* of the temporary file.
 // Throws naming the path and the system error on failure (the temporary is removed).
@@ -19,4 +19,4 @@ void write_file_atomically(const std::string& path, const std::string& contents)
 // fsyncs a directory, so that renames into it survive a power cut (best effort).
 void fsync_directory(const std::string& dir);
 
-}  // namespace lory::nn
+}  // namespace lory::io

@@ -17,7 +17,7 @@
 
 #include "tensor/tensor.h"
 
-namespace lory::nn {
+namespace lory::io {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
@@ -35,4 +35,4 @@ struct SafetensorsFile {
 // Reads every tensor of `path` into CPU memory.
 SafetensorsFile load_safetensors(const std::string& path);
 
-}  // namespace lory::nn
+}  // namespace lory::io

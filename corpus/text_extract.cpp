@@ -1,12 +1,12 @@
 // text_extract.cpp — see text_extract.h.
-#include "tools/data/text_extract.h"
+#include "corpus/text_extract.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -322,4 +322,4 @@ std::vector<std::pair<std::string, std::string>> dictd_entries(const std::string
   return entries;
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,6 +1,6 @@
 // corpus.cpp — see corpus.h. The recipes come first: they are the part a
 // reader most wants to see (what text, from where, cut how).
-#include "tools/data/corpus.h"
+#include "corpus/corpus.h"
 
 #include <zlib.h>
 
@@ -12,13 +12,13 @@
 #include <set>
 #include <sstream>
 
-#include "nn/atomic_file.h"
+#include "io/atomic_file.h"
 #include "tensor/error.h"
-#include "tools/data/deb_archive.h"
-#include "tools/data/jsonl.h"
-#include "tools/data/text_extract.h"
+#include "corpus/deb_archive.h"
+#include "corpus/jsonl.h"
+#include "corpus/text_extract.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -348,7 +348,7 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
           " documents, " + std::to_string(st.bytes[0] + st.bytes[1] + st.bytes[2]) + " bytes");
   }
 
-  for (int s = 0; s < 3; ++s) nn::write_file_atomically(o.out_dir + "/" + kSplits[s] + ".jsonl", lines[s]);
+  for (int s = 0; s < 3; ++s) io::write_file_atomically(o.out_dir + "/" + kSplits[s] + ".jsonl", lines[s]);
   std::ostringstream json;
   json << "{\n";
   size_t i = 0;
@@ -364,7 +364,7 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
          << (++i < stats.size() ? ",\n" : "\n");
   }
   json << "}\n";
-  nn::write_file_atomically(o.out_dir + "/stats.json", json.str());
+  io::write_file_atomically(o.out_dir + "/stats.json", json.str());
   return stats;
 }
 
@@ -375,4 +375,4 @@ std::vector<CorpusLine> read_corpus_jsonl(const std::string& path) {
   return lines;
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

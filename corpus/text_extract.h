@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-namespace lory::data {
+namespace lory::corpus {
 
 // Visible text of an HTML page: <head>, <script>, <style> dropped, block
 // elements (p, div, li, h1-h6, tr, br, pre, ...) as line breaks, entities
@@ -33,4 +33,4 @@ size_t longest_line(const std::string& s);
 // pairs from the uncompressed .dict text, in index order.
 std::vector<std::pair<std::string, std::string>> dictd_entries(const std::string& index, const std::string& dict);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

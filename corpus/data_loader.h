@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "tools/data/mapped_file.h"
+#include "io/mapped_file.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 // A memory-mapped instances file; the reader checks the header against the size.
 class InstanceFile {
@@ -35,7 +35,7 @@ class InstanceFile {
 
  private:
   std::string path_;
-  MappedFile file_;
+  io::MappedFile file_;
   const unsigned char* map_ = nullptr;
   size_t size_ = 0;
   int64_t count_ = 0, instance_tokens_ = 0, vocab_size_ = 0;
@@ -87,4 +87,4 @@ class DataLoader {
   std::thread thread_;
 };
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
-#include "tools/data/corpus.h"
+#include "corpus/corpus.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 class JsonlReader {
  public:
@@ -36,4 +36,4 @@ class JsonlReader {
   int64_t line_ = 0, bytes_ = 0;
 };
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace lory::data {
+namespace lory::corpus {
 
 struct EncodeProgress {
   int64_t documents = 0, tokens = 0, bytes = 0;
@@ -37,4 +37,4 @@ struct EncodeResult {
 
 EncodeResult encode_corpus(const EncodeOptions& options);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,5 +1,5 @@
 // similarity_batching.cpp — see similarity_batching.h.
-#include "tools/data/similarity_batching.h"
+#include "corpus/similarity_batching.h"
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
@@ -10,11 +10,11 @@
 #include <cstring>
 #include <numeric>
 
-#include "nn/atomic_file.h"
+#include "io/atomic_file.h"
 #include "tensor/error.h"
-#include "tools/data/hash.h"
+#include "corpus/hash.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -358,7 +358,7 @@ double mean_purity(const Instances& instances) {
 
 void write_instances(const std::string& path, const Instances& inst, int64_t vocab_size) {
   const int token_bytes = vocab_size <= 65536 ? 2 : 4;
-  nn::write_file_atomically(path, [&](std::FILE* f) {
+  io::write_file_atomically(path, [&](std::FILE* f) {
     unsigned char head[64] = {};
     std::memcpy(head, "LORYINST", 8);
     const uint32_t version = 1, tb = static_cast<uint32_t>(token_bytes);
@@ -385,4 +385,4 @@ void write_instances(const std::string& path, const Instances& inst, int64_t voc
   });
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -11,7 +11,7 @@
 #include <functional>
 #include <string>
 
-namespace lory::data {
+namespace lory::corpus {
 
 struct ArchiveVisitor {
   // Decides from a path (after .gz stripping) whether the content is wanted.
@@ -28,4 +28,4 @@ void read_deb(const std::string& deb_path, const ArchiveVisitor& visitor);
 // Decompresses a gzip (or xz, bzip2, zstd) stream held in memory.
 std::string decompress(const std::string& bytes, const std::string& what);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

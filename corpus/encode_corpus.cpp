@@ -1,5 +1,5 @@
 // encode_corpus.cpp — see encode_corpus.h.
-#include "tools/data/encode_corpus.h"
+#include "corpus/encode_corpus.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,11 +9,11 @@
 #include <memory>
 
 #include "tensor/error.h"
-#include "tools/data/jsonl.h"
-#include "tools/data/token_shard.h"
-#include "tools/data/tokenizer.h"
+#include "corpus/jsonl.h"
+#include "corpus/token_shard.h"
+#include "corpus/tokenizer.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -120,4 +120,4 @@ EncodeResult encode_corpus(const EncodeOptions& o) {
   return result;
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <string>
 
-namespace lory::data {
+namespace lory::io {
 
 class MappedFile {
  public:
@@ -21,4 +21,4 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-}  // namespace lory::data
+}  // namespace lory::io

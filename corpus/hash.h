@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace lory::data {
+namespace lory::corpus {
 
 // FNV-1a, 64 bits: orders and splits documents by their names.
 inline uint64_t fnv1a(const std::string& s) {
@@ -22,4 +22,4 @@ inline uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

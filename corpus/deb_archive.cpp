@@ -1,5 +1,5 @@
 // deb_archive.cpp — see deb_archive.h.
-#include "tools/data/deb_archive.h"
+#include "corpus/deb_archive.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -8,7 +8,7 @@
 
 #include "tensor/error.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -100,4 +100,4 @@ void read_deb(const std::string& deb_path, const ArchiveVisitor& visitor) {
   LORY_CHECK(found, deb_path, ": not a Debian package (no data.tar member)");
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "tools/data/token_shard.h"
+#include "corpus/token_shard.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 // Documents across shards, addressed by a global index.
 class DocumentSet {
@@ -113,4 +113,4 @@ void write_instances(const std::string& path, const Instances& instances, int64_
 // platform, unlike std::shuffle.
 void shuffle_with_seed(std::vector<int64_t>& v, uint64_t seed);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

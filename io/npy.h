@@ -12,11 +12,11 @@
 
 #include "tensor/tensor.h"
 
-namespace lory::nn {
+namespace lory::io {
 
 // A CPU tensor with the file's dtype and shape; errors name the file and the problem.
 Tensor read_npy(const std::string& path);
 // Writes t (any device/layout; f32 f64 f16 i32 i64 u8 bool) atomically.
 void write_npy(const std::string& path, const Tensor& t);
 
-}  // namespace lory::nn
+}  // namespace lory::io

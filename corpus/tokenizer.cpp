@@ -1,5 +1,5 @@
 // tokenizer.cpp — see tokenizer.h.
-#include "tools/data/tokenizer.h"
+#include "corpus/tokenizer.h"
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
@@ -8,9 +8,9 @@
 #include <unordered_map>
 
 #include "tensor/error.h"
-#include "tools/data/corpus.h"
+#include "corpus/corpus.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 Tokenizer::Tokenizer(const std::string& model_path)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_path) {
@@ -105,4 +105,4 @@ std::string train_tokenizer(const TokenizerTrainOptions& o) {
   return o.model_prefix + ".model";
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,5 +1,5 @@
 // jsonl.cpp — see jsonl.h.
-#include "tools/data/jsonl.h"
+#include "corpus/jsonl.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -7,7 +7,7 @@
 
 #include "tensor/error.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 // libarchive's "raw" format with every decompression filter reads a plain
 // file as it is and a compressed one decompressed, through one interface.
@@ -88,4 +88,4 @@ bool JsonlReader::next(CorpusLine& out) {
   return true;
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,5 +1,5 @@
 // npy.cpp — see npy.h.
-#include "nn/npy.h"
+#include "io/npy.h"
 
 #include <cstdio>
 #include <cstring>
@@ -7,11 +7,11 @@
 #include <fstream>
 #include <regex>
 
-#include "autograd/node.h"
-#include "nn/atomic_file.h"
+#include "tensor/graph.h"
+#include "io/atomic_file.h"
 #include "tensor/ops.h"
 
-namespace lory::nn {
+namespace lory::io {
 
 namespace {
 
@@ -107,4 +107,4 @@ void write_npy(const std::string& path, const Tensor& t) {
   });
 }
 
-}  // namespace lory::nn
+}  // namespace lory::io

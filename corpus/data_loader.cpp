@@ -1,14 +1,14 @@
 // data_loader.cpp — see data_loader.h.
-#include "tools/data/data_loader.h"
+#include "corpus/data_loader.h"
 
 #include <cerrno>
 #include <cstring>
 #include <numeric>
 
 #include "tensor/error.h"
-#include "tools/data/similarity_batching.h"
+#include "corpus/similarity_batching.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab)
     : path_(path), file_(path, "instances"), map_(file_.data()), size_(file_.size()) {
@@ -127,4 +127,4 @@ const int32_t* DataLoader::next() {
   return buffers_[current_].data();
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,4 +1,10 @@
-// node.h — the autograd graph: what an op records so that backward can run.
+// graph.h — the autograd graph: what an op records so that backward can run.
+//
+// Recording is part of every op (tensor/ops/), so the graph lives here, in the
+// tensor layer; walking it backwards is autograd's job (autograd/engine.cpp),
+// one layer up. This split is MLX's: the array keeps its inputs and vjp, the
+// transforms live elsewhere. Tensor::backward is declared in tensor.h and
+// defined by the autograd layer, which every program that calls it links.
 //
 // Reverse mode in one paragraph (micrograd's idea, PyTorch's shape): when an
 // op runs on inputs that require grad, it creates a Node that remembers
@@ -61,7 +67,6 @@ struct Node {
   std::vector<DType> input_dtypes;   // and casts the grad to the input's dtype
   BackwardFn backward;               // empty for AccumulateGrad nodes and after release()
   std::shared_ptr<TensorImpl> leaf;  // set only on an AccumulateGrad node: the leaf to accumulate into
-  uint64_t sequence = 0;             // creation order (ties in the sweep go to the newest)
   bool released = false;             // true after a backward that did not retain the graph
 
   bool is_accumulator() const { return leaf != nullptr; }
@@ -109,7 +114,8 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 // any_requires_grad(inputs) is true. Returns output.
 Tensor record(const char* name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward);
 
-// The reverse sweep (autograd/engine.cpp); Tensor::backward calls it.
-void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
+// The AccumulateGrad Node a leaf's gradient flows into: one per leaf, shared by
+// all its uses in a graph, so a leaf used twice receives the sum of both.
+std::shared_ptr<Node> accumulator_for(const Tensor& leaf);
 
 }  // namespace lory

@@ -1,5 +1,5 @@
 // safetensors.cpp — see safetensors.h.
-#include "nn/safetensors.h"
+#include "io/safetensors.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -8,11 +8,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "autograd/node.h"
-#include "nn/atomic_file.h"
+#include "tensor/graph.h"
+#include "io/atomic_file.h"
 #include "tensor/ops.h"
 
-namespace lory::nn {
+namespace lory::io {
 
 namespace {
 
@@ -156,4 +156,4 @@ SafetensorsFile load_safetensors(const std::string& path) {
   return file;
 }
 
-}  // namespace lory::nn
+}  // namespace lory::io

@@ -1,5 +1,5 @@
 // mapped_file.cpp — see mapped_file.h.
-#include "tools/data/mapped_file.h"
+#include "io/mapped_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,7 +11,7 @@
 
 #include "tensor/error.h"
 
-namespace lory::data {
+namespace lory::io {
 
 MappedFile::MappedFile(const std::string& path, const std::string& what) {
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -34,4 +34,4 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
 }
 
-}  // namespace lory::data
+}  // namespace lory::io

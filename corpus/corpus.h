@@ -4,7 +4,7 @@
 // those can be downloaded here, but Debian's archive holds real text of the
 // same kinds (see shared/docs/corpus-sources.md). Each domain below is a
 // recipe: which packages, which files in them, and how a file becomes
-// documents. build_corpus reads the packages directly (tools/data/
+// documents. build_corpus reads the packages directly (corpus/
 // deb_archive.h), cleans and filters the documents, samples each domain up
 // to a byte budget, splits by document into train/valid/test, and writes
 // JSONL lines {"text", "domain", "source"}.
@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "tools/data/hash.h"
+#include "corpus/hash.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 struct Document {
   std::string text;
@@ -100,4 +100,4 @@ std::vector<CorpusLine> read_corpus_jsonl(const std::string& path);
 // JSON string escaping for one JSONL field (valid UTF-8 in, valid JSON out).
 std::string json_escape(const std::string& s);
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -1,5 +1,5 @@
 // token_shard.cpp — see token_shard.h.
-#include "tools/data/token_shard.h"
+#include "corpus/token_shard.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 
 #include "tensor/error.h"
 
-namespace lory::data {
+namespace lory::corpus {
 
 namespace {
 
@@ -187,4 +187,4 @@ std::vector<const ShardReader*> pointers(const std::vector<std::unique_ptr<Shard
   return out;
 }
 
-}  // namespace lory::data
+}  // namespace lory::corpus

@@ -18,7 +18,7 @@ namespace sentencepiece {
 class SentencePieceProcessor;
 }
 
-namespace lory::data {
+namespace lory::corpus {
 
 class Tokenizer {
  public:
@@ -52,4 +52,4 @@ struct TokenizerTrainOptions {
 // Trains a tokenizer; returns the .model path. Throws with SentencePiece's message on failure.
 std::string train_tokenizer(const TokenizerTrainOptions& options);
 
-}  // namespace lory::data
+}  // namespace lory::corpus
