@@ -9,8 +9,9 @@
 // CPU backend (tensor/cpu/) implements every method; the CUDA backend
 // (cuda/) overrides the ones it has, and the default bodies below throw
 //   "softmax: not implemented on cuda:0"
-// for the rest. A build without CUDA links cuda/no_cuda.cpp, whose
-// cuda_backend() throws "this build has no CUDA support".
+// for the rest. The CUDA backend registers itself (register_cuda_backend,
+// below); in a build without CUDA, cuda_backend() throws "this build has no
+// CUDA support".
 //
 // Conventions for every kernel below (checked by the op layer, not here):
 //   * `out` is contiguous and already allocated with its final shape/dtype.

@@ -81,7 +81,7 @@ struct TrainConfig {
   } log;
 };
 
-// A key that was set, with where it came from ("configs/x.toml", "command line").
+// A key that was set, with where it came from ("configs/cpu-lory-8e.toml", "command line").
 struct ConfigOverride {
   std::string key;    // "optim.lr"
   std::string value;  // as written on the command line
