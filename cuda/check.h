@@ -2,7 +2,8 @@
 //
 // Every runtime and library call in cuda/ goes through one of these, so a
 // failure names the call, the file:line and the library's own explanation:
-//   CUDA error: out of memory (cudaErrorMemoryAllocation) in cudaMalloc(&p, n) at cuda/caching_allocator.cu:80
+//   CUDA error: an illegal memory access was encountered (cudaErrorIllegalAddress) in
+//   cudaStreamSynchronize(stream_) at cuda/cuda_backend.cu:123
 // Kernel launches report configuration errors through cudaGetLastError, which
 // CUDA_CHECK_LAUNCH() checks right after the launch; errors raised while a
 // kernel runs surface at the next synchronising call (copy_to_host,

@@ -1,9 +1,14 @@
-// copy.cu — strided copies with dtype conversion, fill, and arange.
+// copy.cu — strided copies with dtype conversion, fill, and arange
+// (Backend::copy, fill, arange; the CPU twin is tensor/cpu/copy.cpp). The
+// launchers launch_copy and launch_fill are also building blocks of other
+// kernels' host code (cuda/kernels.h); those callers pass operands that
+// already meet the contract, so the checks sit in the Backend methods.
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 
 namespace lory::cuda {
 
@@ -43,7 +48,6 @@ __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
 void launch_arange(const Tensor& out, double start, double step, cudaStream_t stream) {
   const int64_t n = out.numel();
   if (n == 0) return;
-  LORY_CHECK(out.is_contiguous(), "arange: output must be contiguous, got ", out.describe());
   dispatch_dtype(out.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     arange_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n, start, step);
@@ -56,7 +60,6 @@ void launch_arange(const Tensor& out, double start, double step, cudaStream_t st
 void launch_copy(const Tensor& src, const Tensor& dst, cudaStream_t stream) {
   const int64_t n = dst.numel();
   if (n == 0) return;
-  LORY_CHECK(src.shape() == dst.shape(), "copy: shapes differ: src ", src.describe(), ", dst ", dst.describe());
   const bool contiguous = src.is_contiguous() && dst.is_contiguous();
   if (contiguous && src.dtype() == dst.dtype()) {
     CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), cudaMemcpyDeviceToDevice, stream));
@@ -77,7 +80,6 @@ void launch_copy(const Tensor& src, const Tensor& dst, cudaStream_t stream) {
 void launch_fill(const Tensor& out, double value, cudaStream_t stream) {
   const int64_t n = out.numel();
   if (n == 0) return;
-  LORY_CHECK(out.is_contiguous(), "fill: output must be contiguous, got ", out.describe());
   dispatch_dtype(out.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     fill_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n, value);
@@ -89,12 +91,22 @@ void launch_fill(const Tensor& out, double value, cudaStream_t stream) {
 
 namespace lory {
 
-void CudaBackend::copy(const Tensor& src, Tensor& dst) { cuda::launch_copy(src, dst, enter("copy", {&src, &dst})); }
+void CudaBackend::copy(const Tensor& src, Tensor& dst) {
+  const cudaStream_t stream = enter("copy", {&src, &dst});
+  check_copy_args(src, dst);
+  cuda::launch_copy(src, dst, stream);
+}
 
-void CudaBackend::fill(Tensor& out, double value) { cuda::launch_fill(out, value, enter("fill", {&out})); }
+void CudaBackend::fill(Tensor& out, double value) {
+  const cudaStream_t stream = enter("fill", {&out});
+  check_fill_args(out, "fill");
+  cuda::launch_fill(out, value, stream);
+}
 
 void CudaBackend::arange(Tensor& out, double start, double step) {
-  cuda::launch_arange(out, start, step, enter("arange", {&out}));
+  const cudaStream_t stream = enter("arange", {&out});
+  check_fill_args(out, "arange");
+  cuda::launch_arange(out, start, step, stream);
 }
 
 }  // namespace lory

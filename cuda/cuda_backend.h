@@ -7,21 +7,28 @@
 //   * one stream (cuda/stream.h): every kernel, cuBLAS call and copy of the
 //     device runs on it in issue order; copy_to_host and synchronize wait for it;
 //   * the GEMM context (cuda/gemm.h): cuBLASLt handle, workspace, algorithm cache.
-// Each kernel method is defined next to its kernels, one family per file:
-//   copy.cu (copy, fill, arange)      random.cu (random)
-//   elementwise.cu (unary, binary, where)
-//   reduce.cu (reduce)                softmax.cu (softmax)
-//   gemm.cu (matmul)                  index.cu (index_select, index_add)
-//   swiglu.cu (swiglu)                cross_entropy.cu (cross_entropy_*)
-//   rms_norm.cu (rms_norm_*, add_rms_norm_forward)   rope.cu (rope)
-//   attention.cu (attention_*: picks flash_attention.cu or its own kernels)
-//   optimizer.cu (adamw_step, sum_squares)   segments.cu (segment_mean_*)
-// so adding a CUDA op is one method definition in one .cu file plus its
+// Each kernel method is defined next to its kernels: the method X is in X.cu,
+// the twin of tensor/cpu/X.cpp, and a few files hold a family, as on the CPU:
+//   copy.cu          copy, fill, arange        random.cu        random
+//   unary.cu         unary                     binary.cu        binary
+//   where.cu         where                     reduce.cu        reduce
+//   softmax.cu       softmax                   matmul.cu        matmul (on gemm.cu)
+//   index.cu         index_select, index_add   swiglu.cu        swiglu, swiglu_backward
+//   cross_entropy.cu cross_entropy_forward, cross_entropy_backward
+//   rms_norm.cu      rms_norm_forward, add_rms_norm_forward, rms_norm_backward
+//   rope.cu          rope                      segment_mean.cu  segment_mean
+//   attention.cu     attention_forward, attention_backward (picks flash_attention.cu or its own kernels)
+//   optimizer.cu     adamw_step, sum_squares
+// Helpers that are not a Backend method keep descriptive names: gemm.h/.cu
+// (the cuBLASLt wrapper), flash_attention.cu, caching_allocator.h/.cu,
+// stream.h/.cu, kernel_error.h/.cu, and the device headers (*.cuh). Every
+// Backend kernel is pure virtual, so each one has a CUDA version here, and
+// adding a CUDA op is one method definition in one .cu file plus its
 // declaration below. Each method starts with enter(), which checks the
-// operands' devices and returns the stream to launch on. A method not
-// overridden here would fall back to Backend's default, which throws
-// "<op>: not implemented on cuda:N"; today every kernel has a CUDA version.
-// cuda_backend.cu holds the memory methods and the per-device registry.
+// operands' devices and returns the stream to launch on, then the argument
+// check the CPU kernel makes too (tensor/kernel_args.h), in the method or
+// first thing in its launcher. cuda_backend.cu holds the memory methods and
+// the per-device registry.
 // Bad indices found inside kernels surface at the next synchronisation
 // (cuda/kernel_error.h).
 //
@@ -94,14 +101,16 @@ class CudaBackend final : public Backend {
   void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd, Tensor& dx,
                          Tensor& dweight) override;
   void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) override;
-  void segment_mean(const Tensor& x, int64_t T, Tensor& out) override;
-  void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
-                  const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) override;
-  void sum_squares(const Tensor& x, Tensor& out) override;
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, Tensor& out,
                          Tensor& lse) override;
   void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                           const Tensor& lse, double scale, bool causal, Tensor& dq, Tensor& dk, Tensor& dv) override;
+
+  void segment_mean(const Tensor& x, int64_t T, Tensor& out) override;
+
+  void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
+                  const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) override;
+  void sum_squares(const Tensor& x, Tensor& out) override;
 
   cuda::CachingAllocator& allocator() { return allocator_; }
   // Lets f32 matmuls use TF32 tensor cores (see cuda/gemm.h); off by default.

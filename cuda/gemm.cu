@@ -1,15 +1,21 @@
-// gemm.cu — out[b] = a[b] @ b[b] for a: [B, M, K], b: [B, K, N], out: [B, M, N].
+// gemm.cu — the cuBLASLt wrapper (GemmContext, cuda/gemm.h) that
+// Backend::matmul (cuda/matmul.cu) runs its products on: out[b] = a[b] @ b[b]
+// for a: [B, M, K], b: [B, K, N], out: [B, M, N].
 //
 // cuBLAS is column-major; our matrices are row-major. A row-major [M, N]
 // matrix is, byte for byte, the column-major matrix of its transpose, so we
 // ask cuBLAS for
 //   out^T [N, M] = b^T [N, K] @ a^T [K, M]
-// i.e. the operand order is swapped (cuBLAS's "A" is our b). An operand that
-// is a transposed view (column-major in its last two dims) is already the
-// column-major matrix of itself, and becomes cuBLAS's transposition flag
-// instead of a copy. Batch strides go straight to the strided-batch layout
-// (0 for a broadcast operand). Only a layout cuBLAS cannot express (e.g. a
-// stride-0 row inside a matrix, from expand) is packed first.
+// i.e. the operand order is swapped (cuBLAS's "A" is our b). Which operands
+// are read in place is not decided here: gemm_operand (tensor/kernel_args.h)
+// decides it for both backends, and the op has packed the rest. An operand
+// that is row-major becomes CUBLAS_OP_N; one that is a transposed view
+// (column-major in its last two dims) is already the column-major matrix of
+// itself, and becomes CUBLAS_OP_T instead of a copy. Batch strides go
+// straight to the strided-batched layout (0 for a broadcast operand). The one
+// copy made here is an alignment fallback: cuBLASLt may have no algorithm for
+// an operand that starts at an odd address (a narrowed view), and both
+// operands are then packed into fresh, aligned buffers.
 //
 // Precision: f32 in, f32 out, CUBLAS_COMPUTE_32F (TF32 only when allowed);
 // bf16/f16 in and out with f32 accumulate; f64 with cublasDgemmStridedBatched.
@@ -18,10 +24,10 @@
 
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
-#include "cuda/cuda_backend.h"
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
 #include "cuda/stream.h"
+#include "tensor/kernel_args.h"
 
 namespace lory::cuda {
 
@@ -38,21 +44,12 @@ struct Operand {
   int64_t rows, cols, ld, batch_stride;
 };
 
-// nullopt when the strides are not a valid cuBLAS layout (ld must be >= the
-// stored rows so that columns do not overlap). Size-1 dims have arbitrary
-// strides, so they are treated as fitting either layout.
-std::optional<Operand> as_operand(const Tensor& x) {
-  const int64_t B = x.size(0), R = x.size(1), C = x.size(2);
-  const int64_t sb = x.stride(0), sr = x.stride(1), sc = x.stride(2);
-  const int64_t batch_stride = B == 1 ? 0 : sb;
-  if (batch_stride < 0) return std::nullopt;
-  if ((C == 1 || sc == 1) && (R == 1 || sr >= C)) {  // row-major: memory holds X^T column-major
-    return Operand{x.data_ptr(), CUBLAS_OP_N, C, R, R == 1 ? C : sr, batch_stride};
-  }
-  if ((R == 1 || sr == 1) && (C == 1 || sc >= R)) {  // column-major: memory holds X column-major
-    return Operand{x.data_ptr(), CUBLAS_OP_T, R, C, C == 1 ? R : sc, batch_stride};
-  }
-  return std::nullopt;
+// x's layout as gemm_operand found it (the matmul contract guarantees there is one).
+Operand as_operand(const Tensor& x) {
+  const GemmOperand g = *gemm_operand(x);
+  const int64_t R = x.size(1), C = x.size(2);
+  if (g.row_major) return Operand{x.data_ptr(), CUBLAS_OP_N, C, R, g.ld, g.batch_stride};  // holds X^T column-major
+  return Operand{x.data_ptr(), CUBLAS_OP_T, R, C, g.ld, g.batch_stride};                   // holds X column-major
 }
 
 // The largest power of two (up to 256) dividing the address: cuBLASLt's
@@ -155,48 +152,29 @@ GemmContext::~GemmContext() {
   allocator_.deallocate(workspace_);
 }
 
-void GemmContext::matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& out, cudaStream_t stream) {
-  LORY_CHECK(a_in.dim() == 3 && b_in.dim() == 3 && out.dim() == 3, "matmul: expected 3-d operands, got a ",
-             a_in.describe(), ", b ", b_in.describe(), ", out ", out.describe());
-  const int64_t B = a_in.size(0), M = a_in.size(1), K = a_in.size(2), N = b_in.size(2);
-  LORY_CHECK(b_in.size(0) == B && b_in.size(1) == K && out.size(0) == B && out.size(1) == M && out.size(2) == N,
-             "matmul: shapes do not agree: a ", a_in.describe(), ", b ", b_in.describe(), ", out ", out.describe());
-  LORY_CHECK(a_in.dtype() == b_in.dtype() && out.dtype() == a_in.dtype(), "matmul: dtypes differ: a ", a_in.describe(),
-             ", b ", b_in.describe(), ", out ", out.describe());
-  LORY_CHECK(out.is_contiguous(), "matmul: output must be contiguous, got ", out.describe());
-  cuda_type(out.dtype());  // refuses dtypes without a GEMM before any work
-  if (out.numel() == 0) return;
-  if (K == 0) {  // an empty sum
-    launch_fill(out, 0.0, stream);
-    return;
-  }
-
-  // Operands cuBLAS cannot read in place are packed (row-major copies).
-  // The packed tensors live until the end of this call; their memory may be
-  // reused afterwards because everything after is queued behind the GEMM.
-  auto packed = [stream](const Tensor& x) {
-    Tensor p = empty(x.shape(), TensorOptions{x.dtype(), x.device(), false});
-    launch_copy(x, p, stream);
-    return p;
-  };
-  Tensor a = as_operand(a_in) ? a_in : packed(a_in);
-  Tensor b = as_operand(b_in) ? b_in : packed(b_in);
-
+void GemmContext::matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
   if (out.dtype() == DType::f64) {
     dgemm(a, b, out, stream);
     return;
   }
   if (lt_matmul(a, b, out, stream)) return;
   // No cuBLASLt algorithm for these pointer alignments (a view starting at an
-  // odd offset): pack both operands into fresh, 512-byte aligned buffers.
-  LORY_CHECK(lt_matmul(packed(a_in), packed(b_in), out, stream), "matmul: cuBLASLt has no algorithm for a ",
-             a_in.describe(), " @ b ", b_in.describe(), ", even with packed operands");
+  // odd offset): pack both operands into fresh, 512-byte aligned row-major
+  // buffers. They live until the end of this call; their memory may be reused
+  // afterwards because everything after is queued behind the GEMM.
+  auto packed = [stream](const Tensor& x) {
+    Tensor p = empty(x.shape(), TensorOptions{x.dtype(), x.device(), false});
+    launch_copy(x, p, stream);
+    return p;
+  };
+  LORY_CHECK(lt_matmul(packed(a), packed(b), out, stream), "matmul: cuBLASLt has no algorithm for a ", a.describe(),
+             " @ b ", b.describe(), ", even with packed operands");
 }
 
 // cuBLAS's A is our b (m = N, k = K), its B is our a (k = K, n = M), its C is
 // out^T (N x M, ld N).
 void GemmContext::dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
-  const Operand oa = *as_operand(a), ob = *as_operand(b);
+  const Operand oa = as_operand(a), ob = as_operand(b);
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   for (int64_t v : {M, N, K, B, oa.ld, ob.ld}) check_int(v, "a dimension", a, b);
   const double alpha = 1.0, beta = 0.0;
@@ -209,7 +187,7 @@ void GemmContext::dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cud
 }
 
 bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
-  const Operand oa = *as_operand(a), ob = *as_operand(b);
+  const Operand oa = as_operand(a), ob = as_operand(b);
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   check_int(B, "the batch size", a, b);
   const cudaDataType_t type = cuda_type(out.dtype());
@@ -261,12 +239,3 @@ bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out,
 }
 
 }  // namespace lory::cuda
-
-namespace lory {
-
-void CudaBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
-  const cudaStream_t stream = enter("matmul", {&a, &b, &out});
-  gemm().matmul(a, b, out, stream);
-}
-
-}  // namespace lory

@@ -1,4 +1,5 @@
-// gemm.h — batched matrix products on cuBLASLt (cuBLAS for f64).
+// gemm.h — batched matrix products on cuBLASLt (cuBLAS for f64): the GEMM
+// that Backend::matmul (cuda/matmul.cu) calls; not a Backend method itself.
 //
 // One GemmContext per device holds the library handles, a 32 MiB workspace
 // from the caching allocator, and the algorithm cuBLASLt's heuristic picked
@@ -30,7 +31,9 @@ class GemmContext {
   GemmContext(const GemmContext&) = delete;
   GemmContext& operator=(const GemmContext&) = delete;
 
-  // out[b] = a[b] @ b[b]; see Backend::matmul (tensor/backend.h) for the layouts.
+  // out[b] = a[b] @ b[b], for operands that meet Backend::matmul's contract
+  // (check_matmul_args, tensor/kernel_args.h: each a gemm_operand), with
+  // out.numel() > 0 and K > 0; cuda/matmul.cu checks both before calling.
   void matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);
 
   // f32 GEMMs may use TF32 tensor cores (10-bit mantissa inputs, f32
@@ -48,7 +51,7 @@ class GemmContext {
   };
 
  private:
-  // a, b: operands cuBLAS can read in place (see gemm.cu).
+  // a, b: as for matmul.
   void dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);
   // False when cuBLASLt has no algorithm for the operands' layout and alignment.
   bool lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);

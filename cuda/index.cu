@@ -8,7 +8,7 @@
 // rows are contiguous and aligned (an embedding lookup), element by element
 // through the strided index otherwise.
 //
-// index_add: out[o, idx[j], i] += src[o, j, i], repeated indices added in
+// index_add: out[o, idx[j], i] += src[o, j, i] (src contiguous), repeated indices added in
 // the order j = 0, 1, ... like the CPU kernel, so the result is the same on
 // every run and equal to the CPU's bit for bit. Atomics would be faster to
 // write but add in whatever order the threads arrive: an embedding gradient
@@ -33,7 +33,6 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/kernel_error.h"
-#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
 #include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
@@ -200,19 +199,14 @@ void launch_index_select(const Tensor& x, int64_t dim, const Tensor& idx, const 
   });
 }
 
-void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src_in, KernelError* err,
+void launch_index_add(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src, KernelError* err,
                       cudaStream_t stream) {
-  const DimSplit s = check_index_add_args(out, dim, idx, src_in);
+  const DimSplit s = check_index_add_args(out, dim, idx, src);
   const int64_t n = idx.numel();
-  if (src_in.numel() == 0) return;
+  if (src.numel() == 0) return;
   // CUB's run-length encode counts items in an int.
   LORY_CHECK(n <= INT32_MAX, "index_add: ", n, " indices exceed the 2^31 - 1 one CUDA call handles; split the call");
   const Device dev = out.device();
-  Tensor src = src_in;
-  if (!src.is_contiguous()) {
-    src = empty(src_in.shape(), TensorOptions{src_in.dtype(), dev, false});
-    launch_copy(src_in, src, stream);
-  }
 
   // 1. keys and positions; 2. stable sort by key over the bits a key can have.
   Tensor keys = scratch(n, DType::i64, dev), pos = scratch(n, DType::i64, dev);

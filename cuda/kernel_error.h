@@ -9,7 +9,7 @@
 // reads the slot the next time it waits for the stream anyway
 // (CudaBackend::synchronize and copy_to_host, e.g. when the loss is printed)
 // and throws there:
-//   embedding/index_select: index 50257 (position 17) is out of range for dim 0 of size 50257 (found by a kernel on cuda:0)
+//   index_select: index 50257 (position 17) is out of range for dim 0 of size 50257 (found by a kernel on cuda:0)
 // This is how CUDA's own kernel errors surface (at the next synchronising
 // call), without the device-side assert that would poison the context.
 #pragma once

@@ -1,8 +1,11 @@
-// random.cu — uniform and normal numbers from the counter-based Philox generator.
+// random.cu — uniform and normal numbers from the counter-based Philox
+// generator (Backend::random; the CPU twin is tensor/cpu/random.cpp, and both
+// call the same tensor/philox.h, so they draw the same numbers).
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/philox.h"
 #include "tensor/tensor.h"
 
@@ -30,7 +33,6 @@ void launch_random(const Tensor& out, RandomDist dist, uint64_t seed, uint64_t o
                    cudaStream_t stream) {
   const int64_t n = out.numel();
   if (n == 0) return;
-  LORY_CHECK(out.is_contiguous(), "random: output must be contiguous, got ", out.describe());
   dispatch_dtype(out.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     random_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(out.data_ptr()), n,
@@ -46,7 +48,9 @@ void launch_random(const Tensor& out, RandomDist dist, uint64_t seed, uint64_t o
 namespace lory {
 
 void CudaBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) {
-  cuda::launch_random(out, dist, seed, offset, a, b, enter("random", {&out}));
+  const cudaStream_t stream = enter("random", {&out});
+  check_fill_args(out, "random");
+  cuda::launch_random(out, dist, seed, offset, a, b, stream);
 }
 
 }  // namespace lory

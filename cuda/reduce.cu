@@ -1,4 +1,5 @@
-// reduce.cu — sum, max and min of each row of x: [O, R] (any strides) -> out: [O].
+// reduce.cu — sum, max and min of each row of x: [O, R] (any strides) -> out: [O]
+// (Backend::reduce; the CPU twin is tensor/cpu/reduce.cpp).
 //
 // Three kernels, chosen by layout, all deterministic: each output is
 // combined in an order fixed by the shapes alone (no atomics, nothing that
@@ -26,7 +27,9 @@
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
+#include "cuda/kernels.h"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -161,13 +164,11 @@ void reduce_as(const Tensor& x, const Tensor& out, Op op, CachingAllocator& allo
 
 void launch_reduce(ReduceOp op, const Tensor& x, const Tensor& out, CachingAllocator& allocator, cudaStream_t stream) {
   const char* name = op_name(op);
-  LORY_CHECK(x.dim() == 2 && out.dim() == 1 && out.size(0) == x.size(0), name, ": expected x [O, R] and out [O], got ",
-             x.describe(), " and ", out.describe());
-  LORY_CHECK(out.is_contiguous(), name, ": output must be contiguous, got ", out.describe());
-  LORY_CHECK(x.dtype() == out.dtype(), name, ": input ", x.describe(), " and output ", out.describe(),
-             " dtypes differ");
   if (x.size(0) == 0) return;
-  LORY_CHECK(x.size(1) > 0, name, ": cannot reduce rows of length 0 (", x.describe(), ")");
+  if (x.size(1) == 0) {  // a sum over no elements (check_reduce_args refuses max and min)
+    launch_fill(out, 0.0, stream);
+    return;
+  }
   dispatch_dtype(x.dtype(), [&](auto t) {
     using T = typename decltype(t)::type;
     using A = acc_t<T>;
@@ -193,7 +194,9 @@ void launch_reduce(ReduceOp op, const Tensor& x, const Tensor& out, CachingAlloc
 namespace lory {
 
 void CudaBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out) {
-  cuda::launch_reduce(op, x, out, allocator_, enter(op_name(op), {&x, &out}));
+  const cudaStream_t stream = enter(op_name(op), {&x, &out});
+  check_reduce_args(op, x, out);
+  cuda::launch_reduce(op, x, out, allocator_, stream);
 }
 
 }  // namespace lory

@@ -216,13 +216,10 @@ void with_vec_width(int64_t D, std::initializer_list<const void*> ptrs, F&& f) {
 
 void launch_rms_norm_forward(const Tensor& x, const Tensor* residual, const Tensor& weight, double eps,
                              const Tensor* sum_out, const Tensor& out, const Tensor& rstd, cudaStream_t stream) {
-  const char* kernel = residual ? "add_rms_norm" : "rms_norm";
-  check_rms_norm_args(x, weight, rstd, kernel);
-  check_rows_like(out, x, kernel, "out");
-  if (residual) {
-    check_rows_like(*residual, x, kernel, "residual");
-    check_rows_like(*sum_out, x, kernel, "sum");
-  }
+  if (residual)
+    check_add_rms_norm_args(x, *residual, weight, *sum_out, out, rstd);
+  else
+    check_rms_norm_args(x, weight, out, rstd);
   const int64_t R = x.size(0), D = x.size(1);
   if (R == 0 || D == 0) return;
   dispatch_dtype(x.dtype(), [&](auto tag) {

@@ -1,4 +1,5 @@
-// softmax.cu — softmax and log_softmax of each row of x: [R, C] -> out: [R, C].
+// softmax.cu — softmax and log_softmax of each row of x: [R, C] -> out: [R, C]
+// (Backend::softmax; the CPU twin is tensor/cpu/softmax.cpp).
 //
 // A group of threads owns a row (a warp for rows up to 1024 elements, the
 // whole 256-thread block for longer rows such as a vocabulary) and makes
@@ -16,6 +17,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/element.cuh"
 #include "cuda/strided_index.cuh"
+#include "tensor/kernel_args.h"
 #include "tensor/tensor.h"
 
 namespace lory::cuda {
@@ -54,13 +56,6 @@ __global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t cols, b
 }
 
 void launch_softmax(const Tensor& x, const Tensor& out, bool log, cudaStream_t stream) {
-  const char* name = log ? "log_softmax" : "softmax";
-  LORY_CHECK(x.dim() == 2 && x.shape() == out.shape(), name, ": expected x and out of one [R, C] shape, got ",
-             x.describe(), " and ", out.describe());
-  LORY_CHECK(x.is_contiguous() && out.is_contiguous(), name, ": expected contiguous x and out, got ", x.describe(),
-             " and ", out.describe());
-  LORY_CHECK(x.dtype() == out.dtype() && is_floating(x.dtype()), name, ": expected one floating dtype, got ",
-             x.describe(), " and ", out.describe());
   const int64_t rows = x.size(0), cols = x.size(1);
   if (rows == 0 || cols == 0) return;
   dispatch_dtype(x.dtype(), [&](auto t) {
@@ -87,7 +82,9 @@ void launch_softmax(const Tensor& x, const Tensor& out, bool log, cudaStream_t s
 namespace lory {
 
 void CudaBackend::softmax(const Tensor& x, Tensor& out, bool log) {
-  cuda::launch_softmax(x, out, log, enter(log ? "log_softmax" : "softmax", {&x, &out}));
+  const cudaStream_t stream = enter(log ? "log_softmax" : "softmax", {&x, &out});
+  check_softmax_args(x, out, log);
+  cuda::launch_softmax(x, out, log, stream);
 }
 
 }  // namespace lory

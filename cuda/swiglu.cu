@@ -47,7 +47,7 @@ __global__ void swiglu_backward_kernel(const T* dy, const T* gate, int64_t gate_
 }
 
 void launch_swiglu(const Tensor& gate, const Tensor& up, const Tensor& out, cudaStream_t stream) {
-  check_swiglu_args(gate, up, out, "swiglu");
+  check_swiglu_args(gate, up, out);
   const int64_t rows = out.size(0), cols = out.size(1), n = out.numel();
   if (n == 0) return;
   dispatch_dtype(out.dtype(), [&](auto t) {
@@ -63,10 +63,7 @@ void launch_swiglu(const Tensor& gate, const Tensor& up, const Tensor& out, cuda
 
 void launch_swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, const Tensor& dgate,
                             const Tensor& dup, cudaStream_t stream) {
-  const char* kernel = "swiglu_backward";
-  check_swiglu_args(gate, up, dy, kernel);
-  check_rows_like(dgate, dy, kernel, "dgate");
-  check_rows_like(dup, dy, kernel, "dup");
+  check_swiglu_backward_args(dy, gate, up, dgate, dup);
   const int64_t rows = dy.size(0), cols = dy.size(1), n = dy.numel();
   if (n == 0) return;
   dispatch_dtype(dy.dtype(), [&](auto t) {

@@ -1,19 +1,25 @@
 // backend.h — the kernel interface every device implements.
 //
 // The op layer (tensor/ops/*.cpp) validates arguments, promotes dtypes,
-// broadcasts, allocates the output and records autograd; then it calls one
-// virtual method here on the output's device. A Backend method is therefore a
-// pure kernel: it gets tensors whose shapes already agree and only computes.
+// broadcasts, decides layouts (e.g. which GEMM operands are packed),
+// allocates the output and records autograd; then it calls one virtual
+// method here on the output's device. A Backend method is therefore a pure
+// kernel: it gets tensors whose shapes already agree and only computes.
 //
-// Adding a device implementation of an op is one function in one file: the
-// CPU backend (tensor/cpu/) implements every method; the CUDA backend
-// (cuda/) overrides the ones it has, and the default bodies below throw
-//   "softmax: not implemented on cuda:0"
-// for the rest. The CUDA backend registers itself (register_cuda_backend,
+// Every kernel method is pure virtual, and both backends implement all of
+// them: the CPU backend (tensor/cpu/, cpu_backend.h) and the CUDA backend
+// (cuda/, cuda_backend.h). A backend that missed one would not compile. The
+// kernel of method X lives in tensor/cpu/X.cpp and cuda/X.cu (the two file
+// maps, in cpu_backend.h and cuda_backend.h, list the few files that hold a
+// family: copy holds fill and arange, optimizer holds adamw_step and
+// sum_squares, ...). The CUDA backend registers itself (register_cuda_backend,
 // below); in a build without CUDA, cuda_backend() throws "this build has no
 // CUDA support".
 //
-// Conventions for every kernel below (checked by the op layer, not here):
+// Each method's argument contract is written twice, in words below and in
+// code in tensor/kernel_args.h (check_X_args), which both backends call, so
+// they refuse the same operands with the same message. Conventions for every
+// kernel below:
 //   * `out` is contiguous and already allocated with its final shape/dtype.
 //   * Elementwise inputs are views with exactly out's shape (broadcast dims
 //     have stride 0) and out's dtype, but arbitrary strides.
@@ -71,93 +77,99 @@ class Backend {
   // dst[i] = src[i] for every index of dst's shape; src and dst may both be
   // strided views (dst is the one exception to "out is contiguous"), of any
   // dtypes (converted as by a C cast; to bf16/f16 with round-to-nearest-even).
-  virtual void copy(const Tensor& src, Tensor& dst);
-  virtual void fill(Tensor& out, double value);
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  virtual void fill(Tensor& out, double value) = 0;
   // out[i] = start + i * step
-  virtual void arange(Tensor& out, double start, double step);
+  virtual void arange(Tensor& out, double start, double step) = 0;
   // Counter-based Philox 4x32-10 keyed by seed; element i of out uses counter
   // offset + i/4 (see tensor/philox.h), so CPU and CUDA give the same numbers.
   // uniform: [a, b); normal: mean a, std b.
-  virtual void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b);
+  virtual void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) = 0;
 
   // ---- elementwise ----
-  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar);
-  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+  // out = f(x). Integer x only for neg, abs and add/mul/pow_scalar; no bool.
+  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) = 0;
+  // out = f(a, b); a, b of one dtype; out bool for comparisons. Bool a, b only
+  // for comparisons and add/mul/maximum/minimum (or/and/or/and).
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // out = cond ? a : b; cond is a boolean view of out's shape.
-  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out);
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) = 0;
 
   // ---- reductions ----
-  // x: [O, R] (any strides) -> out: [O]; reduces each row.
-  virtual void reduce(ReduceOp op, const Tensor& x, Tensor& out);
-  // x, out: [R, C] contiguous; (log-)softmax of each row, max-subtracted.
-  virtual void softmax(const Tensor& x, Tensor& out, bool log);
+  // x: [O, R] (any strides) -> out: [O]; reduces each row. max and min need
+  // R > 0; a sum over R = 0 elements is 0.
+  virtual void reduce(ReduceOp op, const Tensor& x, Tensor& out) = 0;
+  // x, out: [R, C] contiguous floating; (log-)softmax of each row, max-subtracted.
+  virtual void softmax(const Tensor& x, Tensor& out, bool log) = 0;
 
   // ---- linear algebra ----
-  // a: [B, M, K], b: [B, K, N], out: [B, M, N] contiguous. Each matrix of a
-  // and b is row-major (stride(-1) == 1) or column-major (stride(-2) == 1),
-  // i.e. a transposed view is taken as is; batch strides are arbitrary (0 for
-  // a broadcast operand). Accumulates in f32 (f64 for f64).
-  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out);
+  // a: [B, M, K], b: [B, K, N], out: [B, M, N] contiguous, one floating
+  // dtype. Each matrix of a and b is row-major (stride(-1) == 1) or
+  // column-major (stride(-2) == 1) with rows (columns) that do not overlap,
+  // i.e. a transposed view is taken as is; batch strides are >= 0 (0 for a
+  // broadcast operand). gemm_operand (tensor/kernel_args.h) is that rule in
+  // code; the op packs anything else. Accumulates in f32 (f64 for f64).
+  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
 
   // ---- indexing ----
   // out = x.index_select(dim, idx); idx is contiguous i32/i64 [n]; x any strides.
-  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out);
+  virtual void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) = 0;
   // out.index_select(dim, idx) += src, accumulating repeated indices in order
-  // (deterministic); out is contiguous and is updated in place.
-  virtual void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src);
+  // (deterministic); out and src are contiguous, out is updated in place.
+  virtual void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) = 0;
 
   // ---- fused ops ----
   // SwiGLU's gate (Shazeer 2020), the elementwise step of a LLaMA FFN:
   // out = silu(gate) * up, in f32 for bf16/f16 and rounded once. gate, up:
   // [R, F] with unit inner stride and any row stride (the two halves of one
   // fused projection qualify); out: [R, F] contiguous. One dtype throughout.
-  virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out);
+  virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // Its backward, fused (one read of dy, gate, up; one write of each
   // gradient), with s = sigmoid(gate):
   //   dgate = dy * up * s * (1 + gate * (1 - s)),   dup = dy * gate * s
   // dy, dgate, dup: [R, F] contiguous; gate, up as in swiglu. One dtype.
-  virtual void swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup);
+  virtual void swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) = 0;
 
   // logits: [N, V] contiguous, targets: [N] i64. Writes per-row loss
   // (lse - logit[target], 0 where target == ignore_index) and the row's
   // log-sum-exp, both f32 [N].
   virtual void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
-                                     Tensor& row_loss, Tensor& lse);
+                                     Tensor& row_loss, Tensor& lse) = 0;
   // dlogits = scale * (softmax(logits) - onehot(target)) on non-ignored rows,
   // 0 on ignored rows. scale: f32 [1] (upstream grad / number of counted rows).
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                      int64_t ignore_index, const Tensor& scale, Tensor& dlogits);
+                                      int64_t ignore_index, const Tensor& scale, Tensor& dlogits) = 0;
   // x: [R, D] contiguous, weight: [D]. out = x * rsqrt(mean(x^2) + eps) * weight;
   // rstd: f32 [R] saved for backward.
-  virtual void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd);
+  virtual void rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd) = 0;
   // The residual add before a norm, fused with it: sum = x + residual
   // (rounded to x's dtype, as a separate add would), then out and rstd as
-  // rms_norm_forward of sum. x, residual, sum, out: [R, D] contiguous. The
-  // default runs binary(add) then rms_norm_forward; CUDA fuses the two.
+  // rms_norm_forward of sum, in one pass over the rows. x, residual, sum,
+  // out: [R, D] contiguous. The same bits as binary(add) then rms_norm_forward.
   virtual void add_rms_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
-                                    Tensor& sum, Tensor& out, Tensor& rstd);
+                                    Tensor& sum, Tensor& out, Tensor& rstd) = 0;
   // dx: [R, D]; dweight: [D] (weight's dtype), summed over rows in a fixed order.
   virtual void rms_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd,
-                                 Tensor& dx, Tensor& dweight);
+                                 Tensor& dx, Tensor& dweight) = 0;
   // Rotary embedding, HF LLaMA rotate_half convention. x, out: [B, L, H, Dh]
   // contiguous; position of row l is pos_offset + l; inverse rotates by the
   // negative angle (that is the backward).
-  virtual void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse);
+  virtual void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) = 0;
   // Scaled dot-product attention. q: [B, H, L, Dh]; k, v: [B, H, S, Dh]; all
   // contiguous. Causal masking aligns the last query with the last key
   // (query i sees keys j <= i + S - L), which is what a KV cache needs.
   // out: [B, H, L, Dh]; lse: f32 [B, H, L] (log-sum-exp of each score row).
   virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
-                                 Tensor& out, Tensor& lse);
+                                 Tensor& out, Tensor& lse) = 0;
   virtual void attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& out, const Tensor& lse, double scale, bool causal,
-                                  Tensor& dq, Tensor& dk, Tensor& dv);
+                                  const Tensor& out, const Tensor& lse, double scale, bool causal, Tensor& dq,
+                                  Tensor& dk, Tensor& dv) = 0;
 
   // ---- Lory routing ----
   // x: [B, L, d] contiguous -> out: [B, N, d], N = ceil(L / T): the mean of
   // each segment of T tokens; the last segment averages its real tokens only
   // (L - (N-1) T of them). Accumulates in f32 (f64 for f64), in token order.
-  virtual void segment_mean(const Tensor& x, int64_t T, Tensor& out);
+  virtual void segment_mean(const Tensor& x, int64_t T, Tensor& out) = 0;
 
   // ---- optimizer ----
   // One AdamW update over flat f32 buffers, every parameter slot in one pass
@@ -181,14 +193,11 @@ class Backend {
     uint64_t rounding_seed = 0;  // 0: round to nearest even
   };
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
-                          const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper);
+                          const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) = 0;
   // out (f64 [1]) = Σ x[i]^2 over a contiguous f32 x, accumulated in f64 in
   // a fixed order (chunks of 65536 elements, then the chunks in order): the
   // squared global gradient norm, the same bits on every run.
-  virtual void sum_squares(const Tensor& x, Tensor& out);
-
- protected:
-  [[noreturn]] void not_implemented(const char* op) const;
+  virtual void sum_squares(const Tensor& x, Tensor& out) = 0;
 };
 
 // The backend that owns a device's memory and kernels.

@@ -11,8 +11,9 @@
 //   * `next`: for each input, where that input's gradient goes — the Node
 //     that produced the input, or the input itself if it is a leaf;
 //   * `backward`: a function from the gradient of the op's output to the
-//     gradients of its inputs, written with ordinary ops (so it runs on any
-//     device) and capturing, as SavedTensors, the values it needs.
+//     gradients of its inputs, written with ordinary ops or, for a few fused
+//     ops, a backward kernel every backend has (so it runs on any device),
+//     and capturing, as SavedTensors, the values it needs.
 // The output tensor points at its Node (grad_fn). Tensor::backward() then
 // walks the graph from the output in reverse topological order, calling each
 // backward once with the sum of the gradients that reached it

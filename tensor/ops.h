@@ -1,17 +1,21 @@
 // ops.h — every tensor op of the engine, in one table of contents.
 //
-// Each op is one function defined once in tensor/ops/<family>.cpp. The
-// definition (1) checks and promotes its arguments, (2) allocates the output,
-// (3) calls the device's kernel through Backend (tensor/backend.h), and
-// (4) if any input requires grad, records a Node whose backward is written
-// with these same ops (tensor/graph.h), so backward runs on any device that
-// has the forward kernels. docs/architecture.md walks one op end to end.
+// Each op is one function defined once in tensor/ops/<family>.cpp, the file
+// its section below names. The definition (1) checks and promotes its
+// arguments, (2) allocates the output, (3) calls the device's kernel through
+// Backend (tensor/backend.h): the Backend method X runs tensor/cpu/X.cpp or
+// cuda/X.cu, and (4) if any input requires grad, records a Node
+// (tensor/graph.h) whose backward is written with these same ops, so it runs
+// on any device that has the forward kernels, or, for a few fused ops
+// (ops/nn.cpp), calls a backward kernel of its own. docs/architecture.md
+// walks one op end to end and tabulates the trace of the main ones.
 //
 // Shapes follow NumPy/PyTorch: binary ops broadcast, negative dims count from
 // the end, reductions take a list of dims and keepdim.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -73,8 +77,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // ---- matrix products (ops/matmul.cpp) ----
 // a: [..., M, K] @ b: [..., K, N] -> [..., M, N] with broadcast batch dims;
 // 1-d operands as in NumPy. Transposed views go to the GEMM without a copy.
+// Runs as one bmm, so its backward is bmm's.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// a: [B, M, K] @ b: [B, K, N] -> [B, M, N], no broadcasting.
+// a: [B, M, K] @ b: [B, K, N] -> [B, M, N], no broadcasting. Backward:
+// dA = dC B^T, dB = A^T dC. Kernel: Backend::matmul.
 Tensor bmm(const Tensor& a, const Tensor& b);
 
 // ---- indexing (ops/index.cpp) ----
@@ -119,7 +125,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 // The residual add before a pre-norm, fused: h = x + residual (x and
 // residual of one shape [..., D]) and rms_norm(h, weight, eps), from one pass
-// over memory on CUDA. Gradients are those of the two separate ops.
+// over memory, with the same bits as the two separate ops. Gradients are
+// those of the two separate ops.
 struct AddRmsNorm {
   Tensor sum;     // h = x + residual: the new residual stream
   Tensor normed;  // rms_norm(h, weight, eps): the next sublayer's input
@@ -133,9 +140,9 @@ Tensor segment_mean(const Tensor& x, int64_t T);
 // rotate_half convention. pos_offset is the number of cached positions.
 Tensor rope(const Tensor& x, double theta, int64_t pos_offset = 0);
 // q: [B, H, L, Dh], k, v: [B, H, S, Dh] -> [B, H, L, Dh].
-// softmax(q k^T * scale + causal mask) v; scale defaults to 1/sqrt(Dh).
+// softmax(q k^T * scale + causal mask) v; no scale means 1/sqrt(Dh).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
-                                    double scale = 0.0);
+                                    std::optional<double> scale = std::nullopt);
 
 // ---- operators ----
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

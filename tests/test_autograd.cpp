@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -518,13 +519,15 @@ TEST_CASE("gradcheck: rope, with and without a position offset") {
 }
 
 TEST_CASE("gradcheck: scaled_dot_product_attention in q, k and v; causal, not, and S > L") {
-  auto attn = [](bool causal, double scale) {
+  auto attn = [](bool causal, std::optional<double> scale) {
     return [causal, scale](const In& in) { return scaled_dot_product_attention(in[0], in[1], in[2], causal, scale); };
   };
-  check_grad("causal L = S", attn(true, 0.0), {leaf({1, 2, 3, 4}, 1), leaf({1, 2, 3, 4}, 2), leaf({1, 2, 3, 4}, 3)});
-  check_grad("non-causal L = S", attn(false, 0.0),
+  check_grad("causal L = S", attn(true, std::nullopt),
+             {leaf({1, 2, 3, 4}, 1), leaf({1, 2, 3, 4}, 2), leaf({1, 2, 3, 4}, 3)});
+  check_grad("non-causal L = S", attn(false, std::nullopt),
              {leaf({1, 2, 3, 4}, 4), leaf({1, 2, 3, 4}, 5), leaf({1, 2, 3, 4}, 6)});
-  check_grad("causal S > L", attn(true, 0.0), {leaf({1, 1, 2, 4}, 7), leaf({1, 1, 4, 4}, 8), leaf({1, 1, 4, 4}, 9)});
+  check_grad("causal S > L", attn(true, std::nullopt),
+             {leaf({1, 1, 2, 4}, 7), leaf({1, 1, 4, 4}, 8), leaf({1, 1, 4, 4}, 9)});
   check_grad("non-causal S > L, scale 0.7", attn(false, 0.7),
              {leaf({2, 1, 2, 3}, 10), leaf({2, 1, 3, 3}, 11), leaf({2, 1, 3, 3}, 12)});
   check_grad("transposed q, k, v",

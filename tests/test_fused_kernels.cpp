@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/graph.h"
@@ -43,6 +45,42 @@ TEST_CASE("fused: add_rms_norm equals the add followed by rms_norm, bit for bit"
   }
   CHECK_THROWS_WITH_AS(add_rms_norm(zeros({2, 4}), zeros({2, 3}), ones({4}), 1e-5),
                        doctest::Contains("x and residual must have one shape"), Error);
+}
+
+// The CPU backend's own fused kernel (tensor/cpu/rms_norm.cpp), called
+// directly, against the two kernels it fuses: binary(add) then
+// rms_norm_forward. Rows long enough for the vector loops and their tails
+// (D = 1000 is not a multiple of 8 or 16), and enough rows for several threads.
+TEST_CASE("fused: the CPU add_rms_norm kernel equals binary(add) then rms_norm_forward, in f64 and f32") {
+  Backend& be = cpu_backend();
+  for (DType t : {DType::f64, DType::f32, DType::bf16}) {
+    for (const auto& [R, D] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 13}, {300, 1000}}) {
+      const Tensor x = randn_f({R, D}, 10, t), r = randn_f({R, D}, 11, t), w = randn_f({D}, 12, t);
+      Tensor sum = empty({R, D}, {t}), out = empty({R, D}, {t}), rstd = empty({R});
+      be.add_rms_norm_forward(x, r, w, 1e-6, sum, out, rstd);
+      Tensor h = empty({R, D}, {t}), ref = empty({R, D}, {t}), ref_rstd = empty({R});
+      be.binary(BinaryOp::add, x, r, h);
+      be.rms_norm_forward(h, w, 1e-6, ref, ref_rstd);
+      const std::string what = std::string(dtype_name(t)) + " [" + std::to_string(R) + ", " + std::to_string(D) + "]";
+      CHECK_MESSAGE(max_abs_diff(sum, h) == 0.0, what);
+      CHECK_MESSAGE(max_abs_diff(out, ref) == 0.0, what);
+      CHECK_MESSAGE(max_abs_diff(rstd, ref_rstd) == 0.0, what);
+    }
+  }
+  // In f64, also against the formula.
+  const Tensor x = randn_f({4, 6}, 13, DType::f64), r = randn_f({4, 6}, 14, DType::f64),
+               w = randn_f({6}, 15, DType::f64);
+  Tensor sum = empty({4, 6}, {DType::f64}), out = empty({4, 6}, {DType::f64}), rstd = empty({4});
+  be.add_rms_norm_forward(x, r, w, 1e-6, sum, out, rstd);
+  const std::vector<double> xv = x.to_vector<double>(), rv = r.to_vector<double>(), wv = w.to_vector<double>(),
+                            ov = out.to_vector<double>();
+  for (size_t row = 0; row < 4; ++row) {
+    double ss = 0;
+    for (size_t c = 0; c < 6; ++c) ss += (xv[row * 6 + c] + rv[row * 6 + c]) * (xv[row * 6 + c] + rv[row * 6 + c]);
+    const double inv = 1.0 / std::sqrt(ss / 6 + 1e-6);
+    for (size_t c = 0; c < 6; ++c)
+      CHECK(ov[row * 6 + c] == doctest::Approx((xv[row * 6 + c] + rv[row * 6 + c]) * inv * wv[c]).epsilon(1e-13));
+  }
 }
 
 TEST_CASE("fused: segment_mean averages each segment over its real tokens") {

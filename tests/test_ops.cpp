@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -1097,9 +1098,10 @@ Arr rope_ref(const Arr& x, double theta, int64_t pos_offset) {
 }
 
 // softmax(q k^T * scale + mask) v with query i seeing keys j <= i + S - L when causal.
-Arr sdpa_ref(const Arr& q, const Arr& k, const Arr& v, bool causal, double scale) {
+// No scale means 1/sqrt(D), as in the op.
+Arr sdpa_ref(const Arr& q, const Arr& k, const Arr& v, bool causal, std::optional<double> scale_arg) {
   const int64_t B = q.shape[0], H = q.shape[1], L = q.shape[2], D = q.shape[3], S = k.shape[2];
-  if (scale == 0) scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale = scale_arg ? *scale_arg : 1.0 / std::sqrt(static_cast<double>(D));
   Arr out = q;
   std::vector<double> p(static_cast<size_t>(S));
   for (int64_t b = 0; b < B; ++b)
@@ -1256,10 +1258,10 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
   struct Case {
     int64_t L, S;
     bool causal;
-    double scale;
+    std::optional<double> scale;  // nullopt: the default 1/sqrt(Dh)
   };
-  const std::vector<Case> cases{{4, 4, true, 0.0},  {2, 5, true, 0.0}, {1, 5, true, 0.0}, {3, 5, false, 0.0},
-                                {4, 4, false, 0.0}, {4, 4, true, 0.5}, {5, 2, false, 0.0}};
+  const std::vector<Case> cases{{4, 4, true, {}},  {2, 5, true, {}},  {1, 5, true, {}},  {3, 5, false, {}},
+                                {4, 4, false, {}}, {4, 4, true, 0.5}, {5, 2, false, {}}, {3, 3, true, 0.0}};
   uint64_t seed = 800;
   for (DType dt : kFloatTypes) {
     for (const Case& c : cases) {
@@ -1269,7 +1271,7 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
       CHECK(out.dtype() == dt);
       check_close(out, sdpa_ref(q.ref, k.ref, v.ref, c.causal, c.scale), tol_for(dt),
                   "sdpa " + dname(dt) + " L " + std::to_string(c.L) + " S " + std::to_string(c.S) +
-                      (c.causal ? " causal" : "") + " scale " + std::to_string(c.scale));
+                      (c.causal ? " causal" : "") + " scale " + (c.scale ? std::to_string(*c.scale) : "default"));
     }
     // Non-contiguous q, k, v: [B, L, H, Dh] transposed to [B, H, L, Dh], as a projection gives them.
     const Arr qb = values_for({1, 4, 2, 8}, dt, 901, {}), kb = values_for({1, 4, 2, 8}, dt, 902, {}),
@@ -1277,7 +1279,7 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
     const std::vector<int64_t> perm{0, 2, 1, 3};
     const Tensor out = scaled_dot_product_attention(
         tensor_of(qb, dt).transpose(1, 2), tensor_of(kb, dt).transpose(1, 2), tensor_of(vb, dt).transpose(1, 2), true);
-    check_close(out, sdpa_ref(permute_ref(qb, perm), permute_ref(kb, perm), permute_ref(vb, perm), true, 0.0),
+    check_close(out, sdpa_ref(permute_ref(qb, perm), permute_ref(kb, perm), permute_ref(vb, perm), true, {}),
                 tol_for(dt), "sdpa transposed " + dname(dt));
   }
   // The first query of a causal square attention sees only key 0: its output is v[0].
@@ -1301,13 +1303,13 @@ TEST_CASE("ops: scaled_dot_product_attention is stable for large scores and in b
     const Tensor out = scaled_dot_product_attention(q.t, k.t, v.t, false);
     for (double y : out.to_vector<double>()) CHECK(std::isfinite(y));
     // f32 scores of this size carry ~1e-3 absolute error, hence the loose f32 tolerance.
-    check_close(out, sdpa_ref(q.ref, k.ref, v.ref, false, 0), dt == DType::f64 ? Tol{1e-9, 1e-9} : Tol{5e-3, 5e-3},
+    check_close(out, sdpa_ref(q.ref, k.ref, v.ref, false, {}), dt == DType::f64 ? Tol{1e-9, 1e-9} : Tol{5e-3, 5e-3},
                 "large scores " + dname(dt));
   }
 
   const Operand qb = make({1, 2, 4, 8}, DType::bf16, 8), kb = make({1, 2, 6, 8}, DType::bf16, 9),
                 vb = make({1, 2, 6, 8}, DType::bf16, 10);
-  check_close(scaled_dot_product_attention(qb.t, kb.t, vb.t, true), sdpa_ref(qb.ref, kb.ref, vb.ref, true, 0),
+  check_close(scaled_dot_product_attention(qb.t, kb.t, vb.t, true), sdpa_ref(qb.ref, kb.ref, vb.ref, true, {}),
               tol_for(DType::bf16), "bf16 sdpa");
 }
 
@@ -1335,13 +1337,65 @@ TEST_CASE("ops: backend kernels refuse operands outside their contract, naming t
                        doctest::Contains("causal attention needs S >= L"), Error);
   Tensor table = zeros({4, 3});
   CHECK_THROWS_WITH_AS(be.index_add(table, 0, zeros({2}, {DType::i64}), zeros({3, 3})),
-                       doctest::Contains("index_add: src must be [2, 3]"), Error);
+                       doctest::Contains("index_add: src must be contiguous [2, 3]"), Error);
   Tensor picked = empty({2, 3});
   CHECK_THROWS_WITH_AS(be.index_select(table, 0, zeros({2}, {DType::f32}), picked),
-                       doctest::Contains("index must be contiguous i32/i64"), Error);
+                       doctest::Contains("index_select: index must be i32/i64 of 0 or 1 dims"), Error);
   Tensor dq = empty({1, 1, 4, 8}), dk = empty({1, 1, 2, 8}), dv = empty({1, 1, 3, 8});
   CHECK_THROWS_WITH_AS(be.attention_backward(out, q, kv, kv, out, att_lse, 1.0, false, dq, dk, dv),
                        doctest::Contains("dv must be contiguous like k"), Error);
+
+  // matmul: one message for a shape mismatch, naming both operands.
+  Tensor mm_out = empty({2, 3, 5});
+  CHECK_THROWS_WITH_AS(be.matmul(zeros({2, 3, 4}), zeros({2, 3, 5}), mm_out),
+                       doctest::Contains("matmul: inner dims differ: a is [2, 3, 4]"), Error);
+  CHECK_THROWS_WITH_AS(be.matmul(zeros({2, 3, 4}), zeros({2, 4, 5}, {DType::f64}), mm_out),
+                       doctest::Contains("matmul: expected operands of one floating dtype"), Error);
+  Tensor mm_small = empty({2, 3, 4});
+  CHECK_THROWS_WITH_AS(be.matmul(zeros({2, 3, 4}), zeros({2, 4, 5}), mm_small),
+                       doctest::Contains("matmul: out must be contiguous [2, 3, 5]"), Error);
+  // A layout the GEMM cannot read in place is the op's to pack, not the kernel's.
+  const Tensor stepped = zeros({2, 3, 4, 2}).select(3, 0);  // strides [24, 8, 2]
+  CHECK_THROWS_WITH_AS(be.matmul(stepped, zeros({2, 4, 5}), mm_out),
+                       doctest::Contains("matmul: operand a is neither row- nor column-major"), Error);
+  // elementwise, reductions, copies.
+  Tensor ew = empty({2, 3});
+  CHECK_THROWS_WITH_AS(be.binary(BinaryOp::add, zeros({2, 3}), zeros({2, 3}, {DType::f64}), ew),
+                       doctest::Contains("add: operand dtypes differ"), Error);
+  Tensor ew_bool = empty({2, 3}, {DType::boolean});
+  CHECK_THROWS_WITH_AS(
+      be.binary(BinaryOp::sub, zeros({2, 3}, {DType::boolean}), zeros({2, 3}, {DType::boolean}), ew_bool),
+      doctest::Contains("sub: not defined for bool tensors"), Error);
+  CHECK_THROWS_WITH_AS(be.binary(BinaryOp::lt, zeros({2, 3}), zeros({2, 3}), ew),
+                       doctest::Contains("lt: out must be contiguous bool"), Error);
+  CHECK_THROWS_WITH_AS(be.unary(UnaryOp::exp, zeros({2, 3}, {DType::i64}), ew, 0.0),
+                       doctest::Contains("exp: out must be contiguous of x's shape and dtype"), Error);
+  Tensor ew_int = empty({2, 3}, {DType::i64});
+  CHECK_THROWS_WITH_AS(be.unary(UnaryOp::exp, zeros({2, 3}, {DType::i64}), ew_int, 0.0),
+                       doctest::Contains("exp: not defined for integer tensors"), Error);
+  CHECK_THROWS_WITH_AS(be.where(zeros({2, 3}), zeros({2, 3}), zeros({2, 3}), ew),
+                       doctest::Contains("where: condition must be bool"), Error);
+  Tensor rows = empty({2});
+  CHECK_THROWS_WITH_AS(be.reduce(ReduceOp::max, zeros({2, 0}), rows),
+                       doctest::Contains("max: cannot reduce over zero elements"), Error);
+  Tensor rows3 = empty({3});
+  CHECK_THROWS_WITH_AS(be.reduce(ReduceOp::sum, zeros({2, 3}), rows3),
+                       doctest::Contains("sum: out must be contiguous [2] of x's dtype"), Error);
+  be.reduce(ReduceOp::sum, zeros({2, 0}), rows);  // a sum over nothing is 0, on every backend
+  CHECK(rows.to_vector<double>() == std::vector<double>{0.0, 0.0});
+  CHECK_THROWS_WITH_AS(be.softmax(zeros({2, 3}).t(), ew, false),
+                       doctest::Contains("softmax: x must be contiguous floating [R, C]"), Error);
+  CHECK_THROWS_WITH_AS(be.copy(zeros({3, 2}), ew), doctest::Contains("copy: shapes differ"), Error);
+  Tensor strided = zeros({3, 2}).t();
+  CHECK_THROWS_WITH_AS(be.fill(strided, 1.0), doctest::Contains("fill: out must be contiguous"), Error);
+  // Fused ops whose checks moved to kernel_args: swiglu_backward and add_rms_norm.
+  Tensor dg = empty({2, 4}), du = empty({2, 3});
+  CHECK_THROWS_WITH_AS(be.swiglu_backward(zeros({2, 4}), zeros({2, 4}), zeros({2, 4}), dg, du),
+                       doctest::Contains("swiglu_backward: dup must be contiguous like x [2, 4]"), Error);
+  Tensor h = empty({2, 4}), normed = empty({2, 4}), rstd = empty({2});
+  CHECK_THROWS_WITH_AS(be.add_rms_norm_forward(zeros({2, 4}), zeros({2, 4}, {DType::f64}), ones({4}), 1e-5, h,
+                                               normed, rstd),
+                       doctest::Contains("add_rms_norm: residual must be contiguous like x [2, 4]"), Error);
 }
 
 // ---------------------------------------------------------------------------

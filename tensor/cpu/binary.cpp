@@ -1,4 +1,4 @@
-// binary.cpp — elementwise functions of two tensors, and where(cond, a, b).
+// binary.cpp — elementwise functions of two tensors: out = f(a, b).
 //
 // Operands arrive broadcast to out's shape (stride 0 along broadcast dims), so
 // the common layouts of a run are: all contiguous, or one side a single value
@@ -7,12 +7,13 @@
 //
 // Integer arithmetic wraps; integer division truncates toward zero (C) and a
 // zero divisor is an error. Bool supports the comparisons and add/mul/maximum/
-// minimum as or/and/or/and.
+// minimum as or/and/or/and (check_binary_args refuses the rest).
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/strided.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -117,21 +118,14 @@ void arithmetic_bool(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out)
     case BinaryOp::maximum: return binary_loop<bool, bool>(a, b, out, [](bool x, bool y) { return x || y; });
     case BinaryOp::mul:
     case BinaryOp::minimum: return binary_loop<bool, bool>(a, b, out, [](bool x, bool y) { return x && y; });
-    default:
-      fail(op_name(op), ": not defined for bool tensors: a is ", a.describe(), ", b is ", b.describe(),
-           " (convert to a numeric dtype first)");
+    default: fail("binary: ", op_name(op), " on bool is refused by check_binary_args");
   }
 }
 
 }  // namespace
 
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
-  const char* name = op_name(op);
-  LORY_CHECK(a.dtype() == b.dtype(), name, ": operand dtypes differ: a is ", a.describe(), ", b is ", b.describe());
-  LORY_CHECK(a.shape() == out.shape() && b.shape() == out.shape(), name, ": operands must have out's shape: a is ",
-             a.describe(), ", b is ", b.describe(), ", out is ", out.describe());
-  const DType want = is_comparison(op) ? DType::boolean : a.dtype();
-  LORY_CHECK(out.dtype() == want, name, ": out must be ", dtype_name(want), ", got ", out.describe());
+  check_binary_args(op, a, b, out);
   dispatch(a.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (is_comparison(op)) {
@@ -143,37 +137,6 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& o
     } else {
       arithmetic_bool(op, a, b, out);
     }
-  });
-}
-
-// out = cond ? a : b; a, b have out's dtype and shape, cond is a bool view.
-void CpuBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
-  LORY_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got ", cond.describe());
-  LORY_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "where: operand dtypes must match out: a is ",
-             a.describe(), ", b is ", b.describe(), ", out is ", out.describe());
-  LORY_CHECK(cond.shape() == out.shape() && a.shape() == out.shape() && b.shape() == out.shape(),
-             "where: operands must have out's shape: cond is ", cond.describe(), ", a is ", a.describe(), ", b is ",
-             b.describe(), ", out is ", out.describe());
-  dispatch(out.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const bool* cp = ptr<bool>(cond);
-    const T* ap = ptr<T>(a);
-    const T* bp = ptr<T>(b);
-    T* op = ptr<T>(out);
-    for_each_segment<4>(out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
-                        [&](int64_t, const auto& off, int64_t n, const auto& in) {
-                          T* o = op + off[0];
-                          const bool* c = cp + off[1];
-                          const T* x = ap + off[2];
-                          const T* y = bp + off[3];
-                          if (in[0] == 1 && in[1] == 1 && in[2] == 1 && in[3] == 1) {
-                            LORY_SIMD
-                            for (int64_t j = 0; j < n; ++j) o[j] = c[j] ? x[j] : y[j];
-                          } else {
-                            for (int64_t j = 0; j < n; ++j)
-                              o[j * in[0]] = c[j * in[1]] ? x[j * in[2]] : y[j * in[3]];
-                          }
-                        });
   });
 }
 

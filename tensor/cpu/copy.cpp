@@ -1,5 +1,5 @@
 // copy.cpp — moving and making elements: strided copy with dtype conversion,
-// fill, arange and Philox random numbers.
+// fill and arange (random numbers are random.cpp).
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -8,7 +8,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/strided.h"
-#include "tensor/philox.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -64,7 +64,7 @@ bool copy_transposed(const S* s, D* d, const StridedLayout<2>& lay) {
 // a transpose goes tile by tile; anything else walks both views and converts
 // element by element.
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
-  LORY_CHECK(src.shape() == dst.shape(), "copy: shapes differ: src is ", src.describe(), ", dst is ", dst.describe());
+  check_copy_args(src, dst);
   if (dst.numel() == 0) return;
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
     const size_t elem = dtype_size(dst.dtype());
@@ -104,6 +104,7 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst) {
 }
 
 void CpuBackend::fill(Tensor& out, double value) {
+  check_fill_args(out, "fill");
   dispatch(out.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T v = cast_to<T>(value);
@@ -123,31 +124,12 @@ void CpuBackend::fill(Tensor& out, double value) {
 // Computed in double from the index (not by repeated addition), so element i
 // is exact whatever the length, then converted to out's dtype.
 void CpuBackend::arange(Tensor& out, double start, double step) {
+  check_fill_args(out, "arange");
   dispatch(out.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = ptr<T>(out);
     for_each_segment<1>(out.shape(), {&out.strides()}, [&](int64_t i0, const auto& off, int64_t n, const auto& in) {
       for (int64_t j = 0; j < n; ++j) o[off[0] + j * in[0]] = cast_to<T>(start + static_cast<double>(i0 + j) * step);
-    });
-  });
-}
-
-// Element i (row-major) is philox::uniform_at / normal_at(seed, offset, i):
-// the same numbers the CUDA kernel draws, whatever the thread split.
-void CpuBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b) {
-  dispatch(out.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* o = ptr<T>(out);
-    for_each_segment<1>(out.shape(), {&out.strides()}, [&](int64_t i0, const auto& off, int64_t n, const auto& in) {
-      T* p = o + off[0];
-      if (dist == RandomDist::uniform) {
-        const double width = b - a;
-        for (int64_t j = 0; j < n; ++j)
-          p[j * in[0]] = cast_to<T>(a + width * philox::uniform_at(seed, offset, static_cast<uint64_t>(i0 + j)));
-      } else {
-        for (int64_t j = 0; j < n; ++j)
-          p[j * in[0]] = cast_to<T>(a + b * philox::normal_at(seed, offset, static_cast<uint64_t>(i0 + j)));
-      }
     });
   });
 }

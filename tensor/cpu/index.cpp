@@ -7,7 +7,6 @@
 // Every index is checked before any element moves, so a bad index throws a
 // message naming the value and the bound, and leaves `out` untouched.
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -107,19 +106,7 @@ void CpuBackend::index_add(Tensor& out, int64_t dim, const Tensor& idx, const Te
   dispatch(out.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
-    // A strided src is packed first, so the loop below reads contiguous runs.
-    std::unique_ptr<T[]> packed;  // not vector: vector<bool> has no data()
-    const T* sp = ptr<T>(src);
-    if (!src.is_contiguous()) {
-      packed.reset(new T[static_cast<size_t>(src.numel())]);
-      T* pp = packed.get();
-      const Strides dense = contiguous_strides(src.shape());
-      for_each_segment<2>(src.shape(), {&dense, &src.strides()},
-                          [&](int64_t, const auto& off, int64_t cnt, const auto& in) {
-                            for (int64_t i = 0; i < cnt; ++i) pp[off[0] + i * in[0]] = sp[off[1] + i * in[1]];
-                          });
-      sp = pp;
-    }
+    const T* sp = ptr<T>(src);  // contiguous (check_index_add_args): rows are runs of s.inner
     T* op = ptr<T>(out);
     // Columns in chunks of >= 64 elements, so two threads never share a cache line.
     const int64_t width = std::min<int64_t>(s.inner, 64);

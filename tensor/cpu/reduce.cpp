@@ -1,4 +1,4 @@
-// reduce.cpp — row reductions of an [O, R] view, and (log-)softmax of rows.
+// reduce.cpp — row reductions of an [O, R] view.
 //
 // reduce: out[o] = sum/max/min over r of x[o, r]. Sums of floating types
 // accumulate in double (a million f32 values keep ~f32 precision), integer
@@ -20,6 +20,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -132,12 +133,7 @@ void reduce_typed(const Tensor& x, Tensor& out) {
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out) {
-  const char* name = op_name(op);
-  LORY_CHECK(x.dim() == 2, name, ": kernel expects a [O, R] view, got ", x.describe());
-  LORY_CHECK(out.numel() == x.size(0) && out.is_contiguous(), name, ": out must be contiguous with ", x.size(0),
-             " elements, got ", out.describe());
-  LORY_CHECK(out.dtype() == x.dtype(), name, ": dtypes differ: x is ", x.describe(), ", out is ", out.describe());
-  LORY_CHECK(op == ReduceOp::sum || x.size(1) > 0, name, ": cannot reduce over zero elements of ", x.describe());
+  check_reduce_args(op, x, out);
   dispatch(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     switch (op) {
@@ -145,59 +141,6 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out) {
       case ReduceOp::max: return reduce_typed<T, ReduceOp::max>(x, out);
       case ReduceOp::min: return reduce_typed<T, ReduceOp::min>(x, out);
     }
-  });
-}
-
-// (log-)softmax of each row of a contiguous [R, C]: subtract the row max
-// (so exp never overflows), exponentiate with Eigen's vectorised exp, sum in
-// f32 (f64 for f64), then scale (softmax) or shift by log of the sum
-// (log_softmax, which never takes log of a rounded probability).
-void CpuBackend::softmax(const Tensor& x, Tensor& out, bool log) {
-  const char* name = log ? "log_softmax" : "softmax";
-  LORY_CHECK(x.dim() == 2 && x.is_contiguous() && out.is_contiguous() && x.shape() == out.shape(), name,
-             ": kernel expects contiguous [R, C] input and output of one shape, got x ", x.describe(), ", out ",
-             out.describe());
-  LORY_CHECK(x.dtype() == out.dtype(), name, ": dtypes differ: x is ", x.describe(), ", out is ", out.describe());
-  const int64_t R = x.size(0), C = x.size(1);
-  if (R == 0 || C == 0) return;
-  dispatch_floating(x, name, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    using Cmp = compute_t<T>;
-    using ArrT = Eigen::Array<T, Eigen::Dynamic, 1>;
-    using ArrC = Eigen::Array<Cmp, Eigen::Dynamic, 1>;
-    const T* xp = ptr<T>(x);
-    T* op = ptr<T>(out);
-    parallel_for(0, R, grain_for(C), [&](int64_t b, int64_t e) {
-      // 16-bit inputs: the row widened, and its exponentials, in the compute type.
-      std::vector<Cmp> wide_buf(std::is_same_v<T, Cmp> ? 0 : static_cast<size_t>(2 * C));
-      for (int64_t r = b; r < e; ++r) {
-        Eigen::Map<const ArrT> xr(xp + r * C, C);
-        Eigen::Map<ArrT> orow(op + r * C, C);
-        auto row_softmax = [&](const auto& xs) {
-          const Cmp m = xs.template maxCoeff<Eigen::PropagateNaN>();
-          if (log) {
-            // (x - m) - log(sum), not x - (m + log(sum)): m + log(sum) would be
-            // rounded at the magnitude of m (1000 + 0.92 keeps 4 digits in f32).
-            const Cmp log_sum = std::log((xs - m).exp().sum());
-            orow = ((xs - m) - log_sum).template cast<T>();
-          } else if constexpr (std::is_same_v<T, Cmp>) {
-            orow = (xs - m).exp();
-            orow /= orow.sum();
-          } else {
-            Eigen::Map<ArrC> ex(wide_buf.data() + C, C);
-            ex = (xs - m).exp();
-            orow = (ex / ex.sum()).template cast<T>();
-          }
-        };
-        if constexpr (std::is_same_v<T, Cmp>) {
-          row_softmax(xr);
-        } else {
-          Eigen::Map<ArrC> xs(wide_buf.data(), C);
-          xs = xr.template cast<Cmp>();
-          row_softmax(xs);
-        }
-      }
-    });
   });
 }
 

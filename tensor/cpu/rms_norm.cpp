@@ -1,8 +1,14 @@
-// rms_norm.cpp — RMSNorm (Zhang & Sennrich 2019) over the last dim, fused.
+// rms_norm.cpp — RMSNorm (Zhang & Sennrich 2019) over the last dim, fused:
+// Backend::rms_norm_forward, add_rms_norm_forward and rms_norm_backward
+// (the CUDA versions are cuda/rms_norm.cu; the ops, tensor/ops/nn.cpp).
 //
 // Forward, per row x of length D:
 //   r = 1 / sqrt(mean(x^2) + eps),   y = x * r * w
-// and r is saved (f32 [R]). Backward, with g = dy * w:
+// and r is saved (f32 [R]). add_rms_norm first forms the row h = x + residual,
+// rounded to the storage dtype exactly as binary(add) rounds it, writes it to
+// `sum`, and normalises h while the row is still in cache: one pass over the
+// rows instead of an add pass and a norm pass, and the same bits as the two
+// (the norm of h is the very code rms_norm runs). Backward, with g = dy * w:
 //   dx = r * g - (r^3 / D) * (g . x) * x
 //   dw = sum over rows of dy * x * r
 // dw is a sum over every row, so it is computed deterministically: rows are
@@ -37,26 +43,61 @@ Vec<compute_t<T>> widened(const Tensor& w) {
 
 }  // namespace
 
+namespace {
+
+// One row h of length D (a row of x, or of add_rms_norm's sum): y = h * r * w
+// and *rstd = r. One code path for both forwards, so add_rms_norm normalises
+// exactly as rms_norm does.
+template <typename T>
+void normalize_row(const T* h, const Vec<compute_t<T>>& w, int64_t D, double eps, T* y, float* rstd) {
+  using C = compute_t<T>;
+  const auto hs = Eigen::Map<const Vec<T>>(h, D).template cast<C>();  // lazy: no copy
+  const C inv = C(1) / std::sqrt(hs.square().sum() / static_cast<C>(D) + static_cast<C>(eps));
+  Eigen::Map<Vec<T>>(y, D) = (hs * inv * w).template cast<T>();
+  *rstd = static_cast<float>(inv);
+}
+
+}  // namespace
+
 void CpuBackend::rms_norm_forward(const Tensor& x, const Tensor& weight, double eps, Tensor& out, Tensor& rstd) {
-  const char* kernel = "rms_norm";
-  check_rms_norm_args(x, weight, rstd, kernel);
-  check_rows_like(out, x, kernel, "out");
+  check_rms_norm_args(x, weight, out, rstd);
   const int64_t R = x.size(0), D = x.size(1);
   if (R == 0 || D == 0) return;
   float* rp = ptr<float>(rstd);
-  dispatch_floating(x, kernel, [&](auto tag) {
+  dispatch_floating(x, "rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const Vec<compute_t<T>> w = widened<T>(weight);
+    const T* xp = ptr<T>(x);
+    T* op = ptr<T>(out);
+    parallel_for(0, R, grain_for(D), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) normalize_row<T>(xp + r * D, w, D, eps, op + r * D, rp + r);
+    });
+  });
+}
+
+void CpuBackend::add_rms_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps,
+                                      Tensor& sum, Tensor& out, Tensor& rstd) {
+  check_add_rms_norm_args(x, residual, weight, sum, out, rstd);
+  const int64_t R = x.size(0), D = x.size(1);
+  if (R == 0 || D == 0) return;
+  float* rp = ptr<float>(rstd);
+  dispatch_floating(x, "add_rms_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = compute_t<T>;
     const Vec<C> w = widened<T>(weight);
     const T* xp = ptr<T>(x);
+    const T* resp = ptr<T>(residual);
+    T* sp = ptr<T>(sum);
     T* op = ptr<T>(out);
-    parallel_for(0, R, grain_for(D), [&](int64_t b, int64_t e) {
+    parallel_for(0, R, grain_for(2 * D), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
-        const auto xs = Eigen::Map<const Vec<T>>(xp + r * D, D).template cast<C>();  // lazy: no copy
-        Eigen::Map<Vec<T>> orow(op + r * D, D);
-        const C inv = C(1) / std::sqrt(xs.square().sum() / static_cast<C>(D) + static_cast<C>(eps));
-        orow = (xs * inv * w).template cast<T>();
-        rp[r] = static_cast<float>(inv);
+        const T* xr = xp + r * D;
+        const T* rr = resp + r * D;
+        T* h = sp + r * D;
+        // h = x + residual, rounded as binary(add) rounds it (tensor/cpu/binary.cpp).
+        LORY_SIMD
+        for (int64_t c = 0; c < D; ++c) h[c] = cast_to<T>(static_cast<C>(xr[c]) + static_cast<C>(rr[c]));
+        normalize_row<T>(h, w, D, eps, op + r * D, rp + r);
       }
     });
   });

@@ -16,7 +16,7 @@ namespace lory {
 using namespace cpu;
 
 void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
-  check_swiglu_args(gate, up, out, "swiglu");
+  check_swiglu_args(gate, up, out);
   const int64_t R = out.size(0), F = out.size(1);
   if (R == 0 || F == 0) return;
   dispatch_floating(out, "swiglu", [&](auto tag) {
@@ -42,10 +42,7 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
 // (silu'(x) = s (1 + x (1 - s))), in f32 for bf16/f16, each rounded once.
 void CpuBackend::swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) {
   const char* kernel = "swiglu_backward";
-  check_swiglu_args(gate, up, dy, kernel);
-  check_rows_like(dgate, dy, kernel, "dgate");
-  check_rows_like(dup, dy, kernel, "dup");
-  LORY_CHECK(dy.is_contiguous(), kernel, ": dy must be contiguous, got ", dy.describe());
+  check_swiglu_backward_args(dy, gate, up, dgate, dup);
   const int64_t R = dy.size(0), F = dy.size(1);
   if (R == 0 || F == 0) return;
   dispatch_floating(dy, kernel, [&](auto tag) {

@@ -7,13 +7,14 @@
 // computed, and rounded once on store.
 //
 // Integer types support neg, abs and the scalar ops (add, mul, pow); the
-// transcendental functions are refused (the op layer promotes integer inputs
-// of those to f32 before calling the kernel).
+// other functions are refused by check_unary_args (tensor/kernel_args.h: the
+// op layer promotes integer inputs of those to f32 before calling the kernel).
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
 #include "tensor/cpu/strided.h"
+#include "tensor/kernel_args.h"
 
 namespace lory {
 
@@ -112,7 +113,7 @@ void unary_integer(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
       case UnaryOp::pow_scalar:
         return static_cast<T>(float_to_int64(std::pow(static_cast<double>(v), scalar)));
       default:
-        return v;  // refused before the loop
+        return v;  // refused by check_unary_args
     }
   };
   const T* xp = ptr<T>(x);
@@ -126,23 +127,14 @@ void unary_integer(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double scalar) {
-  LORY_CHECK(x.dtype() == out.dtype(), op_name(op), ": input and output dtypes differ: x is ", x.describe(),
-             ", out is ", out.describe());
-  LORY_CHECK(x.shape() == out.shape(), op_name(op), ": input and output shapes differ: x is ", x.describe(),
-             ", out is ", out.describe());
+  check_unary_args(op, x, out);
   dispatch(x.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (is_float_v<T>) {
       unary_floating<T>(op, x, out, scalar);
     } else if constexpr (is_int_v<T>) {
-      const bool ok = op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::add_scalar ||
-                      op == UnaryOp::mul_scalar || op == UnaryOp::pow_scalar;
-      LORY_CHECK(ok, op_name(op), ": not defined for integer tensors, got ", x.describe(),
-                 " (convert to a floating dtype first)");
       unary_integer<T>(op, x, out, scalar);
-    } else {
-      fail(op_name(op), ": not defined for bool tensors, got ", x.describe(), " (convert to a numeric dtype first)");
-    }
+    }  // bool: refused by check_unary_args
   });
 }
 

@@ -3,6 +3,7 @@
 // The backward of a gather is a scatter-add: every selected slice's gradient
 // is added back at the position it came from, so an index that appears twice
 // gets both gradients (index_add, accumulated in index order: deterministic).
+#include "tensor/kernel_args.h"
 #include "tensor/ops/op_util.h"
 
 namespace lory {
@@ -11,9 +12,7 @@ using namespace ops_detail;
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_same_device(x, index, "index_select");
-  LORY_CHECK(index.dtype() == DType::i64 || index.dtype() == DType::i32,
-             "index_select: index must be i32 or i64, got ", index.describe());
-  LORY_CHECK(index.dim() <= 1, "index_select: index must be 0-d or 1-d, got ", index.describe());
+  check_index_operand(index, "index_select");
   LORY_CHECK(x.dim() > 0, "index_select: cannot index a 0-d tensor");
   const int64_t d = normalize_dim(dim, x.dim(), "index_select");
   const Tensor idx = index.reshape({index.numel()}).contiguous();
@@ -29,7 +28,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   SavedTensor si(idx);
   return record("IndexSelectBackward", {x}, out, [in_shape, d, si](const Tensor& g) {
     Tensor gx = zeros(in_shape, {g.dtype(), g.device(), false});
-    kernels(gx).index_add(gx, d, si.get("IndexSelectBackward"), g.contiguous());
+    kernels(gx).index_add(gx, d, si.get("IndexSelectBackward"), g.contiguous());  // the kernel takes contiguous src
     return std::vector<Tensor>{gx};
   });
 }

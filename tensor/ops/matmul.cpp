@@ -1,12 +1,41 @@
-// matmul.cpp — matrix products.
+// matmul.cpp — matrix products: the op definitions of bmm and matmul.
 //
-// bmm is the one primitive: [B, M, K] @ [B, K, N] on the backend's GEMM, with
-// backward dA = dC B^T and dB = A^T dC — themselves bmm calls on transposed
-// views, which the GEMM reads without a copy. matmul is composed from bmm and
-// views (unsqueeze, expand, reshape), so NumPy's 1-d and broadcast-batch rules
-// get their gradients from those views' backwards for free.
+// Trace (tensor/ops.h declares both ops):
+//   op        here: bmm checks (check_bmm_operands, tensor/kernel_args.h),
+//             packs the operands the GEMM cannot read in place, allocates,
+//             calls Backend::matmul and records BmmBackward; matmul reshapes
+//             its operands into one bmm
+//   contract  tensor/backend.h (Backend::matmul), tensor/kernel_args.h
+//             (check_matmul_args, gemm_operand)
+//   kernels   CPU: tensor/cpu/matmul.cpp (Eigen);  CUDA: cuda/matmul.cu, on
+//             the cuBLASLt wrapper cuda/gemm.cu
+//   backward  BmmBackward below, two more bmm calls (so two more GEMMs)
+//   tests     tests/test_ops.cpp, tests/test_autograd.cpp, tests/cuda/test_cuda_ops.cpp
+//
+// bmm is the one primitive: C = A B for A [B, M, K], B [B, K, N], C [B, M, N]
+// (batch by batch). Its backward, given dC [B, M, N]:
+//   dA = dC B^T   [B, M, N] @ [B, N, K] -> [B, M, K]
+//   dB = A^T dC   [B, K, M] @ [B, M, N] -> [B, K, N]
+// both bmm calls on transposed views (transpose(1, 2)), which the GEMM reads
+// as column-major without a copy.
+//
+// matmul has no backward of its own: it is composed from bmm and views
+// (unsqueeze, expand, reshape), so its backward is bmm's, and NumPy's 1-d and
+// broadcast-batch rules get their gradients from those views' backwards (a
+// broadcast batch is summed back by expand's backward, a folded batch is
+// unfolded by reshape's).
+//
+// Layout: which operands go to the GEMM as they are is decided once, by
+// gemm_operand (tensor/kernel_args.h): a row- or column-major matrix with
+// non-overlapping rows is read in place by both kernels; bmm packs anything
+// else into a contiguous copy here, before the kernel, and the kernels refuse
+// (never repack) an operand outside that rule. The one repacking below this
+// layer is CUDA's: cuBLASLt may have no algorithm for an operand starting at
+// an odd address, and cuda/gemm.cu then copies both operands to aligned
+// memory (an alignment fallback, not a layout decision).
 #include <algorithm>
 
+#include "tensor/kernel_args.h"
 #include "tensor/ops/op_util.h"
 
 namespace lory {
@@ -15,25 +44,20 @@ using namespace ops_detail;
 
 namespace {
 
-// A GEMM operand must be row-major (stride(-1) == 1) or column-major
-// (stride(-2) == 1) in its last two dims; anything else is packed first.
-Tensor gemm_ready(const Tensor& m) {
-  return (m.stride(-1) == 1 || m.stride(-2) == 1) ? m : m.clone();
-}
+// The GEMM reads m in place if gemm_operand accepts it; anything else is packed.
+Tensor gemm_ready(const Tensor& m) { return gemm_operand(m) ? m : m.contiguous(); }
 
-void check_matmul_operands(const Tensor& a, const Tensor& b, const char* op) {
+void check_matmul_dtypes(const Tensor& a, const Tensor& b, const char* op) {
   check_same_device(a, b, op);
-  LORY_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ: a is ", a.describe(), ", b is ", b.describe());
-  LORY_CHECK(is_floating(a.dtype()), op, ": expected floating operands, got a ", a.describe(), ", b ", b.describe());
+  LORY_CHECK(a.dtype() == b.dtype() && is_floating(a.dtype()), op, ": expected operands of one floating dtype, got a ",
+             a.describe(), ", b ", b.describe());
 }
 
 }  // namespace
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
-  check_matmul_operands(a, b, "bmm");
-  LORY_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-d operands, got a ", a.describe(), ", b ", b.describe());
-  LORY_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ: a is ", a.describe(), ", b is ", b.describe());
-  LORY_CHECK(a.size(2) == b.size(1), "bmm: inner dims differ: a is ", a.describe(), ", b is ", b.describe());
+  check_same_device(a, b, "bmm");
+  check_bmm_operands(a, b, "bmm");
   Tensor out = empty_on({a.size(0), a.size(1), b.size(2)}, a.dtype(), a);
   if (out.numel() > 0) {
     NoGradGuard no_grad;
@@ -44,12 +68,12 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   return record("BmmBackward", {a, b}, out, [sa, sb](const Tensor& g) {
     const Tensor& a = sa.get("BmmBackward");
     const Tensor& b = sb.get("BmmBackward");
-    return std::vector<Tensor>{bmm(g, b.transpose(1, 2)), bmm(a.transpose(1, 2), g)};
+    return std::vector<Tensor>{bmm(g, b.transpose(1, 2)), bmm(a.transpose(1, 2), g)};  // dA = dC B^T, dB = A^T dC
   });
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  check_matmul_operands(a_in, b_in, "matmul");
+  check_matmul_dtypes(a_in, b_in, "matmul");
   LORY_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: operands must have at least 1 dim, got a ",
              a_in.describe(), ", b ", b_in.describe());
   // NumPy: a 1-d a is a row vector [1, K], a 1-d b a column vector [K, 1];

@@ -12,6 +12,7 @@
 // segment_mean reuse RMSNorm's backward and compose theirs from ops.
 #include <cmath>
 
+#include "tensor/kernel_args.h"
 #include "tensor/ops/op_util.h"
 
 namespace lory {
@@ -59,13 +60,7 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_same_device(logits, targets, "cross_entropy");
-  check_floating(logits, "cross_entropy");
-  LORY_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, V], got ", logits.describe());
-  LORY_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0),
-             "cross_entropy: targets must be [N] for logits [N, V]: logits is ", logits.describe(), ", targets is ",
-             targets.describe());
-  LORY_CHECK(targets.dtype() == DType::i64 || targets.dtype() == DType::i32,
-             "cross_entropy: targets must be i32 or i64, got ", targets.describe());
+  check_cross_entropy_inputs(logits, targets, "cross_entropy");
   const int64_t N = logits.size(0);
   Tensor x, t, row_loss, lse, loss, count;
   {
@@ -95,7 +90,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 
 namespace {
 
-// The backward of y = rms_norm(x) given its saved [R, D] input, weight and rstd.
+// The backward of y = rms_norm(x) given its saved [R, D] input, weight and
+// rstd (f32 [R], r = 1 / sqrt(mean(x^2) + eps) per row): one
+// Backend::rms_norm_backward kernel (tensor/cpu/rms_norm.cpp,
+// cuda/rms_norm.cu) with g = dy * w,
+//   dx = r g - (r^3 / D) (g . x) x   [R, D]      dw = Σ_rows dy x r   [D]
+// (dw summed over rows in a fixed order on both devices).
 BackwardFn rms_norm_backward_fn(const Tensor& x2, const Tensor& w, const Tensor& rstd, const Shape& shape) {
   const int64_t D = x2.size(1), R = x2.size(0);
   SavedTensor sx(x2), sw(w), sr(rstd);
@@ -115,6 +115,13 @@ BackwardFn rms_norm_backward_fn(const Tensor& x2, const Tensor& w, const Tensor&
 
 }  // namespace
 
+// rms_norm — trace:
+//   declared  tensor/ops.h; x [..., D] is run as its [R, D] rows, weight [D]
+//   kernel    Backend::rms_norm_forward (tensor/backend.h): CPU
+//             tensor/cpu/rms_norm.cpp, CUDA cuda/rms_norm.cu; contract
+//             check_rms_norm_args (tensor/kernel_args.h)
+//   backward  RmsNormBackward: rms_norm_backward_fn above, a kernel of its own
+//   tests     tests/test_ops.cpp, tests/test_autograd.cpp, tests/cuda/test_cuda_nn.cpp
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   check_same_device(x, weight, "rms_norm");
   check_floating(x, "rms_norm");
@@ -136,6 +143,17 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   return record("RmsNormBackward", {x, weight}, out, rms_norm_backward_fn(x2, w, rstd, x.shape()));
 }
 
+// add_rms_norm — trace:
+//   declared  tensor/ops.h; x and residual [..., D] run as [R, D] rows
+//   kernel    Backend::add_rms_norm_forward (tensor/backend.h), one pass that
+//             writes h = x + residual and rms_norm(h): CPU
+//             tensor/cpu/rms_norm.cpp, CUDA cuda/rms_norm.cu; contract
+//             check_add_rms_norm_args (tensor/kernel_args.h)
+//   backward  two nodes, as if the add and the norm had run apart:
+//             AddBackward (dx = dresidual = dh) and RmsNormBackward
+//             (rms_norm_backward_fn above, on the saved h)
+//   tests     tests/test_fused_kernels.cpp (fused = unfused, bit for bit),
+//             tests/cuda/test_cuda_nn.cpp
 AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps) {
   check_same_device(x, residual, "add_rms_norm");
   check_same_device(x, weight, "add_rms_norm");
@@ -170,9 +188,8 @@ AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w
 }
 
 Tensor segment_mean(const Tensor& x, int64_t T) {
-  check_floating(x, "segment_mean");
-  LORY_CHECK(x.dim() == 3, "segment_mean: x must be [B, L, d], got ", x.describe());
-  LORY_CHECK(T > 0, "segment_mean: segment length must be > 0, got ", T);
+  check_defined(x, "segment_mean");
+  check_segment_mean_input(x, T);
   const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = (L + T - 1) / T;
   Tensor out;
   {
@@ -197,9 +214,7 @@ Tensor segment_mean(const Tensor& x, int64_t T) {
 
 Tensor rope(const Tensor& x, double theta, int64_t pos_offset) {
   check_defined(x, "rope");
-  check_floating(x, "rope");
-  LORY_CHECK(x.dim() == 4, "rope: expected x as [B, L, H, Dh], got ", x.describe());
-  LORY_CHECK(x.size(-1) % 2 == 0, "rope: head dim must be even, got ", x.describe());
+  check_rope_input(x, "rope");
   LORY_CHECK(theta > 0, "rope: theta must be positive, got ", theta);
   LORY_CHECK(pos_offset >= 0, "rope: pos_offset must be >= 0, got ", pos_offset);
   Tensor out;
@@ -219,21 +234,14 @@ Tensor rope(const Tensor& x, double theta, int64_t pos_offset) {
   });
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, double scale) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    std::optional<double> scale_arg) {
   check_same_device(q, k, "scaled_dot_product_attention");
   check_same_device(q, v, "scaled_dot_product_attention");
-  check_floating(q, "scaled_dot_product_attention");
-  LORY_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
-             "scaled_dot_product_attention: expected q [B, H, L, Dh], k and v [B, H, S, Dh]; got q ", q.describe(),
-             ", k ", k.describe(), ", v ", v.describe());
-  LORY_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), "scaled_dot_product_attention: dtypes differ: q ",
-             q.describe(), ", k ", k.describe(), ", v ", v.describe());
-  LORY_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
-             "scaled_dot_product_attention: shapes do not match: q ", q.describe(), ", k ", k.describe(), ", v ",
-             v.describe());
-  LORY_CHECK(!causal || k.size(2) >= q.size(2), "scaled_dot_product_attention: causal attention needs at least as "
-             "many keys as queries: q ", q.describe(), ", k ", k.describe());
-  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  check_attention_inputs(q, k, v, causal, "scaled_dot_product_attention");
+  LORY_CHECK(!scale_arg || std::isfinite(*scale_arg), "scaled_dot_product_attention: scale must be finite, got ",
+             *scale_arg);
+  const double scale = scale_arg ? *scale_arg : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   Tensor qc, kc, vc, out, lse;
   {
     NoGradGuard no_grad;

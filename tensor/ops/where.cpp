@@ -1,4 +1,9 @@
 // where.cpp — choose elementwise between two tensors by a boolean mask.
+//
+// Trace: kernels tensor/cpu/where.cpp and cuda/where.cu (Backend::where), the
+// contract check_where_args in tensor/kernel_args.h; the backward is where
+// again, with zeros on the other side, summed back to each input's shape.
+#include "tensor/kernel_args.h"
 #include "tensor/ops/op_util.h"
 
 namespace lory {
@@ -8,7 +13,7 @@ using namespace ops_detail;
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
-  LORY_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got ", cond.describe());
+  check_where_condition(cond);
   const Shape ab = broadcast_operands(a, b, "where");
   LORY_CHECK(shapes_broadcast(cond.shape(), ab), "where: condition ", cond.describe(),
              " cannot be broadcast with the operands: a is ", a.describe(), ", b is ", b.describe());

@@ -16,10 +16,12 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/graph.h"
 #include "cuda/cuda_backend.h"
+#include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 #include "tests/cuda/compare.h"
@@ -567,6 +569,82 @@ TEST_CASE("cuda: after a warm-up step no op calls cudaMalloc") {
   CHECK(after.cache_hits > before.cache_hits);
   CHECK(after.allocated_bytes == before.allocated_bytes);  // nothing leaked across steps
   CHECK(after.cached_bytes > 0);
+}
+
+// The argument contract of each kernel is one function in tensor/kernel_args.h
+// that both backends call: the same bad call gives the same message on both.
+TEST_CASE("cuda: a kernel refuses what the CPU kernel refuses, with the same message") {
+  auto message = [](const std::function<void(Backend&, Device)>& call, Backend& be, Device dev) {
+    try {
+      call(be, dev);
+    } catch (const Error& e) {
+      // Drop the device from the operands' descriptions: "(f32, cpu)" vs "(f32, cuda:0)".
+      std::string m = e.what();
+      const std::string device = ", " + dev.str() + ")";
+      for (size_t p = m.find(device); p != std::string::npos; p = m.find(device)) m.replace(p, device.size(), ")");
+      return m;
+    }
+    return std::string("(no error)");
+  };
+  const std::vector<std::pair<std::string, std::function<void(Backend&, Device)>>> calls{
+      {"matmul inner dims",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2, 3, 5}, {DType::f32, d});
+         be.matmul(zeros({2, 3, 4}, {DType::f32, d}), zeros({2, 3, 5}, {DType::f32, d}), out);
+       }},
+      {"matmul layout",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2, 3, 5}, {DType::f32, d});
+         be.matmul(zeros({2, 3, 4, 2}, {DType::f32, d}).select(3, 0), zeros({2, 4, 5}, {DType::f32, d}), out);
+       }},
+      {"binary dtypes",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2, 3}, {DType::f32, d});
+         be.binary(BinaryOp::add, zeros({2, 3}, {DType::f32, d}), zeros({2, 3}, {DType::f64, d}), out);
+       }},
+      {"unary integer",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2, 3}, {DType::i64, d});
+         be.unary(UnaryOp::exp, zeros({2, 3}, {DType::i64, d}), out, 0.0);
+       }},
+      {"where condition",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2}, {DType::f32, d});
+         be.where(zeros({2}, {DType::f32, d}), zeros({2}, {DType::f32, d}), zeros({2}, {DType::f32, d}), out);
+       }},
+      {"reduce empty max",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2}, {DType::f32, d});
+         be.reduce(ReduceOp::max, zeros({2, 0}, {DType::f32, d}), out);
+       }},
+      {"softmax layout",
+       [](Backend& be, Device d) {
+         Tensor out = empty({2, 3}, {DType::f32, d});
+         be.softmax(zeros({3, 2}, {DType::f32, d}).t(), out, false);
+       }},
+      {"fill strided",
+       [](Backend& be, Device d) {
+         Tensor out = zeros({3, 2}, {DType::f32, d}).t();
+         be.fill(out, 1.0);
+       }},
+      {"add_rms_norm residual",
+       [](Backend& be, Device d) {
+         Tensor h = empty({2, 4}, {DType::f32, d}), o = empty({2, 4}, {DType::f32, d});
+         Tensor r = empty({2}, {DType::f32, d});
+         be.add_rms_norm_forward(zeros({2, 4}, {DType::f32, d}), zeros({2, 3}, {DType::f32, d}),
+                                 ones({4}, {DType::f32, d}), 1e-5, h, o, r);
+       }},
+  };
+  for (const auto& [what, call] : calls) {
+    const std::string on_cpu = message(call, cpu_backend(), cpu_device());
+    const std::string on_gpu = message(call, cuda_backend(0), kGpu);
+    CHECK_MESSAGE(on_cpu != "(no error)", what);
+    CHECK_MESSAGE(on_cpu == on_gpu, what);
+  }
+  // A sum over no elements is 0 on both.
+  Tensor out = full({2}, 7.0, {DType::f32, kGpu});
+  cuda_backend(0).reduce(ReduceOp::sum, zeros({2, 0}, {DType::f32, kGpu}), out);
+  CHECK(out.to(cpu_device()).to_vector<double>() == std::vector<double>{0.0, 0.0});
 }
 
 TEST_CASE("cuda: errors name the op and the device") {

@@ -1,6 +1,7 @@
-// segments.cu — the mean hidden state of each routing segment (Lory §3.1),
-// as tensor/cpu/segment_mean.cpp: x [B, L, d] -> out [B, N, d], N = ceil(L/T),
-// the last segment averaged over its real tokens.
+// segment_mean.cu — the mean hidden state of each routing segment (Lory
+// §3.1; Backend::segment_mean, the CPU twin is tensor/cpu/segment_mean.cpp):
+// x [B, L, d] -> out [B, N, d], N = ceil(L/T), the last segment averaged over
+// its real tokens.
 //
 // One thread per output element (segment, channel): consecutive threads take
 // consecutive channels, so each of the T token rows it sums is read
