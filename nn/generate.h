@@ -30,9 +30,9 @@ int64_t sample_token(const std::vector<double>& logits, const SamplingOptions& o
 struct GenerateOptions {
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
-  uint64_t seed = 0;                  // token i uses uniform (seed, i) from Philox
-  Routing routing = Routing::prompt;  // prompt or segment
-  int64_t stop_token = -1;            // stop after generating this token (e.g. EOS); -1: never
+  uint64_t seed = 0;                                    // token i uses uniform (seed, i) from Philox
+  InferenceRouting routing = InferenceRouting::prompt;  // prompt (paper §3.1) or segment
+  int64_t stop_token = -1;  // stop after generating this token (e.g. EOS); -1: never
 };
 
 // Returns the generated tokens (not the prompt); calls on_token for each as

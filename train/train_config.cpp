@@ -195,7 +195,7 @@ const std::vector<Key>& config_keys() {
       r.set = [](C& c, const Value& v, const std::string& where) {
         if (v.kind != Value::string || (v.s != "causal_segment" && v.s != "prefix"))
           bad_value(where, "model.routing", v, "allowed values: causal_segment, prefix");
-        c.model.resolved.routing = nn::parse_routing(v.s);
+        c.model.resolved.routing = nn::parse_training_routing(v.s);
       };
       r.get = [](const C& c) { return of(std::string(nn::routing_name(c.model.resolved.routing))); };
       k.push_back(r);

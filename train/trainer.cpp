@@ -343,7 +343,7 @@ void Trainer::log_step(double loss, const StepReport& report, double lr, double 
 
 void Trainer::run_eval() {
   if (!eval_set_) return;
-  const nn::Routing routing = nn::parse_routing(config_.eval.routing, "eval.routing");
+  const nn::ForwardRouting routing = nn::parse_forward_routing(config_.eval.routing, "eval.routing");
   const EvalResult r = evaluate(*model_, *eval_set_, routing, config_.eval.batch);
   nlohmann::ordered_json j{{"type", "eval"},   {"step", state_.step}, {"tokens", state_.tokens},
                            {"loss", r.loss},   {"ppl", r.ppl},        {"routing", r.routing}};
