@@ -50,7 +50,8 @@ enum class InferenceRouting {
   // generated token (decoding then costs what a dense model's does).
   prompt,
   // Re-route every T tokens from the mean of the segment just completed:
-  // causal_segment computed incrementally.
+  // causal_segment computed incrementally (paper §5.5: on downstream tasks,
+  // no real difference from prompt routing).
   segment,
 };
 

@@ -2,10 +2,11 @@
 // top-k and top-p (nucleus) sampling, reproducible from a seed.
 //
 // The prompt is run once (filling every layer's KV cache and, for Lory
-// layers, making the prompt's routing decision); then each new token costs
-// one single-position forward. With prompt routing (paper §3.1) every Lory
-// layer keeps the merged FFN of the prompt, so decoding costs what a dense
-// model's does.
+// layers, making the first routing decision); then each new token costs one
+// single-position forward. With prompt routing (InferenceRouting::prompt,
+// paper §3.1) every Lory layer keeps the merged FFN of the prompt, so
+// decoding costs what a dense model's does; with segment routing it merges
+// again each time T more tokens complete a segment.
 #pragma once
 
 #include <cstdint>

@@ -36,7 +36,7 @@ namespace lory::nn {
 struct LoryCache {
   int64_t position = 0;  // tokens this layer has seen
   Tensor weights;        // [B, E]: the routing weights of the current segment
-  Tensor segment_sum;    // [B, d] f32: sum of the current segment's inputs (segment routing)
+  Tensor segment_sum;    // [B, d] f32 (f64 for f64 inputs): sum of the current segment's inputs (segment routing)
 };
 
 class LoryFFN : public Module {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/graph.h"
@@ -143,6 +144,28 @@ TEST_CASE("config: config.json round-trips, and a dense one is a plain LlamaConf
   CHECK(dense.find("\"model_type\": \"llama\"") != std::string::npos);
   CHECK(dense.find("num_experts") == std::string::npos);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("config: training and inference routings are different types; each parser names the other kind") {
+  // A function that takes one kind cannot be handed the other (compile-time checks).
+  static_assert(!std::is_convertible_v<TrainingRouting, InferenceRouting>);
+  static_assert(!std::is_constructible_v<InferenceState, int64_t, int64_t, TrainingRouting>);
+  static_assert(!std::is_invocable_v<decltype(&LoryFFN::forward_cached), LoryFFN&, const Tensor&, TrainingRouting,
+                                     LoryCache&>);
+  // A whole-sequence forward takes either.
+  static_assert(std::is_convertible_v<TrainingRouting, ForwardRouting>);
+  static_assert(std::is_convertible_v<InferenceRouting, ForwardRouting>);
+  CHECK(parse_training_routing("prefix") == TrainingRouting::prefix);
+  CHECK(parse_inference_routing("segment") == InferenceRouting::segment);
+  CHECK(std::get<InferenceRouting>(parse_forward_routing("prompt")) == InferenceRouting::prompt);
+  CHECK(std::string(routing_name(ForwardRouting{TrainingRouting::causal_segment})) == "causal_segment");
+  CHECK_THROWS_WITH_AS(parse_inference_routing("causal_segment", "--routing"),
+                       "--routing: 'causal_segment' is a training routing; generation routes by prompt or segment",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_forward_routing("current_segment", "--routing"),
+                       "--routing: 'current_segment' is not one of causal_segment, prefix (training routings), "
+                       "prompt, segment (inference routings)",
+                       Error);
 }
 
 TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and the file") {
