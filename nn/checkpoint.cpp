@@ -104,7 +104,7 @@ std::unique_ptr<LoryLM> export_dense(LoryLM& lory, const Tensor& prompt_ids) {
   LORY_CHECK(prompt_ids.dim() == 2 && prompt_ids.size(0) == 1 && prompt_ids.size(1) > 0,
              "export_dense: prompt_ids must be [1, P] with P > 0, got ", prompt_ids.describe());
   NoGradGuard no_grad;
-  lory.forward(prompt_ids, {Routing::prompt});  // routes every layer from the prompt's mean
+  lory.forward(prompt_ids, {InferenceRouting::prompt});  // routes every layer from the prompt's mean
   LoryConfig config = lory.config;
   config.num_experts = 0;
   const Tensor& any = lory.parameter("lm_head.weight");

@@ -18,11 +18,10 @@ namespace lory::nn {
 namespace {
 using Json = nlohmann::ordered_json;
 
-const std::vector<std::pair<Routing, const char*>> kRoutings = {{Routing::causal_segment, "causal_segment"},
-                                                                {Routing::prefix, "prefix"},
-                                                                {Routing::prompt, "prompt"},
-                                                                {Routing::segment, "segment"},
-                                                                {Routing::current_segment, "current_segment"}};
+const std::vector<std::pair<TrainingRouting, const char*>> kTrainingRoutings = {
+    {TrainingRouting::causal_segment, "causal_segment"}, {TrainingRouting::prefix, "prefix"}};
+const std::vector<std::pair<InferenceRouting, const char*>> kInferenceRoutings = {
+    {InferenceRouting::prompt, "prompt"}, {InferenceRouting::segment, "segment"}};
 const std::vector<std::pair<FirstSegment, const char*>> kFirstSegments = {{FirstSegment::self, "self"},
                                                                           {FirstSegment::uniform, "uniform"}};
 
@@ -44,8 +43,38 @@ E parse_in(const std::vector<std::pair<E, const char*>>& table, const std::strin
 }
 }  // namespace
 
-const char* routing_name(Routing r) { return name_in(kRoutings, r); }
-Routing parse_routing(const std::string& name, const std::string& where) { return parse_in(kRoutings, name, where); }
+const char* routing_name(TrainingRouting r) { return name_in(kTrainingRoutings, r); }
+const char* routing_name(InferenceRouting r) { return name_in(kInferenceRoutings, r); }
+const char* routing_name(const ForwardRouting& r) {
+  return std::visit([](auto routing) { return routing_name(routing); }, r);
+}
+
+namespace {
+template <typename E>
+bool is_name_in(const std::vector<std::pair<E, const char*>>& table, const std::string& name) {
+  for (const auto& [v, n] : table)
+    if (name == n) return true;
+  return false;
+}
+}  // namespace
+
+TrainingRouting parse_training_routing(const std::string& name, const std::string& where) {
+  if (is_name_in(kInferenceRoutings, name))
+    fail(where, ": '", name, "' is an inference routing (generation chooses it); a model trains with ",
+         "causal_segment or prefix");
+  return parse_in(kTrainingRoutings, name, where);
+}
+InferenceRouting parse_inference_routing(const std::string& name, const std::string& where) {
+  if (is_name_in(kTrainingRoutings, name))
+    fail(where, ": '", name, "' is a training routing; generation routes by prompt or segment");
+  return parse_in(kInferenceRoutings, name, where);
+}
+ForwardRouting parse_forward_routing(const std::string& name, const std::string& where) {
+  if (is_name_in(kTrainingRoutings, name)) return parse_in(kTrainingRoutings, name, where);
+  if (is_name_in(kInferenceRoutings, name)) return parse_in(kInferenceRoutings, name, where);
+  fail(where, ": '", name, "' is not one of causal_segment, prefix (training routings), prompt, segment ",
+       "(inference routings)");
+}
 const char* first_segment_name(FirstSegment f) { return name_in(kFirstSegments, f); }
 FirstSegment parse_first_segment(const std::string& name, const std::string& where) {
   return parse_in(kFirstSegments, name, where);
@@ -75,9 +104,6 @@ void LoryConfig::validate(const std::string& where) const {
   LORY_CHECK(router_init_std > 0, where, ": router_init_std must be > 0 (a zero router never learns: with identical ",
              "experts its gradient is zero), got ", router_init_std);
   LORY_CHECK(!tie_word_embeddings, where, ": tie_word_embeddings must be false (Lory models have untied embeddings)");
-  LORY_CHECK(routing == Routing::causal_segment || routing == Routing::prefix, where, ": routing must be ",
-             "causal_segment or prefix for training, got ", routing_name(routing),
-             " (prompt and segment are inference modes, chosen at generation time)");
 }
 
 FlopsPerToken flops_per_token(const LoryConfig& c, int64_t context) {
@@ -236,7 +262,7 @@ const std::vector<std::pair<std::string, Key>>& keys() {
       {"segment_length", int_key(&LoryConfig::segment_length)},
       {"routing",
        {[](LoryConfig& c, const Json& v, const std::string& where) {
-          c.routing = parse_routing(string_of(v, where), where);
+          c.routing = parse_training_routing(string_of(v, where), where);
         },
         [](const LoryConfig& c) { return Json(routing_name(c.routing)); }}},
       {"first_segment",

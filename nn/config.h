@@ -1,13 +1,14 @@
 // config.h — LoryConfig: the model's shape, in Hugging Face LlamaConfig terms
-// plus the Lory keys.
+// plus the Lory keys; and the routing types.
 //
 // Read from and written to config.json (nn/config.cpp) with LlamaConfig's key
 // names, so a dense checkpoint directory is one that transformers'
 // LlamaForCausalLM loads, and a Lory one adds:
 //   num_experts      E, experts per FFN layer; 0 is a dense model (plain SwiGLU FFNs)
 //   segment_length   T, tokens per routing segment (paper: 256)
-//   routing          causal_segment (paper §3.1, the training default) or
-//                    prefix (§5.1 ablation: segment 1 routes the whole sequence)
+//   routing          the TrainingRouting the model trains with: causal_segment
+//                    (paper §3.1, the default) or prefix (§5.1 ablation: segment 1
+//                    routes the whole sequence)
 //   first_segment    self (paper: segment 1 routed by its own mean, with a
 //                    stop-gradient on the router side) or uniform (strictly
 //                    causal: segment 1 uses the plain average of the experts)
@@ -17,22 +18,56 @@
 
 #include <cstdint>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace lory::nn {
 
-// How a Lory layer picks the routing weights of each segment.
-enum class Routing {
-  causal_segment,   // segment k uses softmax(R(mean of segment k-1)); segment 1 its own, stop-gradient
-  prefix,           // every segment uses segment 1's weights (paper §5.1 ablation)
-  prompt,           // inference: one decision from the mean of the prompt, for every token
-  segment,          // inference: re-route every T tokens while generating (causal_segment with a cache)
-  current_segment,  // NOT causal: segment k uses its own mean. Exists only so that the
-                    // causality tests can show they fail on a leaky model; never train with it.
+// ---- routing: how a Lory layer picks the merge weights of each segment ----
+//
+// Training and generation route differently, and they are different types,
+// so that a function that takes one cannot be handed the other:
+//   TrainingRouting   how the model trains (the config's `routing` key);
+//                     LoryLM::loss and the trainer use it.
+//   InferenceRouting  how generation with a KV cache routes (nn/generate.h,
+//                     LoryLM::forward_cached); chosen when generating, never
+//                     stored in a config.
+// A whole-sequence forward (LoryLM::forward, evaluation) can route either
+// way, so it takes a ForwardRouting: either of the two.
+
+enum class TrainingRouting {
+  // Paper §3.1, eq. (3): segment k (k > 1) is merged with the weights of the
+  // segment before it,  e = Softmax(R(h̄_{k-1})),  h̄_{k-1} = (1/T) Σ_{x ∈ S_{k-1}} h_x;
+  // segment 1 with its own weights, behind a stop-gradient (first_segment).
+  causal_segment,
+  // Paper §5.1 ablation: every segment is merged with segment 1's weights.
+  prefix,
 };
-const char* routing_name(Routing r);
-// Throws naming `where` and the allowed values.
-Routing parse_routing(const std::string& name, const std::string& where = "routing");
+
+enum class InferenceRouting {
+  // Paper §3.1, "prompt-only routing during inference": one decision per
+  // layer from the mean hidden state of the prompt, for the prompt and every
+  // generated token (decoding then costs what a dense model's does).
+  prompt,
+  // Re-route every T tokens from the mean of the segment just completed:
+  // causal_segment computed incrementally (paper §5.5: on downstream tasks,
+  // no real difference from prompt routing).
+  segment,
+};
+
+// What a whole-sequence forward accepts. InferenceRouting there means "route
+// these tokens as generation would": prompt = one decision from the first
+// prompt_length tokens (ForwardOptions); segment = what causal_segment computes.
+using ForwardRouting = std::variant<TrainingRouting, InferenceRouting>;
+
+const char* routing_name(TrainingRouting r);
+const char* routing_name(InferenceRouting r);
+const char* routing_name(const ForwardRouting& r);
+// Each throws naming `where` and the allowed values (and, for a name of the
+// other kind, what it is).
+TrainingRouting parse_training_routing(const std::string& name, const std::string& where = "routing");
+InferenceRouting parse_inference_routing(const std::string& name, const std::string& where = "routing");
+ForwardRouting parse_forward_routing(const std::string& name, const std::string& where = "routing");
 
 enum class FirstSegment { self, uniform };
 const char* first_segment_name(FirstSegment f);
@@ -55,7 +90,7 @@ struct LoryConfig {
   // ---- Lory ----
   int64_t num_experts = 0;
   int64_t segment_length = 256;
-  Routing routing = Routing::causal_segment;
+  TrainingRouting routing = TrainingRouting::causal_segment;
   FirstSegment first_segment = FirstSegment::self;
   double router_init_std = 0.02;
 

@@ -2,10 +2,11 @@
 // top-k and top-p (nucleus) sampling, reproducible from a seed.
 //
 // The prompt is run once (filling every layer's KV cache and, for Lory
-// layers, making the prompt's routing decision); then each new token costs
-// one single-position forward. With prompt routing (paper §3.1) every Lory
-// layer keeps the merged FFN of the prompt, so decoding costs what a dense
-// model's does.
+// layers, making the first routing decision); then each new token costs one
+// single-position forward. With prompt routing (InferenceRouting::prompt,
+// paper §3.1) every Lory layer keeps the merged FFN of the prompt, so
+// decoding costs what a dense model's does; with segment routing it merges
+// again each time T more tokens complete a segment.
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,9 @@ int64_t sample_token(const std::vector<double>& logits, const SamplingOptions& o
 struct GenerateOptions {
   int64_t max_new_tokens = 32;
   SamplingOptions sampling;
-  uint64_t seed = 0;                  // token i uses uniform (seed, i) from Philox
-  Routing routing = Routing::prompt;  // prompt or segment
-  int64_t stop_token = -1;            // stop after generating this token (e.g. EOS); -1: never
+  uint64_t seed = 0;                                    // token i uses uniform (seed, i) from Philox
+  InferenceRouting routing = InferenceRouting::prompt;  // prompt (paper §3.1) or segment
+  int64_t stop_token = -1;  // stop after generating this token (e.g. EOS); -1: never
 };
 
 // Returns the generated tokens (not the prompt); calls on_token for each as

@@ -1,4 +1,4 @@
-// lory_ffn.cpp — see lory_ffn.h.
+// lory_ffn.cpp — the Lory layer (see lory_ffn.h for the equations and the steps).
 #include "nn/lory_ffn.h"
 
 #include <algorithm>
@@ -36,49 +36,58 @@ Tensor LoryFFN::merged_ffn(const Tensor& xs, const Tensor& weights) const {
   return merged_linear(swiglu(gate, up), weights, down_experts, recompute_merged);
 }
 
-Tensor LoryFFN::forward(const Tensor& x, Routing routing, int64_t prompt_length) {
+Tensor LoryFFN::forward(const Tensor& x, const ForwardRouting& routing, int64_t prompt_length) {
   check_input(x);
+  if (x.size(1) == 0) return zeros_like(x);
+  const InferenceRouting* inference = std::get_if<InferenceRouting>(&routing);
+  Tensor weights;  // [B, N, E]: the weights each segment's merge uses
+  if (inference && *inference == InferenceRouting::prompt)
+    weights = prompt_weights(x, prompt_length);
+  else  // segment routing over a whole sequence is causal_segment
+    weights = segment_weights(x, inference ? TrainingRouting::causal_segment : std::get<TrainingRouting>(routing));
+  last_weights_ = weights.detach();
+  return segmentwise_ffn(x, weights);
+}
+
+Tensor LoryFFN::prompt_weights(const Tensor& x, int64_t prompt_length) const {
+  // §3.1, prompt-only routing: one decision from the mean of the prompt, for every segment.
+  const int64_t B = x.size(0), L = x.size(1), T = segment_length, E = num_experts;
+  const int64_t N = (L + T - 1) / T;
+  const int64_t P = prompt_length > 0 ? std::min(prompt_length, L) : L;
+  return route_probs(mean(x.narrow(1, 0, P), {1}, true)).expand({B, N, E});
+}
+
+Tensor LoryFFN::segment_weights(const Tensor& x, TrainingRouting routing) const {
+  const int64_t B = x.size(0), L = x.size(1), T = segment_length, E = num_experts;
+  const int64_t N = (L + T - 1) / T;
+  // Steps 1-2: p_k = Softmax(R(h̄_k)), from segment k's own mean (eq. (3) before the shift).
+  const Tensor probs = route_probs(segment_means(x, T));  // [B, N, E]
+  // Segment 1: its own weights behind a stop-gradient on the router side
+  // (the text after eq. (3)), or the plain expert average, strictly causal.
+  const Tensor first = first_segment == FirstSegment::uniform
+                           ? full({B, 1, E}, 1.0 / static_cast<double>(E), {probs.dtype(), probs.device(), false})
+                           : probs.narrow(1, 0, 1).detach();
+  if (N == 1) return first;
+  if (routing == TrainingRouting::prefix)  // §5.1: segment 1 decides for all
+    return cat({first, probs.narrow(1, 0, 1).expand({B, N - 1, E})}, 1);
+  // Step 3, the causal shift of eq. (3): segment k (k > 1) uses p_{k-1}.
+  return cat({first, probs.narrow(1, 0, N - 1)}, 1);
+}
+
+Tensor LoryFFN::segmentwise_ffn(const Tensor& x, const Tensor& weights) const {
   const int64_t B = x.size(0), L = x.size(1), d = x.size(2), T = segment_length, E = num_experts;
   const int64_t N = (L + T - 1) / T;
-  if (L == 0) return zeros_like(x);
-
-  Tensor weights;  // [B, N, E]: the weights each segment's merge uses
-  if (routing == Routing::prompt) {
-    // One decision from the mean of the prompt, for every segment (§3.1, inference).
-    const int64_t P = prompt_length > 0 ? std::min(prompt_length, L) : L;
-    weights = route_probs(mean(x.narrow(1, 0, P), {1}, true)).expand({B, N, E});
-  } else {
-    const Tensor probs = route_probs(segment_means(x, T));  // [B, N, E]: p_k from segment k's own mean
-    // Segment 1: its own weights behind a stop-gradient (eq. 3 and the text
-    // after it), or the plain expert average for a strictly causal model.
-    const Tensor first = first_segment == FirstSegment::uniform
-                             ? full({B, 1, E}, 1.0 / static_cast<double>(E), {probs.dtype(), probs.device(), false})
-                             : probs.narrow(1, 0, 1).detach();
-    if (routing == Routing::current_segment) {  // leaky on purpose (see config.h)
-      weights = probs;
-    } else if (N == 1) {
-      weights = first;
-    } else if (routing == Routing::prefix) {  // §5.1: segment 1 decides for all
-      weights = cat({first, probs.narrow(1, 0, 1).expand({B, N - 1, E})}, 1);
-    } else {  // causal_segment (and segment): segment k uses p_{k-1}
-      weights = cat({first, probs.narrow(1, 0, N - 1)}, 1);
-    }
-  }
-  last_weights_ = weights.detach();
-
   // Tokens grouped by segment: [B*N, T, d], the last segment zero-padded.
   const Tensor padded = N * T == L ? x : cat({x, zeros({B, N * T - L, d}, {x.dtype(), x.device(), false})}, 1);
   const Tensor y = merged_ffn(padded.reshape({B * N, T, d}), weights.reshape({B * N, E})).view({B, N * T, d});
   return N * T == L ? y : y.narrow(1, 0, L);
 }
 
-Tensor LoryFFN::forward_cached(const Tensor& x, Routing routing, LoryCache& cache) {
+Tensor LoryFFN::forward_cached(const Tensor& x, InferenceRouting routing, LoryCache& cache) {
   check_input(x);
-  LORY_CHECK(routing == Routing::prompt || routing == Routing::segment || routing == Routing::causal_segment,
-             "LoryFFN: generation routes by prompt or segment, not ", routing_name(routing));
   const int64_t L = x.size(1), T = segment_length, E = num_experts;
   if (L == 0) return zeros_like(x);
-  if (routing == Routing::prompt) {
+  if (routing == InferenceRouting::prompt) {
     if (!cache.weights.defined()) cache.weights = route_probs(mean(x, {1}));  // [B, E], once
     cache.position += L;
     last_weights_ = cache.weights.unsqueeze(1).detach();
@@ -90,7 +99,7 @@ Tensor LoryFFN::forward_cached(const Tensor& x, Routing routing, LoryCache& cach
   std::vector<Tensor> outputs;
   for (int64_t p = 0; p < L;) {
     const int64_t segment = cache.position / T, offset = cache.position % T;
-    if (offset == 0 && segment > 0) {  // segment k-1 just completed: route segment k from its mean
+    if (offset == 0 && segment > 0) {  // segment k-1 just completed: e = Softmax(R(h̄_{k-1})), eq. (3)
       cache.weights = route_probs((cache.segment_sum / static_cast<double>(T)).to(x.dtype()));
       cache.segment_sum = Tensor();
     }

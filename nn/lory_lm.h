@@ -19,20 +19,23 @@
 
 namespace lory::nn {
 
+// How a whole-sequence forward routes its Lory layers: a TrainingRouting
+// (what training computes), or an InferenceRouting (what generation would
+// compute on the same tokens; nn/config.h).
 struct ForwardOptions {
-  Routing routing;            // how Lory layers route
-  int64_t prompt_length = 0;  // prompt routing: tokens whose mean decides (0 = all)
+  ForwardRouting routing;     // e.g. {TrainingRouting::causal_segment} or {InferenceRouting::prompt, P}
+  int64_t prompt_length = 0;  // InferenceRouting::prompt: tokens whose mean decides (0 = all)
 };
 
 // What generation keeps between calls: per layer, keys/values and the Lory
 // routing state.
 struct InferenceState {
-  InferenceState(int64_t num_layers, int64_t capacity, Routing routing)
+  InferenceState(int64_t num_layers, int64_t capacity, InferenceRouting routing)
       : kv(num_layers), lory(num_layers), capacity(capacity), routing(routing) {}
   std::vector<KVCache> kv;
   std::vector<LoryCache> lory;
-  int64_t capacity;  // positions the KV caches hold
-  Routing routing;   // prompt or segment
+  int64_t capacity;          // positions the KV caches hold
+  InferenceRouting routing;  // prompt or segment
   int64_t length() const { return kv.empty() ? 0 : kv[0].length; }
 };
 
@@ -63,7 +66,8 @@ class LoryLM : public Module {
  public:
   explicit LoryLM(const LoryConfig& config, InitOptions init = {});
 
-  // ids: integer [B, L] -> logits [B, L, V]. Routing defaults to the config's.
+  // ids: integer [B, L] -> logits [B, L, V]. Routing defaults to the config's
+  // (the TrainingRouting the model trains with).
   Tensor forward(const Tensor& ids);
   Tensor forward(const Tensor& ids, const ForwardOptions& options);
   // The same from input embeddings x: [B, L, d] (what model.embed_tokens
@@ -74,11 +78,11 @@ class LoryLM : public Module {
   Tensor hidden_states(const Tensor& ids, const ForwardOptions& options);
   // Incremental: ids [B, L] are the tokens after state.length(); returns their logits.
   Tensor forward_cached(const Tensor& ids, InferenceState& state);
-  InferenceState new_inference_state(int64_t capacity, Routing routing) const {
+  InferenceState new_inference_state(int64_t capacity, InferenceRouting routing) const {
     return InferenceState(config.num_hidden_layers, capacity, routing);
   }
   // tokens: integer [B, L+1]. Mean cross-entropy of predicting tokens[:, 1:]
-  // from tokens[:, :-1] (an f32 scalar).
+  // from tokens[:, :-1] (an f32 scalar). Routing defaults to the config's.
   Tensor loss(const Tensor& tokens);
   Tensor loss(const Tensor& tokens, const ForwardOptions& options);
 

@@ -1,10 +1,17 @@
-// merge_experts.h — expert merging in parameter space (Lory eq. (3); SMEAR).
+// merge_experts.h — expert merging in parameter space, as GEMMs.
 //
+// The merge of the paper (lory-paper.md): SMEAR's merged FFN, eq. (2),
+//   o_x = FFN(h_x; Σ_{i=1}^{E} e_i · θ_i)
+// which Lory does once per segment with the segment's routing weights, the
+// last part of eq. (3):
+//   θ̄ = Σ_i e_i · θ_i
 // A Lory layer never runs its E experts: per segment s it builds one merged
-// matrix  W̄_s = Σ_i e_si W_i  and runs the tokens of that segment through it.
-// With the experts stacked as W: [E, out, in], the merge of all S segments is
-// one GEMM over the flattened stack,
-//   W̄ = (e [S, E] @ W.view(E, out*in)).view(S, out, in)        (App. B)
+// matrix  W̄_s = Σ_i e_si W_i  (for each of gate, up and down) and runs the
+// tokens of that segment through it. With the experts stacked as
+// W: [E, out, in], the merge of all S segments is one GEMM over the
+// flattened stack,
+//   W̄ = (e [S, E] @ W.view(E, out*in)).view(S, out, in)
+// (6·E·d·f FLOPs per segment for the three matrices: paper App. B's cost),
 // and its backward is two GEMMs:
 //   dW = e^T @ dW̄      (dW_i = Σ_s e_si dW̄_s)
 //   de = dW̄ @ W^T      (de_si = <dW̄_s, W_i>)

@@ -42,7 +42,8 @@ class Module {
   void eval() { train(false); }
   bool training() const { return training_; }
 
-  // Moves/casts every parameter (new leaves that require grad; any .grad is dropped).
+  // Moves/casts every parameter not already there: each becomes a new leaf
+  // (requiring grad as the old one did; its .grad is dropped).
   void to(Device device);
   void to(DType dtype);
   // Drops the accumulated gradient of every parameter.
@@ -72,7 +73,8 @@ struct InitOptions {
   Device device = cpu_device();
 };
 
-// A leaf parameter of `shape` drawn from N(0, std^2) with the global generator.
+// A leaf parameter of `shape` drawn from N(0, std^2) with the global generator
+// (in f32 on the CPU, then converted: the same values for every dtype and device).
 Tensor normal_parameter(const Shape& shape, double std, const InitOptions& options);
 // A leaf parameter filled with `value` (RMSNorm weights start at 1).
 Tensor constant_parameter(const Shape& shape, double value, const InitOptions& options);

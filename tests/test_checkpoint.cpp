@@ -203,7 +203,7 @@ TEST_CASE("checkpoint: an exported dense model computes what the Lory model comp
   CHECK(!dense->config.is_lory());
   NoGradGuard no_grad;
   const Tensor all = ids({7, 3, 11, 2, 9, 40, 12, 5, 33, 1, 8});
-  const Tensor want = lory.forward(all, {Routing::prompt, static_cast<int64_t>(prompt.size())});
+  const Tensor want = lory.forward(all, {InferenceRouting::prompt, static_cast<int64_t>(prompt.size())});
   CHECK(max_abs_diff(dense->forward(all), want) < 1e-12);
   // And a dense directory is a LLaMA one.
   const std::string dir = temp_dir("export");

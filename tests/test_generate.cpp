@@ -70,7 +70,7 @@ TEST_CASE("generate: greedy decoding with the KV cache equals argmax of full rec
   std::vector<int64_t> seq = prompt;
   for (int64_t token : out) {
     const Tensor ids = from_vector(seq, {1, static_cast<int64_t>(seq.size())}, {DType::i64});
-    const Tensor logits = model.forward(ids, {Routing::prompt, static_cast<int64_t>(prompt.size())});
+    const Tensor logits = model.forward(ids, {InferenceRouting::prompt, static_cast<int64_t>(prompt.size())});
     const std::vector<double> last = logits.select(0, 0).select(0, logits.size(1) - 1).to_vector<double>();
     CHECK(token == sample_token(last, {0.0, 0, 1.0}, 0.0));
     seq.push_back(token);

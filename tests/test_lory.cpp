@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ using namespace lory::nn;
 
 namespace {
 
-LoryConfig tiny(Routing routing = Routing::causal_segment, FirstSegment first = FirstSegment::self) {
+LoryConfig tiny(TrainingRouting routing = TrainingRouting::causal_segment, FirstSegment first = FirstSegment::self) {
   LoryConfig c = preset("tiny");
   c.routing = routing;
   c.first_segment = first;
@@ -53,20 +54,61 @@ Tensor logits_of(LoryLM& model, const std::vector<int64_t>& ids, ForwardOptions 
 }
 
 // For each t in `positions`: change token t and return the largest change of
-// the logits at positions before t.
-std::vector<double> earlier_changes(LoryLM& model, const std::vector<int64_t>& ids, Routing routing,
-                                    const std::vector<int64_t>& positions) {
-  const Tensor base = logits_of(model, ids, {routing});
+// the logits ([1, L, V] for a sequence of L ids) at positions before t.
+std::vector<double> earlier_changes(const std::function<Tensor(const std::vector<int64_t>&)>& logits,
+                                    const std::vector<int64_t>& ids, const std::vector<int64_t>& positions) {
+  const Tensor base = logits(ids);
   std::vector<double> changes;
   for (int64_t t : positions) {
     std::vector<int64_t> perturbed = ids;
     perturbed[static_cast<size_t>(t)] = (perturbed[static_cast<size_t>(t)] + 31) % 64;
-    const Tensor other = logits_of(model, perturbed, {routing});
+    const Tensor other = logits(perturbed);
     // The perturbation does reach the logits from t on.
     CHECK(max_abs_diff(base.narrow(1, t, 1), other.narrow(1, t, 1)) > 0);
     changes.push_back(t == 0 ? 0.0 : max_abs_diff(base.narrow(1, 0, t), other.narrow(1, 0, t)));
   }
   return changes;
+}
+
+std::vector<double> earlier_changes(LoryLM& model, const std::vector<int64_t>& ids, TrainingRouting routing,
+                                    const std::vector<int64_t>& positions) {
+  return earlier_changes([&](const std::vector<int64_t>& in) { return logits_of(model, in, {routing}); }, ids,
+                         positions);
+}
+
+// A Lory layer rebuilt here from its parameters, merge_experts.h and the
+// steps of lory_ffn.h, with a choice the real layer does not offer: with
+// causal_shift = false, segment k is merged with the weights of its *own*
+// mean, Softmax(R(h̄_k)), i.e. "simply using the current segment to compute
+// the routing weights", which §3.1 says leaks information. A leaky model
+// exists only in this file, to show that the causality test catches one.
+Tensor rebuilt_lory_ffn(const LoryFFN& ffn, const Tensor& x, bool causal_shift) {
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2), T = ffn.segment_length, E = ffn.num_experts;
+  const int64_t N = (L + T - 1) / T;
+  const Tensor probs = softmax(ffn.router.forward(LoryFFN::segment_means(x, T)), -1);  // [B, N, E]: p_k
+  Tensor weights = probs;  // leaky: segment k uses p_k
+  if (causal_shift) {      // eq. (3): segment k uses p_{k-1}; segment 1 its own, stop-gradient
+    weights = N == 1 ? probs.detach() : cat({probs.narrow(1, 0, 1).detach(), probs.narrow(1, 0, N - 1)}, 1);
+  }
+  const Tensor padded = N * T == L ? x : cat({x, zeros({B, N * T - L, d}, {x.dtype(), x.device(), false})}, 1);
+  const Tensor xs = padded.reshape({B * N, T, d}), w = weights.reshape({B * N, E});
+  const Tensor gate = merged_linear(xs, w, ffn.gate_experts, false);
+  const Tensor up = merged_linear(xs, w, ffn.up_experts, false);
+  const Tensor y = merged_linear(swiglu(gate, up), w, ffn.down_experts, false).view({B, N * T, d});
+  return y.narrow(1, 0, L);
+}
+
+// The logits of `model` with every Lory layer replaced by rebuilt_lory_ffn;
+// the rest as DecoderLayer::forward computes it.
+Tensor rebuilt_logits(LoryLM& model, const std::vector<int64_t>& ids, bool causal_shift) {
+  NoGradGuard no_grad;
+  Tensor x = model.model.embed_tokens.forward(token_ids(ids));
+  for (auto& layer : model.model.layers) {
+    const auto [h, n] = layer->post_attention_layernorm.add_and_forward(
+        x, layer->self_attn.forward(layer->input_layernorm.forward(x)));
+    x = h + rebuilt_lory_ffn(*layer->lory_mlp, n, causal_shift);
+  }
+  return model.lm_head.forward(model.model.norm.forward(x));
 }
 
 }  // namespace
@@ -76,32 +118,42 @@ TEST_CASE("lory: perturbing a token at t >= T never changes the logits before t"
   LoryLM model(tiny());
   const std::vector<int64_t> ids = sequence(14);
   const std::vector<int64_t> positions = {4, 5, 7, 8, 10, 12, 13};  // segments 2, 3 and the partial 4th
-  const std::vector<double> changes = earlier_changes(model, ids, Routing::causal_segment, positions);
+  const std::vector<double> changes = earlier_changes(model, ids, TrainingRouting::causal_segment, positions);
   for (size_t i = 0; i < positions.size(); ++i) {
     INFO("t = " << positions[i]);
     CHECK(changes[i] == 0.0);
   }
   // Prefix routing is causal too.
-  const std::vector<double> prefix = earlier_changes(model, ids, Routing::prefix, positions);
+  const std::vector<double> prefix = earlier_changes(model, ids, TrainingRouting::prefix, positions);
   for (double c : prefix) CHECK(c == 0.0);
 }
 
 TEST_CASE("lory: a model routed by the current segment fails the causality test") {
   manual_seed(1);
   LoryLM model(tiny());
-  const std::vector<double> changes = earlier_changes(model, sequence(14), Routing::current_segment, {5, 9, 13});
-  for (double c : changes) CHECK(c > 1e-6);  // the leak is visible at every segment
+  const std::vector<int64_t> ids = sequence(14);
+  // The rebuilt layers with the causal shift are the model's own: the leaky
+  // model below differs from the real one in its routing only.
+  CHECK(max_abs_diff(rebuilt_logits(model, ids, true), logits_of(model, ids, {TrainingRouting::causal_segment})) ==
+        0.0);
+  const std::vector<double> causal = earlier_changes(
+      [&](const std::vector<int64_t>& in) { return rebuilt_logits(model, in, true); }, ids, {5, 9, 13});
+  for (double c : causal) CHECK(c == 0.0);
+  const std::vector<double> leaky = earlier_changes(
+      [&](const std::vector<int64_t>& in) { return rebuilt_logits(model, in, false); }, ids, {5, 9, 13});
+  for (double c : leaky) CHECK(c > 1e-6);  // the leak is visible at every segment
 }
 
 TEST_CASE("lory: segment 1 routed by its own mean leaks in the forward; first_segment=uniform does not") {
   manual_seed(2);
   const std::vector<int64_t> ids = sequence(14);
-  LoryLM paper(tiny(Routing::causal_segment, FirstSegment::self));
-  const std::vector<double> leak = earlier_changes(paper, ids, Routing::causal_segment, {1, 2, 3});
-  for (double c : leak) CHECK(c > 0.0);  // the documented behaviour of eq. (3), see lory-notes.md
+  LoryLM paper(tiny(TrainingRouting::causal_segment, FirstSegment::self));
+  const std::vector<double> leak = earlier_changes(paper, ids, TrainingRouting::causal_segment, {1, 2, 3});
+  for (double c : leak) CHECK(c > 0.0);  // segment 1 routed by its own mean (§3.1, after eq. (3)); see lory-notes.md
   manual_seed(2);
-  LoryLM strict(tiny(Routing::causal_segment, FirstSegment::uniform));
-  const std::vector<double> none = earlier_changes(strict, ids, Routing::causal_segment, {1, 2, 3, 4, 6, 9, 13});
+  LoryLM strict(tiny(TrainingRouting::causal_segment, FirstSegment::uniform));
+  const std::vector<double> none =
+      earlier_changes(strict, ids, TrainingRouting::causal_segment, {1, 2, 3, 4, 6, 9, 13});
   for (double c : none) CHECK(c == 0.0);
 }
 
@@ -121,7 +173,7 @@ TEST_CASE("lory: the gradient of the logits before t with respect to the input a
     INFO("t = " << t);
     x.set_grad(Tensor());
     model.zero_grad();
-    const Tensor logits = model.forward_embeddings(x, {Routing::causal_segment});
+    const Tensor logits = model.forward_embeddings(x, {TrainingRouting::causal_segment});
     sum(logits.narrow(1, 0, t) * w.narrow(1, 0, t)).backward();
     const Tensor later = x.grad().narrow(1, t, L - t);
     CHECK(amax(abs(later)).item() == 0.0);
@@ -166,7 +218,8 @@ TEST_CASE("lory: with E = 1 the Lory layer is the dense SwiGLU FFN") {
     dense.down_proj.weight.copy_(lory.down_experts.select(0, 0));
   }
   const Tensor x = randn({2, 11, 16}).to(DType::f64);
-  for (Routing r : {Routing::causal_segment, Routing::prefix, Routing::prompt})
+  for (const ForwardRouting& r :
+       std::vector<ForwardRouting>{TrainingRouting::causal_segment, TrainingRouting::prefix, InferenceRouting::prompt})
     CHECK(max_abs_diff(lory.forward(x, r), dense.forward(x)) < 1e-12);
 }
 
@@ -187,7 +240,7 @@ TEST_CASE("lory: with identical experts the layer equals the dense FFN for any r
     }
   }
   const Tensor x = randn({2, 14, c.hidden_size}).to(DType::f64);
-  const Tensor y = lory.forward(x, Routing::causal_segment);
+  const Tensor y = lory.forward(x, TrainingRouting::causal_segment);
   CHECK(max_abs_diff(y, dense.forward(x)) < 1e-12);
   // The routing really was far from uniform.
   CHECK(amax(lory.last_routing_weights()).item() > 0.5);
@@ -201,7 +254,7 @@ TEST_CASE("lory: each segment's output is the FFN whose weights are the routing-
   lory.to(DType::f64);
   const int64_t B = 2, L = 14, T = c.segment_length, E = c.num_experts;
   const Tensor x = randn({B, L, c.hidden_size}).to(DType::f64);
-  const Tensor y = lory.forward(x, Routing::causal_segment);
+  const Tensor y = lory.forward(x, TrainingRouting::causal_segment);
   const Tensor weights = lory.last_routing_weights();  // [B, N, E]
   REQUIRE(weights.shape() == Shape{B, 4, E});
   // Segment means -> softmax(router) -> shifted by one segment; segment 1 its own.
@@ -241,7 +294,7 @@ TEST_CASE("lory: recomputing the merged weights in backward gives the same value
     lory.zero_grad();
     Tensor x = x0.clone();
     x.set_requires_grad(true);
-    const Tensor y = lory.forward(x, Routing::causal_segment);
+    const Tensor y = lory.forward(x, TrainingRouting::causal_segment);
     sum(y * y).backward();
     return std::vector<Tensor>{y.detach(), x.grad(), lory.gate_experts.grad(), lory.down_experts.grad(),
                                lory.router.weight.grad()};
@@ -323,21 +376,21 @@ TEST_CASE("lory: KV-cached generation equals full recomputation, for prompt and 
   for (const int64_t prompt : {int64_t{3}, int64_t{6}}) {
     // prompt routing: the prompt's mean decides once; full recomputation of
     // every prefix with prompt_length = prompt gives the same logits.
-    InferenceState state = model.new_inference_state(16, Routing::prompt);
+    InferenceState state = model.new_inference_state(16, InferenceRouting::prompt);
     const std::vector<int64_t> head(ids.begin(), ids.begin() + prompt);
     Tensor cached = model.forward_cached(token_ids(head), state);
     for (int64_t t = prompt; t <= 12; ++t) {
-      const Tensor full =
-          model.forward(token_ids(std::vector<int64_t>(ids.begin(), ids.begin() + t)), {Routing::prompt, prompt});
+      const Tensor full = model.forward(token_ids(std::vector<int64_t>(ids.begin(), ids.begin() + t)),
+                                        {InferenceRouting::prompt, prompt});
       INFO("prompt " << prompt << ", step " << t);
       CHECK(max_abs_diff(cached.narrow(1, cached.size(1) - 1, 1), full.narrow(1, t - 1, 1)) < 1e-5);
       cached = model.forward_cached(token_ids({ids[static_cast<size_t>(t)]}), state);
     }
   }
   // segment routing with a prompt that covers segment 1: the cache reproduces causal_segment.
-  InferenceState state = model.new_inference_state(16, Routing::segment);
+  InferenceState state = model.new_inference_state(16, InferenceRouting::segment);
   const Tensor first = model.forward_cached(token_ids(std::vector<int64_t>(ids.begin(), ids.begin() + 5)), state);
-  const Tensor full = model.forward(token_ids(ids), {Routing::causal_segment});
+  const Tensor full = model.forward(token_ids(ids), {TrainingRouting::causal_segment});
   CHECK(max_abs_diff(first, full.narrow(1, 0, 5)) < 1e-5);
   for (int64_t t = 5; t < 13; ++t) {
     const Tensor step = model.forward_cached(token_ids({ids[static_cast<size_t>(t)]}), state);
@@ -351,8 +404,8 @@ TEST_CASE("lory: prompt routing equals segment routing when the prompt is one se
   LoryLM model(tiny());
   const std::vector<int64_t> ids = sequence(8);  // T = 4: a one-segment prompt, then one segment generated
   NoGradGuard no_grad;
-  InferenceState by_prompt = model.new_inference_state(8, Routing::prompt);
-  InferenceState by_segment = model.new_inference_state(8, Routing::segment);
+  InferenceState by_prompt = model.new_inference_state(8, InferenceRouting::prompt);
+  InferenceState by_segment = model.new_inference_state(8, InferenceRouting::segment);
   const Tensor prompt = token_ids(std::vector<int64_t>(ids.begin(), ids.begin() + 4));
   CHECK(max_abs_diff(model.forward_cached(prompt, by_prompt), model.forward_cached(prompt, by_segment)) == 0.0);
   for (int64_t t = 4; t < 8; ++t) {

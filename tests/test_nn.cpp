@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/graph.h"
@@ -128,14 +129,14 @@ TEST_CASE("config: presets reproduce the paper's parameter counts (App. D)") {
 
 TEST_CASE("config: config.json round-trips, and a dense one is a plain LlamaConfig") {
   LoryConfig c = preset("small-8e");
-  c.routing = Routing::prefix;
+  c.routing = TrainingRouting::prefix;
   c.first_segment = FirstSegment::uniform;
   c.rope_theta = 500000.0;
   const std::string path = temp_path("config.json");
   save_config(c, path);
   const LoryConfig back = load_config(path);
   CHECK(config_to_json(back) == config_to_json(c));
-  CHECK(back.routing == Routing::prefix);
+  CHECK(back.routing == TrainingRouting::prefix);
   CHECK(back.first_segment == FirstSegment::uniform);
   CHECK(back.num_experts == 8);
   const std::string dense = config_to_json(preset("small"));
@@ -143,6 +144,28 @@ TEST_CASE("config: config.json round-trips, and a dense one is a plain LlamaConf
   CHECK(dense.find("\"model_type\": \"llama\"") != std::string::npos);
   CHECK(dense.find("num_experts") == std::string::npos);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("config: training and inference routings are different types; each parser names the other kind") {
+  // A function that takes one kind cannot be handed the other (compile-time checks).
+  static_assert(!std::is_convertible_v<TrainingRouting, InferenceRouting>);
+  static_assert(!std::is_constructible_v<InferenceState, int64_t, int64_t, TrainingRouting>);
+  static_assert(!std::is_invocable_v<decltype(&LoryFFN::forward_cached), LoryFFN&, const Tensor&, TrainingRouting,
+                                     LoryCache&>);
+  // A whole-sequence forward takes either.
+  static_assert(std::is_convertible_v<TrainingRouting, ForwardRouting>);
+  static_assert(std::is_convertible_v<InferenceRouting, ForwardRouting>);
+  CHECK(parse_training_routing("prefix") == TrainingRouting::prefix);
+  CHECK(parse_inference_routing("segment") == InferenceRouting::segment);
+  CHECK(std::get<InferenceRouting>(parse_forward_routing("prompt")) == InferenceRouting::prompt);
+  CHECK(std::string(routing_name(ForwardRouting{TrainingRouting::causal_segment})) == "causal_segment");
+  CHECK_THROWS_WITH_AS(parse_inference_routing("causal_segment", "--routing"),
+                       "--routing: 'causal_segment' is a training routing; generation routes by prompt or segment",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_forward_routing("current_segment", "--routing"),
+                       "--routing: 'current_segment' is not one of causal_segment, prefix (training routings), "
+                       "prompt, segment (inference routings)",
+                       Error);
 }
 
 TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and the file") {
@@ -157,10 +180,10 @@ TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and
   CHECK(error_of(R"({"hidden_sise": 64})").find("run/config.json: key 'hidden_sise' is not a config key") == 0);
   CHECK(error_of(R"({"hidden_size": "64"})") == "run/config.json: key 'hidden_size' must be an integer, got \"64\"");
   CHECK(error_of(R"({"routing": "random"})") ==
-        "run/config.json: key 'routing': 'random' is not one of causal_segment, prefix, prompt, segment, "
-        "current_segment");
-  CHECK(error_of(R"({"routing": "prompt"})").find("routing must be causal_segment or prefix for training") !=
-        std::string::npos);
+        "run/config.json: key 'routing': 'random' is not one of causal_segment, prefix");
+  CHECK(error_of(R"({"routing": "prompt"})") ==
+        "run/config.json: key 'routing': 'prompt' is an inference routing (generation chooses it); a model trains "
+        "with causal_segment or prefix");
   CHECK(error_of(R"({"hidden_size": 100, "num_attention_heads": 16})") ==
         "run/config.json: hidden_size 100 is not divisible by num_attention_heads 16");
   CHECK(error_of(R"({"num_experts": -1})") == "run/config.json: num_experts must be >= 0 (0 = dense), got -1");
@@ -199,7 +222,7 @@ TEST_CASE("nn: hidden_states are what lm_head turns into the logits") {
   LoryLM model(preset("tiny"));
   NoGradGuard no_grad;
   const Tensor ids = from_vector(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2}, {1, 7}, {DType::i64});
-  const Tensor h = model.hidden_states(ids, {Routing::causal_segment});
+  const Tensor h = model.hidden_states(ids, {TrainingRouting::causal_segment});
   CHECK(h.shape() == Shape{1, 7, 32});
   CHECK(amax(abs(model.lm_head.forward(h) - model.forward(ids))).item() == 0.0);
 }

@@ -660,10 +660,19 @@ TEST_CASE("train: a model too small for the data, or a device the trainer lacks,
   CHECK(error_of([&] {
           Trainer t(tiny_config(dir, {{"train.global_batch_tokens", "200"}}), false, true);
         }).find("train.global_batch_tokens = 200 is not a multiple") != std::string::npos);
-  CHECK(error_of([&] {
-          Trainer t(tiny_config(dir, {{"train.device", "cuda"}}), false, true);
-        }).find("train.device = \"cuda\"") != std::string::npos);
+  // The device check cites where the key was set, and says what the GPU mode still lacks.
+  const std::string device = error_of([&] { Trainer t(tiny_config(dir, {{"train.device", "cuda"}}), false, true); });
+  CHECK(device.find("command line: train.device = \"cuda\": ") == 0);
+  CHECK(device.find("GPU training is planned (issue 15)") != std::string::npos);
   CHECK(!fs::exists(fs::path(dir) / "checkpoints"));
+}
+
+TEST_CASE("train: a config remembers where each key was set: the file, the command line, or the default") {
+  const TrainConfig c = parse_train_config("[train]\ndevice = \"cuda\"\nseed = 3\n[schedule]\nsteps = 10\n",
+                                           "cfg.toml", {{"train.seed", "4"}});
+  CHECK(c.origin_of("train.device") == "cfg.toml");
+  CHECK(c.origin_of("train.seed") == "command line");  // the override wins
+  CHECK(c.origin_of("optim.lr") == "default");
 }
 
 TEST_CASE("train: a resolved config round-trips through its TOML; overrides win; model keys change only themselves") {
@@ -796,7 +805,8 @@ TEST_CASE("train: an upcycled model computes the dense model's loss: identical e
   const std::unique_ptr<nn::LoryLM> lory = nn::upcycle(dense, 4);
   CHECK(lory->config.num_experts == 4);
   CHECK(lory->model.layers[0]->lory_mlp != nullptr);
-  for (nn::Routing r : {nn::Routing::causal_segment, nn::Routing::prefix, nn::Routing::prompt}) {
+  for (const nn::ForwardRouting& r : std::vector<nn::ForwardRouting>{
+           nn::TrainingRouting::causal_segment, nn::TrainingRouting::prefix, nn::InferenceRouting::prompt}) {
     INFO(nn::routing_name(r));
     CHECK(std::abs(lory->loss(tokens, {r}).item() - dense_loss) < 1e-5);
   }
@@ -1278,7 +1288,7 @@ TEST_CASE("train: evaluate gives per-domain losses whose token-weighted mean is 
   const nn::LoryConfig c = eval_model_config(d.vocab);
   manual_seed(9);
   nn::LoryLM model(c);
-  const EvalResult r = evaluate(model, set, nn::Routing::causal_segment, 3);
+  const EvalResult r = evaluate(model, set, nn::TrainingRouting::causal_segment, 3);
   CHECK(model.training());  // evaluate puts the mode back
   CHECK(r.routing == "causal_segment");
   REQUIRE(r.domains.size() == 8);
@@ -1306,7 +1316,7 @@ TEST_CASE("train: evaluate gives per-domain losses whose token-weighted mean is 
   CHECK(r.loss == doctest::Approx(nll / static_cast<double>(tokens)).epsilon(1e-12));
   CHECK(std::abs(r.loss - std::log(static_cast<double>(d.vocab))) < 0.1);  // an untrained model
   // The batch size changes nothing.
-  const EvalResult one = evaluate(model, set, nn::Routing::causal_segment, 1);
+  const EvalResult one = evaluate(model, set, nn::TrainingRouting::causal_segment, 1);
   CHECK(one.loss == doctest::Approx(r.loss).epsilon(1e-6));
   const std::string json = eval_result_json(r, c, {{"step", "7"}});
   CHECK(json.find("\"routing_weights\"") != std::string::npos);
@@ -1356,7 +1366,7 @@ TEST_CASE("train: evaluate sums the loss per document block; the blocks add up t
   }
   manual_seed(4);
   nn::LoryLM model(eval_model_config(d.vocab));
-  const EvalResult r = evaluate(model, set, nn::Routing::causal_segment, 4);
+  const EvalResult r = evaluate(model, set, nn::TrainingRouting::causal_segment, 4);
   for (const auto& [name, e] : r.domains) {
     INFO(name);
     double nll = 0;
@@ -1379,7 +1389,7 @@ TEST_CASE("train: evaluate sums the loss per document block; the blocks add up t
                                     {DType::i64});
   const double fused = model.loss(tokens).item();
   const EvalSet one{set.seq_len, {set.domains[0]}, {{seq}}, {{set.blocks[0][0]}}, {set.block_document[0]}};
-  CHECK(evaluate(model, one, nn::Routing::causal_segment, 1).loss == doctest::Approx(fused).epsilon(1e-5));
+  CHECK(evaluate(model, one, nn::TrainingRouting::causal_segment, 1).loss == doctest::Approx(fused).epsilon(1e-5));
 }
 
 TEST_CASE("train: routing stats count an expert as used above 2/E within the window and average the entropy") {

@@ -315,7 +315,7 @@ int bench_main(int argc, char** argv) {
       c.segment_length = s.segment;
       nn::LoryFFN lory(c, init);
       const double merge_flops = 3.0 * 3.0 * 2.0 * (B * ((L + s.segment - 1) / s.segment)) * E * d * f;
-      const double t = bench.time([&] { lory.forward(x, nn::Routing::causal_segment).backward(dy); });
+      const double t = bench.time([&] { lory.forward(x, nn::TrainingRouting::causal_segment).backward(dy); });
       Row r{"Lory FFN E=" + std::to_string(E) + " T=" + std::to_string(s.segment) + " fwd+bwd", dims({N, d, f}),
             t * 1e3, (ffn_flops + merge_flops) / t / 1e12, "TFLOP/s"};
       r.fraction = t / dense_s;

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       if (t.empty()) continue;
       const Tensor ids =
           from_vector(std::vector<int64_t>(t.begin(), t.end()), {1, static_cast<int64_t>(t.size())}, {DType::i64});
-      embeddings.select(0, i).copy_(mean(model->hidden_states(ids, {nn::Routing::causal_segment}), {0, 1}));
+      embeddings.select(0, i).copy_(mean(model->hidden_states(ids, {nn::TrainingRouting::causal_segment}), {0, 1}));
       if ((i + 1) % 1000 == 0)
         std::fprintf(stderr, "  %lld / %lld documents\n", static_cast<long long>(i + 1),
                      static_cast<long long>(docs.size()));

@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
     const std::string dir = resolve_model_dir(cli.require("ckpt"));
     const std::string data = cli.require("data");
     auto model = nn::load_pretrained(dir);
-    const nn::Routing routing = nn::parse_routing(cli.get("routing"), "--routing");
+    const nn::ForwardRouting routing = nn::parse_forward_routing(cli.get("routing"), "--routing");
     const int64_t seq_len =
         cli.get_int("seq-len") > 0 ? cli.get_int("seq-len") : model->config.max_position_embeddings;
     LORY_CHECK(seq_len <= model->config.max_position_embeddings, "--seq-len ", seq_len,

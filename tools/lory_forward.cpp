@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     auto model = load_pretrained(ckpt);
     model->to(dtype_from_name(cli.get("dtype")));
     ForwardOptions options{model->config.routing};
-    if (cli.has("routing")) options.routing = parse_routing(cli.get("routing"), "--routing");
+    if (cli.has("routing")) options.routing = parse_forward_routing(cli.get("routing"), "--routing");
     const Tensor tokens = io::read_npy(tokens_path);
     LORY_CHECK(tokens.dim() == 2 && tokens.size(1) >= 2 && !is_floating(tokens.dtype()), tokens_path,
                ": expected integer token ids [B, L+1] with L >= 1, got ", tokens.describe());

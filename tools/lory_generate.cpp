@@ -54,9 +54,7 @@ int main(int argc, char** argv) {
     options.max_new_tokens = cli.get_int("max-new-tokens");
     options.sampling = {cli.get_double("temperature"), cli.get_int("top-k"), cli.get_double("top-p")};
     options.seed = static_cast<uint64_t>(cli.get_int("seed"));
-    options.routing = parse_routing(cli.get("routing"), "--routing");
-    LORY_CHECK(options.routing == Routing::prompt || options.routing == Routing::segment,
-               "--routing: generation routes by prompt or segment, not ", routing_name(options.routing));
+    options.routing = parse_inference_routing(cli.get("routing"), "--routing");
     options.stop_token = cli.has("stop-id") ? cli.get_int("stop-id") : model->config.eos_token_id;
     if (tok)
       LORY_CHECK(tok->vocab_size() <= model->config.vocab_size, "the tokenizer has ", tok->vocab_size(),

@@ -43,7 +43,7 @@ class AdamW {
   AdamW(const FlatParameters& flat, AdamWOptions options);
 
   // The global L2 norm of flat.master_grads, accumulated in f64 in a fixed
-  // order (the same bits on every run with the same thread count).
+  // order (the same bits on every run on a device, whatever the thread count).
   static double grad_norm(const FlatParameters& flat);
   // The first parameter whose gradient holds a NaN or Inf ("" if none).
   static std::string first_non_finite_grad(const FlatParameters& flat);

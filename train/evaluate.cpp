@@ -108,7 +108,7 @@ EvalSet build_eval_set(const std::string& shard_list, int64_t seq_len, int64_t t
   return set;
 }
 
-EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, nn::Routing routing, int64_t batch,
+EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, const nn::ForwardRouting& routing, int64_t batch,
                     int64_t prompt_length) {
   LORY_CHECK(batch >= 1, "evaluate: batch must be >= 1, got ", batch);
   NoGradGuard no_grad;

@@ -1,5 +1,5 @@
 // evaluate.h — held-out perplexity per domain, and the average routing
-// weights per domain and layer (paper §4.2 Table 1, §5.4 Fig. 6).
+// weights per domain and layer (paper §4.2 Fig. 2 right, §5.4 Fig. 6).
 //
 // The evaluation set is cut from token shards: for each domain, its
 // documents in shard order, each followed by EOS (as training instances are
@@ -55,7 +55,7 @@ struct DomainEval {
 };
 
 struct EvalResult {
-  std::string routing;  // causal_segment | prompt | segment
+  std::string routing;  // the routing's name (nn::routing_name): causal_segment, prompt, ...
   std::map<std::string, DomainEval> domains;
   double loss = 0, ppl = 0;  // over all domains' tokens
   Interval ppl_interval;     // bootstrap over document blocks, stratified by domain
@@ -63,9 +63,11 @@ struct EvalResult {
 };
 
 // Runs the model (no gradients) over the set. `routing` is how Lory layers
-// route: causal_segment (training's), or prompt/segment (inference's: one
-// decision from the first prompt_length tokens; 0 = one segment).
-EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, nn::Routing routing, int64_t batch,
+// route: a TrainingRouting (causal_segment, as the model trains), or an
+// InferenceRouting (as generation would: prompt = one decision from the
+// mean of the first prompt_length tokens, 0 = one segment's; segment = what
+// causal_segment computes).
+EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, const nn::ForwardRouting& routing, int64_t batch,
                     int64_t prompt_length = 0);
 
 // {"routing", "loss", "ppl", "ppl_ci": [lo, hi], "tokens", "num_layers", "num_experts",

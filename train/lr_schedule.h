@@ -21,7 +21,7 @@ const char* decay_name(Decay decay);
 
 struct LrSchedule {
   double peak = 2e-4;
-  double floor = 2e-5;  // the paper's cosine ends at 10% of the peak
+  double floor = 2e-5;  // 10% of the peak: LLaMA's floor (the Lory paper names none)
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
   Decay decay = Decay::cosine;

@@ -195,7 +195,7 @@ const std::vector<Key>& config_keys() {
       r.set = [](C& c, const Value& v, const std::string& where) {
         if (v.kind != Value::string || (v.s != "causal_segment" && v.s != "prefix"))
           bad_value(where, "model.routing", v, "allowed values: causal_segment, prefix");
-        c.model.resolved.routing = nn::parse_routing(v.s);
+        c.model.resolved.routing = nn::parse_training_routing(v.s);
       };
       r.get = [](const C& c) { return of(std::string(nn::routing_name(c.model.resolved.routing))); };
       k.push_back(r);
@@ -376,6 +376,7 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
   for (const Assignment& a : assignments) {
     if (a.key == "model.preset" || a.key == "model.config") {
       find_key(a.key)->set(c, a.value, a.where);
+      c.origin[a.key] = a.where;
       model_where = a.where;
     }
   }
@@ -384,6 +385,7 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
   for (const Assignment& a : assignments) {
     if (a.key == "model.preset" || a.key == "model.config") continue;
     find_key(a.key)->set(c, a.value, a.where);
+    c.origin[a.key] = a.where;
     if (a.key == "model.vocab_size") c.model.vocab_from_data = false;
     if (a.key == "model.num_attention_heads") c.model.resolved.num_key_value_heads = c.model.resolved.num_attention_heads;
   }
@@ -441,6 +443,11 @@ std::vector<Assignment> read_overrides(const std::vector<ConfigOverride>& overri
 }
 
 }  // namespace
+
+std::string TrainConfig::origin_of(const std::string& key) const {
+  const auto it = origin.find(key);
+  return it == origin.end() ? std::string("default") : it->second;
+}
 
 TrainConfig parse_train_config(const std::string& toml_text, const std::string& where,
                                const std::vector<ConfigOverride>& overrides) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,7 +54,7 @@ struct TrainConfig {
     std::string upcycle_moments = "reset";  // reset | reset_all | inherit | copy_unscaled (train/upcycle_moments.h)
   } schedule;
   struct Train {
-    std::string device = "cpu";
+    std::string device = "cpu";          // cpu | cuda (cuda: refused until the trainer's GPU mode, trainer.cpp)
     std::string precision = "f32";       // f32 | bf16 (bf16 compute, f32 master weights and optimizer state)
     int64_t global_batch_tokens = 1048576;  // paper: 256 x 4096
     int64_t micro_batch = 1;                // sequences per forward/backward on one rank
@@ -79,6 +80,13 @@ struct TrainConfig {
     double peak_tflops = 0;               // for MFU; 0 = measured from a GEMM at start-up
     std::string metrics = "";             // metrics JSONL ("" = <checkpoint.dir>/metrics.jsonl)
   } log;
+
+  // Where each key that was set came from: the TOML file's path or "command
+  // line" (a key left at its default has no entry), so that a check made
+  // after parsing (the trainer's) can cite it as the parser's own errors do.
+  std::map<std::string, std::string> origin;
+  // origin[key], or "default" for a key that was never set.
+  std::string origin_of(const std::string& key) const;
 };
 
 // A key that was set, with where it came from ("configs/cpu-lory-8e.toml", "command line").

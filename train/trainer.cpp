@@ -70,6 +70,60 @@ AdamWOptions adamw_options(const TrainConfig& c) {
           c.optim.router_lr_scale};
 }
 
+// log.metrics, or <checkpoint.dir>/metrics.jsonl.
+std::string metrics_path_of(const TrainConfig& c) {
+  return c.log.metrics.empty() ? c.checkpoint.dir + "/metrics.jsonl" : c.log.metrics;
+}
+
+// The FLOP/s that MFU is reported against: log.peak_tflops, or a GEMM measured now.
+double mfu_reference_flops(const TrainConfig& c) {
+  return c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : measure_gemm_flops(compute_dtype(c));
+}
+
+// The instances file's instance length (L + 1 tokens) and vocabulary.
+InstanceShape probe_instances(const std::string& path) {
+  const corpus::InstanceFile file(path);
+  return {file.instance_tokens(), file.vocab_size()};
+}
+
+// Paper §4.1: linear warm-up over schedule.warmup of the steps, then the
+// decay to optim.min_lr_ratio of the peak.
+LrSchedule lr_schedule_of(const TrainConfig& c, const RunPlan& plan) {
+  LrSchedule s;
+  s.peak = c.optim.lr;
+  s.floor = c.optim.lr * c.optim.min_lr_ratio;
+  s.total_steps = plan.total_steps;
+  s.warmup_steps = static_cast<int64_t>(std::llround(c.schedule.warmup * static_cast<double>(plan.total_steps)));
+  s.decay = parse_decay(c.schedule.decay, "schedule.decay");
+  return s;
+}
+
+// A checkpoint resumes only into the model it was saved from.
+void check_same_model(const nn::LoryConfig& saved, const nn::LoryConfig& phase, const std::string& path) {
+  LORY_CHECK(saved.hidden_size == phase.hidden_size && saved.intermediate_size == phase.intermediate_size &&
+                 saved.num_hidden_layers == phase.num_hidden_layers &&
+                 saved.num_attention_heads == phase.num_attention_heads && saved.vocab_size == phase.vocab_size &&
+                 saved.num_experts == phase.num_experts,
+             "--resume: ", path, "/config.json describes another model than the config (hidden_size ",
+             saved.hidden_size, " vs ", phase.hidden_size, ", intermediate_size ", saved.intermediate_size, " vs ",
+             phase.intermediate_size, ", layers ", saved.num_hidden_layers, " vs ", phase.num_hidden_layers,
+             ", heads ", saved.num_attention_heads, " vs ", phase.num_attention_heads, ", vocab ", saved.vocab_size,
+             " vs ", phase.vocab_size, ", experts ", saved.num_experts, " vs ", phase.num_experts, ")");
+}
+
+// The lines of the metrics file at `path` whose step is at most `step`
+// (events and evaluations included; unreadable lines dropped).
+std::vector<std::string> metrics_lines_up_to(const std::string& path, int64_t step) {
+  std::vector<std::string> kept;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept.push_back(line);
+  }
+  return kept;
+}
+
 }  // namespace
 
 RunPlan plan_run(const TrainConfig& c, int64_t instance_tokens, int64_t world) {
@@ -98,120 +152,143 @@ RunPlan plan_run(const TrainConfig& c, int64_t instance_tokens, int64_t world) {
   return p;
 }
 
+// Preparing a run, in order: each step is a function below that says what
+// it does and why.
 Trainer::Trainer(TrainConfig config, bool resume, bool quiet) : config_(std::move(config)), quiet_(quiet) {
-  const TrainConfig& c = config_;
-  LORY_CHECK(c.train.device == "cpu", "train.device = \"", c.train.device,
-             "\": the trainer runs on the CPU so far; its GPU mode needs the CUDA kernels for rms_norm, rope, ",
-             "attention and cross-entropy and the fused AdamW (the CUDA kernel library)");
-  if (c.train.threads > 0) omp_set_num_threads(static_cast<int>(c.train.threads));
+  refuse_unsupported_device();
+  if (config_.train.threads > 0) omp_set_num_threads(static_cast<int>(config_.train.threads));
+  const InstanceShape data = probe_instances(config_.data.train);
+  fit_model_to_data(data);
+  plan_ = plan_run(config_, data.tokens);
+  schedule_ = lr_schedule_of(config_, plan_);
+  config_toml_ = train_config_to_toml(config_);            // saved with every checkpoint: the config as fitted
+  manual_seed(static_cast<uint64_t>(config_.train.seed));  // the initialisation (a resumed run restores its own)
+  if (resume)
+    resume_from_checkpoint();
+  else
+    start_new_run();
+  fs::create_directories(config_.checkpoint.dir);
+  open_data(data.vocab);
+  peak_flops_ = mfu_reference_flops(config_);
+  if (!quiet_) print_run_summary();
+}
 
-  // The data decides the sequence length and (unless given) the vocabulary.
-  int64_t instance_tokens = 0, data_vocab = 0;
-  {
-    corpus::InstanceFile file(c.data.train);
-    instance_tokens = file.instance_tokens();
-    data_vocab = file.vocab_size();
-  }
+// train.device: the trainer runs on the CPU only so far. Every op it uses has
+// a CUDA kernel (cuda/); what a GPU run still lacks is in the trainer itself,
+// and this message says what (GPU training is issue 15).
+void Trainer::refuse_unsupported_device() const {
+  LORY_CHECK(config_.train.device == "cpu", config_.origin_of("train.device"), ": train.device = \"",
+             config_.train.device,
+             "\": lory_train trains on the CPU only so far; GPU training is planned (issue 15). Every op it uses ",
+             "has a CUDA kernel, but the trainer itself still builds the model, its flat parameter buffers and the ",
+             "AdamW state on the CPU (Trainer::build_model), makes each micro-batch there (Trainer::train_step), ",
+             "measures the GEMM that MFU is reported against there, and checks the weights for NaN/Inf after every ",
+             "step by copying them all to the host (AdamW::first_non_finite_param). Set train.device = \"cpu\"");
+}
+
+// The training instances decide the sequence length and, unless
+// model.vocab_size is given, the vocabulary; the model must cover both.
+void Trainer::fit_model_to_data(const InstanceShape& data) {
   nn::LoryConfig& m = config_.model.resolved;
-  if (c.model.vocab_from_data) m.vocab_size = data_vocab;
-  LORY_CHECK(m.vocab_size >= data_vocab, "model.vocab_size = ", m.vocab_size, " is smaller than the vocabulary of ",
-             c.data.train, " (", data_vocab, ")");
-  LORY_CHECK(instance_tokens - 1 <= m.max_position_embeddings, "model.max_position_embeddings = ",
-             m.max_position_embeddings, " is shorter than the training sequences of ", c.data.train, " (",
-             instance_tokens - 1, " tokens)");
-  plan_ = plan_run(config_, instance_tokens);
-  schedule_.peak = c.optim.lr;
-  schedule_.floor = c.optim.lr * c.optim.min_lr_ratio;
-  schedule_.total_steps = plan_.total_steps;
-  schedule_.warmup_steps = static_cast<int64_t>(std::llround(c.schedule.warmup * static_cast<double>(plan_.total_steps)));
-  schedule_.decay = parse_decay(c.schedule.decay, "schedule.decay");
-  config_toml_ = train_config_to_toml(config_);
+  if (config_.model.vocab_from_data) m.vocab_size = data.vocab;
+  LORY_CHECK(m.vocab_size >= data.vocab, "model.vocab_size = ", m.vocab_size, " is smaller than the vocabulary of ",
+             config_.data.train, " (", data.vocab, ")");
+  LORY_CHECK(data.tokens - 1 <= m.max_position_embeddings, "model.max_position_embeddings = ",
+             m.max_position_embeddings, " is shorter than the training sequences of ", config_.data.train, " (",
+             data.tokens - 1, " tokens)");
+}
 
-  const std::string& dir = c.checkpoint.dir;
-  const std::string metrics_path = c.log.metrics.empty() ? dir + "/metrics.jsonl" : c.log.metrics;
-  manual_seed(static_cast<uint64_t>(c.train.seed));
-  if (resume) {
-    const std::string path = latest_checkpoint(dir);
-    LORY_CHECK(!path.empty(), "--resume: no checkpoint in ", dir, "/checkpoints");
-    const CheckpointInfo info = read_checkpoint_info(path);
-    // The model is the config's (in the checkpoint's phase), not its
-    // config.json: a dense config.json is plain LLaMA and does not carry the
-    // Lory keys (segment_length, routing, ...) the upcycling will need.
-    nn::LoryConfig phase = m;
-    if (!info.state.lory_phase) phase.num_experts = 0;
-    const nn::LoryConfig& saved = info.model_config;
-    LORY_CHECK(saved.hidden_size == phase.hidden_size && saved.intermediate_size == phase.intermediate_size &&
-                   saved.num_hidden_layers == phase.num_hidden_layers &&
-                   saved.num_attention_heads == phase.num_attention_heads && saved.vocab_size == phase.vocab_size &&
-                   saved.num_experts == phase.num_experts,
-               "--resume: ", path, "/config.json describes another model than the config (hidden_size ",
-               saved.hidden_size, " vs ", phase.hidden_size, ", intermediate_size ", saved.intermediate_size, " vs ",
-               phase.intermediate_size, ", layers ", saved.num_hidden_layers, " vs ", phase.num_hidden_layers,
-               ", heads ", saved.num_attention_heads, " vs ", phase.num_attention_heads, ", vocab ", saved.vocab_size,
-               " vs ", phase.vocab_size, ", experts ", saved.num_experts, " vs ", phase.num_experts, ")");
-    build_model(phase);
-    load_training_checkpoint(info, *flat_, *optimizer_);
-    state_ = info.state;
-    set_generator_state({state_.rng_seed, state_.rng_offset});
-    // The metrics of steps after the checkpoint are about to be redone.
-    std::vector<std::string> kept;
-    {
-      std::ifstream in(metrics_path);
-      for (std::string line; std::getline(in, line);) {
-        if (line.empty()) continue;
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.value("step", int64_t{0}) <= state_.step) kept.push_back(line);
-      }
-    }
-    metrics_ = std::fopen(metrics_path.c_str(), "w");
-    LORY_CHECK(metrics_, metrics_path, ": cannot open for writing");
-    for (const std::string& line : kept) std::fprintf(metrics_, "%s\n", line.c_str());
-    if (!quiet_) std::printf("resumed from %s (step %lld)\n", path.c_str(), static_cast<long long>(state_.step));
-  } else {
-    const std::string existing = latest_checkpoint(dir);
-    LORY_CHECK(existing.empty(), "checkpoint.dir = ", dir, " already holds checkpoints (", existing,
-               "); pass --resume to continue that run, or choose another checkpoint.dir");
-    nn::LoryConfig first = m;
-    if (plan_.dense_steps > 0) first.num_experts = 0;  // the dense warm-up
-    build_model(first);
-    state_.lory_phase = first.is_lory();
-    fs::create_directories(fs::path(metrics_path).parent_path().empty() ? fs::path(".")
-                                                                        : fs::path(metrics_path).parent_path());
-    metrics_ = std::fopen(metrics_path.c_str(), "w");
-    LORY_CHECK(metrics_, metrics_path, ": cannot open for writing");
-  }
-  fs::create_directories(dir);
+// --resume: continue the newest checkpoint of checkpoint.dir exactly: the
+// model of its phase (dense warm-up or Lory) with its master weights, the
+// Adam state, the step counters, the data position and the random
+// generator. Metrics lines of steps after it are dropped: those steps are
+// about to be run again.
+void Trainer::resume_from_checkpoint() {
+  const std::string& dir = config_.checkpoint.dir;
+  const std::string path = latest_checkpoint(dir);
+  LORY_CHECK(!path.empty(), "--resume: no checkpoint in ", dir, "/checkpoints");
+  const CheckpointInfo info = read_checkpoint_info(path);
+  // The model is the config's (in the checkpoint's phase), not its
+  // config.json: a dense config.json is plain LLaMA and does not carry the
+  // Lory keys (segment_length, routing, ...) the upcycling will need.
+  nn::LoryConfig phase = config_.model.resolved;
+  if (!info.state.lory_phase) phase.num_experts = 0;
+  check_same_model(info.model_config, phase, path);
+  build_model(phase);
+  load_training_checkpoint(info, *flat_, *optimizer_);
+  state_ = info.state;
+  set_generator_state({state_.rng_seed, state_.rng_offset});
+  const std::string metrics = metrics_path_of(config_);
+  open_metrics(metrics, metrics_lines_up_to(metrics, state_.step));
+  if (!quiet_) std::printf("resumed from %s (step %lld)\n", path.c_str(), static_cast<long long>(state_.step));
+}
+
+// A new run: checkpoint.dir must not hold another run's checkpoints (they
+// would be mixed with this one's); the first model is dense when the run
+// starts with a dense warm-up; metrics.jsonl starts empty.
+void Trainer::start_new_run() {
+  const std::string& dir = config_.checkpoint.dir;
+  const std::string existing = latest_checkpoint(dir);
+  LORY_CHECK(existing.empty(), "checkpoint.dir = ", dir, " already holds checkpoints (", existing,
+             "); pass --resume to continue that run, or choose another checkpoint.dir");
+  nn::LoryConfig first = config_.model.resolved;
+  if (plan_.dense_steps > 0) first.num_experts = 0;  // the dense warm-up
+  build_model(first);
+  state_.lory_phase = first.is_lory();
+  const std::string metrics = metrics_path_of(config_);
+  const fs::path parent = fs::path(metrics).parent_path();
+  fs::create_directories(parent.empty() ? fs::path(".") : parent);
+  open_metrics(metrics, {});
+}
+
+// metrics.jsonl, rewritten with `kept` (the lines a resumed run keeps).
+void Trainer::open_metrics(const std::string& path, const std::vector<std::string>& kept) {
+  metrics_ = std::fopen(path.c_str(), "w");
+  LORY_CHECK(metrics_, path, ": cannot open for writing");
+  for (const std::string& line : kept) std::fprintf(metrics_, "%s\n", line.c_str());
+}
+
+// The data loader (seeded order, from the position the run has reached) and,
+// when data.valid is given, the held-out set every evaluation uses.
+void Trainer::open_data(int64_t data_vocab) {
+  const TrainConfig& c = config_;
   loader_ = std::make_unique<corpus::DataLoader>(c.data.train, c.train.micro_batch, 0, 1,
                                                static_cast<uint64_t>(c.train.seed), state_.loader, data_vocab);
   if (!c.data.valid.empty())
     eval_set_ = std::make_unique<EvalSet>(build_eval_set(c.data.valid, plan_.seq_len, c.eval.tokens_per_domain,
-                                                         static_cast<int32_t>(m.eos_token_id), data_vocab));
-  peak_flops_ = c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : measure_gemm_flops(compute_dtype(c));
+                                                         static_cast<int32_t>(c.model.resolved.eos_token_id),
+                                                         data_vocab));
+}
 
-  if (!quiet_) {
-    const nn::ParameterCount n = nn::count_parameters(m);
-    std::printf("model: %s, %lld layers, d %lld, f %lld, vocab %lld: %.1fM parameters (%.1fM active)\n",
-                m.is_lory() ? (std::to_string(m.num_experts) + " experts per Lory layer").c_str() : "dense",
-                static_cast<long long>(m.num_hidden_layers), static_cast<long long>(m.hidden_size),
-                static_cast<long long>(m.intermediate_size), static_cast<long long>(m.vocab_size), n.total() / 1e6,
-                n.active / 1e6);
-    std::printf("plan: %lld steps of %lld tokens (micro-batch %lld x %lld accumulation x %lld tokens)%s, %s\n",
-                static_cast<long long>(plan_.total_steps), static_cast<long long>(plan_.tokens_per_step),
-                static_cast<long long>(c.train.micro_batch), static_cast<long long>(plan_.accum),
-                static_cast<long long>(plan_.seq_len),
-                plan_.dense_steps > 0 ? (", dense for the first " + std::to_string(plan_.dense_steps)).c_str() : "",
-                c.train.precision.c_str());
-    std::printf("lr: peak %.3g, warm-up %lld steps, %s decay to %.3g; MFU against %.3g TFLOP/s%s\n", schedule_.peak,
-                static_cast<long long>(schedule_.warmup_steps), decay_name(schedule_.decay), schedule_.floor,
-                peak_flops_ / 1e12, c.log.peak_tflops > 0 ? "" : " (a measured GEMM)");
-    std::fflush(stdout);
-  }
+// Three lines before the first step: the model, the plan, the LR schedule.
+void Trainer::print_run_summary() const {
+  const TrainConfig& c = config_;
+  const nn::LoryConfig& m = c.model.resolved;
+  const nn::ParameterCount n = nn::count_parameters(m);
+  std::printf("model: %s, %lld layers, d %lld, f %lld, vocab %lld: %.1fM parameters (%.1fM active)\n",
+              m.is_lory() ? (std::to_string(m.num_experts) + " experts per Lory layer").c_str() : "dense",
+              static_cast<long long>(m.num_hidden_layers), static_cast<long long>(m.hidden_size),
+              static_cast<long long>(m.intermediate_size), static_cast<long long>(m.vocab_size), n.total() / 1e6,
+              n.active / 1e6);
+  std::printf("plan: %lld steps of %lld tokens (micro-batch %lld x %lld accumulation x %lld tokens)%s, %s\n",
+              static_cast<long long>(plan_.total_steps), static_cast<long long>(plan_.tokens_per_step),
+              static_cast<long long>(c.train.micro_batch), static_cast<long long>(plan_.accum),
+              static_cast<long long>(plan_.seq_len),
+              plan_.dense_steps > 0 ? (", dense for the first " + std::to_string(plan_.dense_steps)).c_str() : "",
+              c.train.precision.c_str());
+  std::printf("lr: peak %.3g, warm-up %lld steps, %s decay to %.3g; MFU against %.3g TFLOP/s%s\n", schedule_.peak,
+              static_cast<long long>(schedule_.warmup_steps), decay_name(schedule_.decay), schedule_.floor,
+              peak_flops_ / 1e12, c.log.peak_tflops > 0 ? "" : " (a measured GEMM)");
+  std::fflush(stdout);
 }
 
 Trainer::~Trainer() {
   if (metrics_) std::fclose(metrics_);
 }
 
+// A fresh model of `model_config` (on the CPU), every parameter a view of
+// new flat buffers, a fresh AdamW state over them, and for a Lory model its
+// routing statistics.
 void Trainer::build_model(const nn::LoryConfig& model_config) {
   model_ = std::make_unique<nn::LoryLM>(model_config);
   model_->set_recompute_merged(config_.train.recompute_merged);
@@ -343,7 +420,7 @@ void Trainer::log_step(double loss, const StepReport& report, double lr, double 
 
 void Trainer::run_eval() {
   if (!eval_set_) return;
-  const nn::Routing routing = nn::parse_routing(config_.eval.routing, "eval.routing");
+  const nn::ForwardRouting routing = nn::parse_forward_routing(config_.eval.routing, "eval.routing");
   const EvalResult r = evaluate(*model_, *eval_set_, routing, config_.eval.batch);
   nlohmann::ordered_json j{{"type", "eval"},   {"step", state_.step}, {"tokens", state_.tokens},
                            {"loss", r.loss},   {"ppl", r.ppl},        {"routing", r.routing}};
@@ -409,55 +486,87 @@ std::string Trainer::diagnose_non_finite_loss(const Tensor& tokens) {
   return "the loss itself (the logits are finite)";
 }
 
+// Steps until the schedule ends, a stop is requested or a NaN/Inf appears.
 RunResult Trainer::run() {
   RunResult result;
   const int64_t E = config_.model.resolved.num_experts;
   while (state_.step < plan_.total_steps) {
     if (!state_.lory_phase && E > 0 && state_.step >= plan_.dense_steps) upcycle();
     const auto t0 = Clock::now();
-    const double loss = train_step(state_.lory_phase ? routing_.get() : nullptr);
-    if (!std::isfinite(loss)) {
+    const StepOutcome step = optimizer_step();
+    if (!step.non_finite.empty()) {
       result.end = RunEnd::non_finite;
-      result.message = "step " + std::to_string(state_.step + 1) + ": the loss is " + std::to_string(loss) +
-                       "; it first appears in " + diagnose_non_finite_loss(last_tokens_);
-      break;
-    }
-    const double norm = AdamW::grad_norm(*flat_);
-    if (!std::isfinite(norm)) {
-      result.end = RunEnd::non_finite;
-      result.message = "step " + std::to_string(state_.step + 1) + ": the gradient norm is " + std::to_string(norm) +
-                       "; the first parameter with a NaN/Inf gradient is " + AdamW::first_non_finite_grad(*flat_);
-      break;
-    }
-    const double lr = schedule_.at(state_.step);
-    StepReport report;
-    optimizer_->step_with_norm(*flat_, lr, config_.optim.grad_clip, norm, report);
-    // Finite gradients can still overflow the weights (an absurd LR): check
-    // before anything (a checkpoint) keeps them.
-    const std::string overflowed = AdamW::first_non_finite_param(*flat_);
-    if (!overflowed.empty()) {
-      result.end = RunEnd::non_finite;
-      result.message = "step " + std::to_string(state_.step + 1) + ": the update made parameter " + overflowed +
-                       " NaN/Inf (learning rate " + std::to_string(lr) + ", gradient norm " + std::to_string(norm) + ")";
+      result.message = step.non_finite;
       break;
     }
     const double dt = seconds_since(t0);
     ++state_.step;
     state_.tokens += plan_.tokens_per_step;
     state_.elapsed_s += dt;
-    result.losses.push_back(loss);
-    log_step(loss, report, lr, dt);
-
-    const int64_t s = state_.step;
-    const bool last = s == plan_.total_steps;
-    if (!last && config_.eval.every > 0 && s % config_.eval.every == 0) run_eval();
-    if (!last && config_.checkpoint.every > 0 && s % config_.checkpoint.every == 0) save_checkpoint();
-    if (!last && (stop_signal.load() != 0 || (stop_after_ >= 0 && s >= stop_after_))) {
-      if (config_.checkpoint.every == 0 || s % config_.checkpoint.every != 0) save_checkpoint();
+    result.losses.push_back(step.loss);
+    log_step(step.loss, step.report, step.lr, dt);
+    periodic_eval_and_checkpoint();
+    if (stop_requested()) {
       result.end = RunEnd::stopped;
       break;
     }
   }
+  finish_run(result);
+  result.step = state_.step;
+  return result;
+}
+
+// One optimizer step over the global batch. No NaN/Inf may reach the weights
+// or a checkpoint, so three things are checked in turn: the loss, the
+// gradient norm (before the update) and the updated weights (finite
+// gradients can still overflow them, with an absurd LR). The first that is
+// not finite ends the run; `non_finite` says where it appeared.
+Trainer::StepOutcome Trainer::optimizer_step() {
+  StepOutcome out;
+  const std::string step = "step " + std::to_string(state_.step + 1);
+  out.loss = train_step(state_.lory_phase ? routing_.get() : nullptr);
+  if (!std::isfinite(out.loss)) {
+    out.non_finite = step + ": the loss is " + std::to_string(out.loss) + "; it first appears in " +
+                     diagnose_non_finite_loss(last_tokens_);
+    return out;
+  }
+  const double norm = AdamW::grad_norm(*flat_);
+  if (!std::isfinite(norm)) {
+    out.non_finite = step + ": the gradient norm is " + std::to_string(norm) +
+                     "; the first parameter with a NaN/Inf gradient is " + AdamW::first_non_finite_grad(*flat_);
+    return out;
+  }
+  out.lr = schedule_.at(state_.step);
+  optimizer_->step_with_norm(*flat_, out.lr, config_.optim.grad_clip, norm, out.report);
+  const std::string overflowed = AdamW::first_non_finite_param(*flat_);
+  if (!overflowed.empty())
+    out.non_finite = step + ": the update made parameter " + overflowed + " NaN/Inf (learning rate " +
+                     std::to_string(out.lr) + ", gradient norm " + std::to_string(norm) + ")";
+  return out;
+}
+
+// eval.every and checkpoint.every; the last step's evaluation and checkpoint
+// are finish_run's.
+void Trainer::periodic_eval_and_checkpoint() {
+  const int64_t s = state_.step;
+  if (s == plan_.total_steps) return;
+  if (config_.eval.every > 0 && s % config_.eval.every == 0) run_eval();
+  if (config_.checkpoint.every > 0 && s % config_.checkpoint.every == 0) save_checkpoint();
+}
+
+// A stop before the schedule ends (SIGINT/SIGTERM, or the step given to
+// stop_after) leaves a checkpoint of the step just done, for --resume.
+bool Trainer::stop_requested() {
+  const int64_t s = state_.step;
+  if (s == plan_.total_steps || (stop_signal.load() == 0 && (stop_after_ < 0 || s < stop_after_))) return false;
+  if (config_.checkpoint.every == 0 || s % config_.checkpoint.every != 0) save_checkpoint();
+  return true;
+}
+
+// A finished run evaluates and checkpoints its last step. A run stopped by a
+// NaN/Inf names its last good checkpoint and records the event in
+// metrics.jsonl.
+void Trainer::finish_run(RunResult& result) {
   if (result.end == RunEnd::finished) {
     run_eval();
     save_checkpoint();
@@ -468,8 +577,6 @@ RunResult Trainer::run() {
                              {"message", result.message}};
     write_metrics(j.dump());
   }
-  result.step = state_.step;
-  return result;
 }
 
 }  // namespace lory::train

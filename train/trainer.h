@@ -6,6 +6,7 @@
 //                                       bf16: master_grads += grads
 //   check the loss and the gradient norm are finite (else stop, naming where)
 //   AdamW with the scheduled LR and global-norm clipping; bf16: params = bf16(master)
+//   check the updated weights are finite (else stop, naming the parameter)
 // With num_experts > 0 the run starts dense and, after the dense warm-up
 // steps, every FFN becomes E identical experts plus a fresh router
 // (nn::upcycle), in the same run and LR schedule.
@@ -44,6 +45,12 @@ struct RunPlan {
 // Throws naming the keys when the global batch does not divide.
 RunPlan plan_run(const TrainConfig& config, int64_t instance_tokens, int64_t world = 1);
 
+// What the training instances file (data.train) says about the data.
+struct InstanceShape {
+  int64_t tokens = 0;  // tokens per instance: L + 1 (L predicted)
+  int64_t vocab = 0;   // the vocabulary the instances were tokenized with
+};
+
 // What ended the run.
 enum class RunEnd { finished, stopped, non_finite };
 
@@ -76,10 +83,29 @@ class Trainer {
   int64_t step() const { return state_.step; }
 
  private:
-  void build_model(const nn::LoryConfig& model_config);
+  // ---- setting up a run: the constructor's steps, in order (trainer.cpp says what and why) ----
+  void refuse_unsupported_device() const;
+  void fit_model_to_data(const InstanceShape& data);
+  void resume_from_checkpoint();  // --resume
+  void start_new_run();           // otherwise
+  void open_metrics(const std::string& path, const std::vector<std::string>& kept_lines);
+  void open_data(int64_t data_vocab);
+  void print_run_summary() const;
+  void build_model(const nn::LoryConfig& model_config);  // model, flat buffers, optimizer
+
+  // ---- the loop: run()'s steps ----
+  struct StepOutcome {
+    double loss = 0, lr = 0;
+    StepReport report;
+    std::string non_finite;  // not empty: the step was refused, and where the NaN/Inf appeared
+  };
   void upcycle();
-  double train_step(RoutingStats* stats);
+  StepOutcome optimizer_step();
+  double train_step(RoutingStats* stats);  // forward and backward of the global batch: its mean loss
   void log_step(double loss, const StepReport& report, double lr, double step_seconds);
+  void periodic_eval_and_checkpoint();
+  bool stop_requested();
+  void finish_run(RunResult& result);
   void run_eval();
   void save_checkpoint();
   std::string diagnose_non_finite_loss(const Tensor& tokens);

@@ -5,7 +5,7 @@
 // The paper does not say. The choice matters more than it looks: right after
 // the switch the experts are identical and routing is near uniform, so the
 // gradient of expert i is
-//     dW_i = sum_s e_{s,i} dW̄_s  ≈  (1/E) dW_dense           (App. B; e ≈ 1/E)
+//     dW_i = sum_s e_{s,i} dW̄_s  ≈  (1/E) dW_dense    (the merge's backward, nn/merge_experts.h; e ≈ 1/E)
 // Adam's update m / sqrt(v) is invariant to the gradient's scale only once
 // the moments have seen the new scale. Copying the FFN's moments unchanged
 // leaves a second moment E^2 too large: every expert then moves at about
@@ -16,7 +16,7 @@
 // docs/results/upcycling.md.
 //
 // The modes, for every expert stack (routers always start at zero moments
-// and step 0; every other parameter keeps its state):
+// and step 0; every other parameter keeps its state, except under reset_all):
 //   reset          fresh moments and step 0 for the experts too: bias
 //                  correction restarts, so the first updates are full-size
 //                  and the experts start moving apart at once.

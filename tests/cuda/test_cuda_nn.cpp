@@ -421,7 +421,7 @@ TEST_CASE("cuda: a Lory layer on the GPU matches the CPU Lory layer, forward and
     auto run = [&](nn::LoryFFN& layer, Device d) {
       Tensor xi = x.to(d).clone();
       xi.set_requires_grad(true);
-      const Tensor y = layer.forward(xi, nn::Routing::causal_segment, 0);
+      const Tensor y = layer.forward(xi, nn::TrainingRouting::causal_segment, 0);
       manual_seed(93);
       sum(mul(y, randn(y.shape()).to(d))).backward();
       std::vector<Tensor> out{y.detach(), xi.grad()};
