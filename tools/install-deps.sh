@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages Lory builds against, if any are missing.
+# Installs the Debian/Ubuntu packages Lory builds against (and matplotlib, for
+# the figures of tools/lory_plot.py), if any are missing.
 # Idempotent and silent when everything is there. As root it uses apt-get, as
 # a user sudo; otherwise it prints the command to run and exits 1.
 # The CUDA toolkit is not installed here: it is optional (detected by CMake).
 set -euo pipefail
 
-packages=(build-essential cmake libeigen3-dev doctest-dev nlohmann-json3-dev libarchive-dev zlib1g-dev libsentencepiece-dev pkg-config libsimdjson-dev libtomlplusplus-dev libfaiss-dev libopenblas0-pthread libopenmpi-dev openmpi-bin)
+packages=(build-essential cmake libeigen3-dev doctest-dev nlohmann-json3-dev libarchive-dev zlib1g-dev libsentencepiece-dev pkg-config libsimdjson-dev libtomlplusplus-dev libfaiss-dev libopenblas0-pthread libopenmpi-dev openmpi-bin python3-matplotlib)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: not a Debian/Ubuntu system; make sure these (or your distribution's equivalents) are installed: ${packages[*]}" >&2

@@ -17,7 +17,9 @@
 #   4. evaluates both per domain on held-out documents and prints the table:
 #      perplexities (mean over seeds, +- their spread) and Lory's gain with a
 #      95% interval (paired bootstrap over document blocks and seeds)
-#   5. draws the loss curves and the Lory model's routing heatmap (paper Fig. 6)
+#   5. draws the figures with matplotlib (tools/lory_plot.py): the loss curves
+#      with Lory minus dense per seed, the per-domain perplexities, the Lory
+#      model's routing heatmap (paper Fig. 6) and its routers during training
 # Everything lands in runs/main (runs/main-quick); a finished step is not
 # redone when the job runs again, and an interrupted training run resumes.
 set -euo pipefail
@@ -31,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --seeds)
       [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "main-job: --seeds needs a positive number, got '${2:-}'" >&2; exit 2; }
       seeds=$2; shift ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "main-job: unknown argument '$1' (use --quick, --seeds N, or nothing)" >&2; exit 2 ;;
   esac
   shift
@@ -56,6 +58,18 @@ start=$SECONDS
 step "dependencies and build"
 bash tools/install-deps.sh
 make build
+# The figures need a python3 with matplotlib; found now, not after the training.
+python=
+for candidate in python3 /usr/bin/python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import matplotlib' >/dev/null 2>&1; then
+    python=$candidate
+    break
+  fi
+done
+if [[ -z $python ]]; then
+  echo "main-job: no python3 with matplotlib for the figures: run 'apt-get install python3-matplotlib' (or 'bash tools/install-deps.sh')" >&2
+  exit 1
+fi
 
 step "data: $data ($mb MB per domain, vocab $vocab, sequences of $seq tokens)"
 bash tools/prepare-data.sh "$data" "$mb" "$vocab" "$seq"
@@ -85,14 +99,20 @@ step "held-out perplexity per domain: dense vs Lory (same active parameters, sam
 evals() { local files=(); for seed in $(seq 1 "$seeds"); do files+=("$out/$1-seed$seed/eval.json"); done; (IFS=+; echo "${files[*]}"); }
 "$bin/lory_eval" --compare "dense=$(evals dense),lory-8e=$(evals lory-8e)" | tee "$out/table.txt"
 
-step "plots"
-runs=()
+step "figures ($python tools/lory_plot.py)"
+runs=() lory_runs=()
 for seed in $(seq 1 "$seeds"); do
   runs+=("$out/dense-seed$seed/metrics.jsonl=dense seed $seed" "$out/lory-8e-seed$seed/metrics.jsonl=lory-8e seed $seed")
+  lory_runs+=("$out/lory-8e-seed$seed/metrics.jsonl=lory-8e seed $seed")
 done
-"$bin/lory_plot" loss --runs "$(IFS=,; echo "${runs[*]}")" --smooth 5 \
-  --title "training loss: dense vs Lory-8E (same tokens)" --out "$out/loss.png"
-"$bin/lory_plot" routing --eval "$out/lory-8e-seed1/eval.json" \
+plot() { "$python" tools/lory_plot.py "$@"; }
+plot loss --runs "$(IFS=,; echo "${runs[*]}")" --smooth 5 --diff \
+  --title "Training loss: dense vs Lory-8E (same tokens)" --out "$out/loss.png"
+plot perplexity --compare "dense=$(evals dense),lory-8e=$(evals lory-8e)" \
+  --title "Held-out perplexity per domain: dense vs Lory-8E" --out "$out/perplexity.png"
+plot routing --eval "$out/lory-8e-seed1/eval.json" \
   --title "Lory-8E (seed 1): mean routing weight per domain (held-out data)" --out "$out/routing.png"
+plot router --runs "$(IFS=,; echo "${lory_runs[*]}")" --smooth 5 \
+  --title "Lory-8E: the routers during training" --out "$out/router.png"
 
-step "done in $((SECONDS - start)) s: $out/table.txt, $out/loss.png, $out/routing.png"
+step "done in $((SECONDS - start)) s: $out/table.txt; figures: $out/{loss,perplexity,routing,router}.png"
