@@ -9,8 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "io/atomic_file.h"
 #include "tensor/error.h"
@@ -177,37 +177,9 @@ std::vector<std::string> corpus_packages() {
   return all;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  out.reserve(s.size() + 16);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
+std::string corpus_jsonl_line(const CorpusLine& line) {
+  const nlohmann::ordered_json j{{"text", line.text}, {"domain", line.domain}, {"source", line.source}};
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 namespace {
@@ -339,8 +311,7 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
         d.text.resize(cut == std::string::npos || cut == 0 ? static_cast<size_t>(heldout_size(d)) : cut + 1);
         ++st.heldout_truncated;
       }
-      lines[split] += "{\"text\": \"" + json_escape(d.text) + "\", \"domain\": \"" + recipe.domain +
-                      "\", \"source\": \"" + json_escape(d.source) + "\"}\n";
+      lines[split] += corpus_jsonl_line({d.text, recipe.domain, d.source});
       st.documents[split] += 1;
       st.bytes[split] += static_cast<int64_t>(d.text.size());
     }
@@ -349,22 +320,21 @@ std::map<std::string, DomainStats> build_corpus(const CorpusOptions& o) {
   }
 
   for (int s = 0; s < 3; ++s) io::write_file_atomically(o.out_dir + "/" + kSplits[s] + ".jsonl", lines[s]);
-  std::ostringstream json;
-  json << "{\n";
-  size_t i = 0;
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
   for (const auto& [domain, st] : stats) {
-    json << "  \"" << domain << "\": {";
-    for (int s = 0; s < 3; ++s)
-      json << "\"" << kSplits[s] << "_documents\": " << st.documents[s] << ", \"" << kSplits[s]
-           << "_bytes\": " << st.bytes[s] << ", ";
-    json << "\"dropped_short\": " << st.dropped_short << ", \"dropped_long_docs\": " << st.dropped_long_docs
-         << ", \"dropped_long_lines\": " << st.dropped_long_lines
-         << ", \"dropped_duplicates\": " << st.dropped_duplicates << ", \"over_budget\": " << st.over_budget
-         << ", \"heldout_truncated\": " << st.heldout_truncated << "}"
-         << (++i < stats.size() ? ",\n" : "\n");
+    nlohmann::ordered_json& d = json[domain];
+    for (int s = 0; s < 3; ++s) {
+      d[std::string(kSplits[s]) + "_documents"] = st.documents[s];
+      d[std::string(kSplits[s]) + "_bytes"] = st.bytes[s];
+    }
+    d["dropped_short"] = st.dropped_short;
+    d["dropped_long_docs"] = st.dropped_long_docs;
+    d["dropped_long_lines"] = st.dropped_long_lines;
+    d["dropped_duplicates"] = st.dropped_duplicates;
+    d["over_budget"] = st.over_budget;
+    d["heldout_truncated"] = st.heldout_truncated;
   }
-  json << "}\n";
-  io::write_file_atomically(o.out_dir + "/stats.json", json.str());
+  io::write_file_atomically(o.out_dir + "/stats.json", json.dump(2) + "\n");
   return stats;
 }
 

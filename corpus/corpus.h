@@ -97,7 +97,9 @@ struct CorpusLine {
 // the file and the line number.
 std::vector<CorpusLine> read_corpus_jsonl(const std::string& path);
 
-// JSON string escaping for one JSONL field (valid UTF-8 in, valid JSON out).
-std::string json_escape(const std::string& s);
+// One line of a corpus JSONL file, newline included: {"text": ..., "domain":
+// ..., "source": ...} in that order, written by nlohmann_json (a byte that is
+// not UTF-8 becomes U+FFFD, so the line is always valid JSON).
+std::string corpus_jsonl_line(const CorpusLine& line);
 
 }  // namespace lory::corpus

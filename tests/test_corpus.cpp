@@ -1,5 +1,5 @@
 // The corpus builder's pieces (corpus/): text extraction from HTML, OSIS
-// and dictd files, cleaning, JSON escaping, and the committed fixture
+// and dictd files, cleaning, JSONL lines, and the committed fixture
 // (tests/data/corpus/) that the other data tests read.
 #include <doctest/doctest.h>
 
@@ -56,9 +56,23 @@ TEST_CASE("text: dictd_entries reads headwords and base64 offsets into the dicti
   CHECK(entries[1] == std::make_pair(std::string("bar"), std::string("bar\n  another word\n")));
 }
 
-TEST_CASE("corpus: json_escape and fnv1a") {
-  CHECK(json_escape("a\"b\\c\nd\te\x01") == "a\\\"b\\\\c\\nd\\te\\u0001");
-  CHECK(json_escape("\xC3\xA9") == "\xC3\xA9");
+TEST_CASE("corpus: a JSONL line reads back as written; fnv1a") {
+  CHECK(corpus_jsonl_line({"a\"b\\c\nd\te\x01", "web", "pkg/x.html"}) ==
+        "{\"text\":\"a\\\"b\\\\c\\nd\\te\\u0001\",\"domain\":\"web\",\"source\":\"pkg/x.html\"}\n");
+  const std::string path = (std::filesystem::temp_directory_path() / "lory_line.jsonl").string();
+  const CorpusLine a{"caf\xC3\xA9 \"q\" \\ \x01\n\tend", "code-c", "src/\xE9.c"};  // \xE9 alone is not UTF-8
+  const CorpusLine b{"second", "books", "b"};
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << corpus_jsonl_line(a) << corpus_jsonl_line(b);
+  }
+  const auto lines = read_corpus_jsonl(path);
+  std::filesystem::remove(path);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].text == a.text);
+  CHECK(lines[0].domain == a.domain);
+  CHECK(lines[0].source == "src/\xEF\xBF\xBD.c");  // U+FFFD
+  CHECK(lines[1].text == "second");
   CHECK(fnv1a("") == 0xcbf29ce484222325ull);
   CHECK(fnv1a("a") == 0xaf63dc4c8601ec8cull);
   CHECK(corpus_recipes().size() == 8);

@@ -21,15 +21,17 @@ using namespace lory;
 using namespace lory::corpus;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("bench_batching", "Times every stage of similarity-based batching on synthetic documents.");
-  cli.option("docs", "N", "documents", "1000000");
-  cli.option("tokens", "T", "mean tokens per document", "300");
-  cli.option("topics", "K", "topics", "1000");
-  cli.option("seq-len", "L", "context length", "4096");
-  cli.option("dir", "DIR", "where the shard and instances go", "/tmp");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  const int64_t n = cli.get_int("docs"), mean_len = cli.get_int("tokens"), topics = cli.get_int("topics");
-  const std::string dir = cli.get("dir");
+  tools::App app("bench_batching", "Times every stage of similarity-based batching on synthetic documents.");
+  int64_t n = 1000000, mean_len = 300, topics = 1000, seq_len = 4096;
+  std::string dir = "/tmp";
+  app.add_option("--docs", n, "documents")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--tokens", mean_len, "mean tokens per document")->type_name("T")->check(CLI::PositiveNumber);
+  app.add_option("--topics", topics, "topics (each owns a slice of the vocabulary)")
+      ->type_name("K")
+      ->check(CLI::Range(1, 30000));
+  app.add_option("--seq-len", seq_len, "context length")->type_name("L")->check(CLI::PositiveNumber);
+  app.add_option("--dir", dir, "where the shard and instances go")->type_name("DIR");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
   const auto now = [] { return std::chrono::steady_clock::now(); };
   const auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   try {
@@ -66,7 +68,7 @@ int main(int argc, char** argv) {
     auto t2 = now();
     const Traversal order = similarity_order(docs, nn, {});
     auto t3 = now();
-    const PackOptions po{cli.get_int("seq-len") + 1, 2, 0};
+    const PackOptions po{seq_len + 1, 2, 0};
     const Instances inst = pack_instances(docs, order.order, po);
     auto t4 = now();
     write_instances(dir + "/bench_batching_instances.bin", inst, docs.vocab_size());

@@ -17,6 +17,7 @@
 
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tools/cli.h"
 
 using Clock = std::chrono::steady_clock;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -33,33 +34,16 @@ double best_seconds_per_call(F&& fn, int reps, int rounds) {
 }
 
 int main(int argc, char** argv) {
+  lory::tools::App app("bench_matmul_overhead",
+                       "Times lory::matmul against Eigen's GEMM on the same N x N f32 matrices.");
   int64_t n = 1024;
   int reps = 20, rounds = 5;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_matmul_overhead: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--n")
-      n = std::atoll(next());
-    else if (a == "--reps")
-      reps = std::atoi(next());
-    else if (a == "--rounds")
-      rounds = std::atoi(next());
-    else if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: bench_matmul_overhead [--n N] [--reps R] [--rounds K]\n"
-          "Times lory::matmul against Eigen's GEMM on the same N x N f32 matrices.\n");
-      return 0;
-    } else {
-      std::fprintf(stderr, "bench_matmul_overhead: unknown argument '%s' (try --help)\n", a.c_str());
-      return 2;
-    }
-  }
+  app.add_option("--n", n, "matrix size")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps, "calls per timing")->type_name("R")->check(CLI::PositiveNumber);
+  app.add_option("--rounds", rounds, "timings, interleaved (the best is kept)")
+      ->type_name("K")
+      ->check(CLI::PositiveNumber);
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
 
   lory::NoGradGuard no_grad;
   lory::manual_seed(0);

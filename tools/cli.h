@@ -1,20 +1,28 @@
-// cli.h — the command-line parsing every lory_* tool shares.
+// cli.h — the command line of every lory_* tool and benchmark: a CLI11 App
+// (Debian package libcli11-dev) with the conventions they share.
 //
-//   Cli cli("lory_info", "Prints parameter counts, FLOPs and memory of a model.");
-//   cli.option("config", "FILE", "a config.json");
-//   cli.flag("json", "print JSON instead of a table");
-//   if (!cli.parse(argc, argv)) return cli.exit_code();   // --help, or a usage error
-//   std::string path = cli.get("config");
+//   tools::App app("lory_info", "Prints parameter counts, FLOPs per token and training memory of a model.");
+//   std::string config;
+//   auto* config_opt = app.add_option("--config", config, "a config.json")->type_name("FILE");
+//   int64_t context = 0;
+//   app.add_option("--context", context, "sequence length")->type_name("L");
+//   if (!app.parse_command_line(argc, argv)) return app.exit_code();  // --help, or a usage error
+//   if (config_opt->count() == 0) app.usage_error("give --config");
 //
-// Options are written --name VALUE or --name=VALUE. An unknown option, a
-// missing value or a bad number is reported with the usage text and exit
-// code 2; --help prints the usage and exits 0.
+// Options are written --name VALUE or --name=VALUE; given twice, the last one
+// counts. --help (-h) prints the usage, every option with its default, and
+// exits 0. An unknown option, a missing value, a value that does not convert
+// (or fails its check), a missing required option: one line naming the
+// option, then exit code 2. usage_error() does the same for the checks a tool
+// makes itself.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -32,127 +40,82 @@ inline std::vector<std::string> split_commas(const std::string& list) {
   return items;
 }
 
-class Cli {
+// "1,2,3" -> {1, 2, 3}, such as a prompt's token ids. Throws
+// CLI::ValidationError naming the item that is not an integer; an option
+// checked with IntList (below) never does.
+inline std::vector<int64_t> int_list(const std::string& list) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    int64_t x = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), x);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size())
+      throw CLI::ValidationError("'" + item + "' is not an integer (expected a comma-separated list like 1,2,3)");
+    out.push_back(x);
+    start = comma + 1;
+  }
+  return out;
+}
+
+// ->check(tools::IntList): the value must be a comma-separated list of integers.
+inline const CLI::Validator IntList(
+    [](std::string& value) {
+      try {
+        int_list(value);
+        return std::string();
+      } catch (const CLI::ValidationError& e) {
+        return std::string(e.what());
+      }
+    },
+    "");
+
+// A tool's command line (see the top of this file).
+class App : public CLI::App {
  public:
-  Cli(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
-
-  void option(const std::string& name, const std::string& metavar, const std::string& help,
-              const std::string& default_value = "") {
-    specs_.push_back({name, metavar, help, default_value, false});
+  App(std::string name, std::string description) : CLI::App(std::move(description), std::move(name)) {
+    option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    set_help_flag("-h,--help", "print this help and exit");
   }
-  void flag(const std::string& name, const std::string& help) { specs_.push_back({name, "", help, "", true}); }
 
-  // False when the program should exit now with exit_code().
-  bool parse(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      std::string arg = argv[i];
-      if (arg == "--help" || arg == "-h") {
-        usage(stdout);
-        code_ = 0;
-        return false;
-      }
-      if (arg.rfind("--", 0) != 0) return error("unexpected argument '" + arg + "'");
-      std::string name = arg.substr(2), value;
-      const auto eq = name.find('=');
-      const bool inline_value = eq != std::string::npos;
-      if (inline_value) value = name.substr(eq + 1), name = name.substr(0, eq);
-      const Spec* spec = find(name);
-      if (!spec) return error("unknown option --" + name);
-      if (spec->is_flag) {
-        if (inline_value) return error("--" + name + " takes no value");
-        values_[name] = std::string(1, '1');  // not = "1": GCC 12 -O3 false -Wrestrict (PR 105651)
-        continue;
-      }
-      if (!inline_value) {
-        if (i + 1 >= argc) return error("--" + name + " needs a value (" + spec->metavar + ")");
-        value = argv[++i];
-      }
-      values_[name] = value;
+  // False when the program should exit now with exit_code(): after --help
+  // (the usage is printed), or after a usage error (the message is printed).
+  bool parse_command_line(int argc, char** argv) {
+    try {
+      parse(argc, argv);
+      return true;
+    } catch (const CLI::RequiredError& e) {
+      // CLI11 checks required options before unknown ones; an unknown option
+      // (often a misspelt required one) is the more useful message.
+      if (remaining_size(true) > 0) return report(CLI::ExtrasError(get_name(), remaining(true)));
+      return report(e);
+    } catch (const CLI::ParseError& e) {
+      return report(e);
     }
-    return true;
   }
-  int exit_code() const { return code_; }
+  int exit_code() const { return exit_code_; }
 
-  bool has(const std::string& name) const { return values_.count(name) > 0; }
-  std::string get(const std::string& name) const {
-    const auto it = values_.find(name);
-    if (it != values_.end()) return it->second;
-    const Spec* spec = find(name);
-    return spec ? spec->default_value : "";
-  }
-  // Exits with a usage error when the option is absent.
-  std::string require(const std::string& name) const {
-    if (!has(name)) fatal("--" + name + " is required");
-    return get(name);
-  }
-  long long get_int(const std::string& name) const {
-    const std::string v = get(name);
-    char* end = nullptr;
-    const long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end) fatal("--" + name + " must be an integer, got '" + v + "'");
-    return x;
-  }
-  // A comma-separated list of integers ("1,2,3"), such as a prompt's token ids.
-  std::vector<long long> get_int_list(const std::string& name) const {
-    std::vector<long long> out;
-    const std::string v = get(name);
-    size_t start = 0;
-    while (start <= v.size()) {
-      const size_t comma = std::min(v.find(',', start), v.size());
-      const std::string item = v.substr(start, comma - start);
-      char* end = nullptr;
-      const long long x = std::strtoll(item.c_str(), &end, 10);
-      if (item.empty() || *end) fatal("--" + name + ": '" + item + "' is not an integer");
-      out.push_back(x);
-      start = comma + 1;
-    }
-    return out;
-  }
-  double get_double(const std::string& name) const {
-    const std::string v = get(name);
-    char* end = nullptr;
-    const double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end) fatal("--" + name + " must be a number, got '" + v + "'");
-    return x;
-  }
-
-  [[noreturn]] void fatal(const std::string& message) const {
-    std::fprintf(stderr, "%s: %s\n", program_.c_str(), message.c_str());
-    std::fprintf(stderr, "run '%s --help' for usage\n", program_.c_str());
+  // A usage error found after parsing: "<tool>: <message>", exit code 2.
+  [[noreturn]] void usage_error(const std::string& message) const {
+    std::fprintf(stderr, "%s: %s\nrun '%s --help' for usage\n", get_name().c_str(), message.c_str(),
+                 get_name().c_str());
     std::exit(2);
   }
 
-  void usage(std::FILE* out) const {
-    std::fprintf(out, "usage: %s [options]\n%s\n\noptions:\n", program_.c_str(), summary_.c_str());
-    for (const Spec& s : specs_) {
-      const std::string left = "  --" + s.name + (s.is_flag ? "" : " " + s.metavar);
-      std::fprintf(out, "%-28s %s%s\n", left.c_str(), s.help.c_str(),
-                   s.default_value.empty() ? "" : (" (default " + s.default_value + ")").c_str());
-    }
-    std::fprintf(out, "  %-26s %s\n", "--help", "print this help and exit");
-  }
-
  private:
-  struct Spec {
-    std::string name, metavar, help, default_value;
-    bool is_flag;
-  };
-  const Spec* find(const std::string& name) const {
-    for (const Spec& s : specs_)
-      if (s.name == name) return &s;
-    return nullptr;
-  }
-  bool error(const std::string& message) {
-    std::fprintf(stderr, "%s: %s\n\n", program_.c_str(), message.c_str());
-    usage(stderr);
-    code_ = 2;
+  bool report(const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      exit_code_ = exit(e);  // --help: the usage (of the subcommand, when one was given) on stdout
+    } else {
+      std::fprintf(stderr, "%s: %s\nrun '%s --help' for usage\n", get_name().c_str(), e.what(), get_name().c_str());
+      exit_code_ = 2;
+    }
     return false;
   }
 
-  std::string program_, summary_;
-  std::vector<Spec> specs_;
-  std::map<std::string, std::string> values_;
-  int code_ = 0;
+  int exit_code_ = 0;
 };
 
 }  // namespace lory::tools
+

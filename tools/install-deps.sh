@@ -6,7 +6,7 @@
 # The CUDA toolkit is not installed here: it is optional (detected by CMake).
 set -euo pipefail
 
-packages=(build-essential cmake libeigen3-dev doctest-dev nlohmann-json3-dev libarchive-dev zlib1g-dev libsentencepiece-dev pkg-config libsimdjson-dev libtomlplusplus-dev libfaiss-dev libopenblas0-pthread libopenmpi-dev openmpi-bin python3-matplotlib)
+packages=(build-essential cmake libeigen3-dev doctest-dev nlohmann-json3-dev libcli11-dev libarchive-dev zlib1g-dev libsentencepiece-dev pkg-config libsimdjson-dev libtomlplusplus-dev libfaiss-dev libopenblas0-pthread libopenmpi-dev openmpi-bin python3-matplotlib)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: not a Debian/Ubuntu system; make sure these (or your distribution's equivalents) are installed: ${packages[*]}" >&2

@@ -25,51 +25,56 @@ using namespace lory;
 using namespace lory::corpus;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_batch", "Orders documents by similarity (or at random) and packs them into training instances.");
-  cli.option("shards", "A.bin,B.bin", "token shards (lory_tokenize encode)");
-  cli.option("mode", "similarity|random", "document order", "similarity");
-  cli.option("seq-len", "L", "context length; instances hold L + 1 tokens", "4096");
-  cli.option("out", "FILE", "the instances file to write");
-  cli.option("report", "FILE", "write the report as JSON here too");
-  cli.option("k", "K", "neighbours per document", "10");
-  cli.option("index", "auto|exact|ivf", "FAISS index (auto: exact up to 50,000 documents)", "auto");
-  cli.option("chain-cap", "N", "longest chain before a jump (0: none; ICP uses 21)", "0");
-  cli.option("dims", "D", "embedding dimensions", "256");
-  cli.option("embeddings", "E.npy", "document embeddings computed elsewhere, [documents, dims] f32");
-  cli.option("eos-id", "ID", "token between documents", "2");
-  cli.option("seed", "S", "seed of the instance shuffle and of the random order", "0");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  const std::string mode = cli.get("mode");
-  if (mode != "similarity" && mode != "random") cli.fatal("--mode must be similarity or random, got '" + mode + "'");
-  const std::string out = cli.require("out");
+  tools::App app("lory_batch", "Orders documents by similarity (or at random) and packs them into training instances.");
+  std::string shards, mode = "similarity", out, report_path, index = "auto", embeddings_path;
+  int64_t seq_len = 4096, k = 10, chain_cap = 0, dims = 256, eos_id = 2, seed = 0;
+  app.add_option("--shards", shards, "token shards (lory_tokenize encode), comma-separated")
+      ->type_name("A.bin,B.bin")
+      ->required();
+  app.add_option("--mode", mode, "document order")->type_name("MODE")->check(CLI::IsMember({"similarity", "random"}));
+  app.add_option("--seq-len", seq_len, "context length; instances hold L + 1 tokens")
+      ->type_name("L")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--out", out, "the instances file to write")->type_name("FILE")->required();
+  app.add_option("--report", report_path, "write the report as JSON here too")->type_name("FILE");
+  app.add_option("--k", k, "neighbours per document")->type_name("K")->check(CLI::PositiveNumber);
+  app.add_option("--index", index, "FAISS index (auto: exact up to 50,000 documents)")
+      ->type_name("INDEX")
+      ->check(CLI::IsMember({"auto", "exact", "ivf"}));
+  app.add_option("--chain-cap", chain_cap, "longest chain before a jump (0: none; ICP uses 21)")->type_name("N");
+  app.add_option("--dims", dims, "embedding dimensions")->type_name("D")->check(CLI::PositiveNumber);
+  app.add_option("--embeddings", embeddings_path, "document embeddings computed elsewhere, [documents, dims] f32")
+      ->type_name("E.npy");
+  app.add_option("--eos-id", eos_id, "token between documents")->type_name("ID");
+  app.add_option("--seed", seed, "seed of the instance shuffle and of the random order")->type_name("S");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
   try {
-    const auto readers = open_shards(cli.require("shards"));
+    const auto readers = open_shards(shards);
     DocumentSet docs(pointers(readers));
     const auto clock = [] { return std::chrono::steady_clock::now(); };
     const auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     auto t0 = clock();
 
     Embeddings e;
-    if (cli.has("embeddings")) {
-      const Tensor t = io::read_npy(cli.get("embeddings")).to(DType::f32).contiguous();
-      LORY_CHECK(t.dim() == 2 && t.size(0) == docs.size(), cli.get("embeddings"), ": expected [", docs.size(),
+    if (!embeddings_path.empty()) {
+      const Tensor t = io::read_npy(embeddings_path).to(DType::f32).contiguous();
+      LORY_CHECK(t.dim() == 2 && t.size(0) == docs.size(), embeddings_path, ": expected [", docs.size(),
                  ", dims] embeddings for the shards' documents, got ", t.describe());
       e.n = t.size(0), e.dims = t.size(1);
       e.data = t.to_vector<float>();
       normalize_rows(e);
     } else {
       EmbedOptions eo;
-      eo.dims = cli.get_int("dims");
+      eo.dims = dims;
       e = embed_documents(docs, eo);
     }
     auto t1 = clock();
-    const Neighbours nn = nearest_neighbours(e, cli.get_int("k"), parse_knn_index(cli.get("index")));
+    const Neighbours nn = nearest_neighbours(e, k, parse_knn_index(index));
     auto t2 = clock();
-    const Traversal sim = similarity_order(docs, nn, {cli.get_int("chain-cap"), 0.85});
-    const std::vector<int64_t> rnd = random_order(docs.size(), static_cast<uint64_t>(cli.get_int("seed")));
+    const Traversal sim = similarity_order(docs, nn, {chain_cap, 0.85});
+    const std::vector<int64_t> rnd = random_order(docs.size(), static_cast<uint64_t>(seed));
     auto t3 = clock();
-    const PackOptions po{cli.get_int("seq-len") + 1, static_cast<int32_t>(cli.get_int("eos-id")),
-                         static_cast<uint64_t>(cli.get_int("seed"))};
+    const PackOptions po{seq_len + 1, static_cast<int32_t>(eos_id), static_cast<uint64_t>(seed)};
     const Instances i_sim = pack_instances(docs, sim.order, po), i_rnd = pack_instances(docs, rnd, po);
     auto t4 = clock();
     const Instances& chosen = mode == "similarity" ? i_sim : i_rnd;
@@ -93,8 +98,8 @@ int main(int argc, char** argv) {
     std::printf("%s", report);
     std::printf("wrote %s: %lld instances of %lld tokens (%s order)\n", out.c_str(),
                 static_cast<long long>(chosen.count()), static_cast<long long>(po.instance_tokens), mode.c_str());
-    if (cli.has("report")) {
-      std::ofstream(cli.get("report")) << report;
+    if (!report_path.empty()) {
+      std::ofstream(report_path) << report;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lory_batch: %s\n", e.what());

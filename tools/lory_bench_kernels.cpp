@@ -128,27 +128,44 @@ std::string json_rows(const std::vector<Row>& rows, const std::string& device, d
 }
 
 int bench_main(int argc, char** argv) {
-  tools::Cli cli("lory_bench_kernels", "Times every CUDA kernel at the 0.3B model's shapes against cuBLAS and copy.");
-  cli.option("device", "cuda|cpu", "device to benchmark", "cuda");
-  cli.option("dtype", "bf16|f32", "storage dtype (default bf16 on cuda, f32 on cpu)");
-  cli.flag("quick", "tiny shapes and one iteration: a smoke run, not a measurement");
-  cli.option("tokens", "N", "tokens per batch", "8192");
-  cli.option("seq-len", "L", "sequence length (attention)", "4096");
-  cli.option("hidden", "d", "hidden size", "1024");
-  cli.option("ffn", "f", "FFN width of each expert", "2816");
-  cli.option("heads", "H", "attention heads", "16");
-  cli.option("vocab", "V", "vocabulary (cross-entropy, embedding)", "32000");
-  cli.option("segment", "T", "Lory segment length", "256");
-  cli.option("experts", "E,...", "expert counts for the Lory FFN rows", "8,32");
-  cli.option("adam-params", "N", "parameters in the AdamW and grad-norm rows", "100000000");
-  cli.option("iters", "N", "calls per timing round", "10");
-  cli.option("rounds", "N", "timing rounds (the best is kept)", "3");
-  cli.option("peak-tflops", "X", "the device's peak for MFU (default 989, an H100 SXM's dense bf16; cpu: the GEMM row)");
-  cli.option("json", "FILE", "also write the rows as JSON");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
+  tools::App app("lory_bench_kernels", "Times every CUDA kernel at the 0.3B model's shapes against cuBLAS and copy.");
+  std::string device_name = "cuda", dtype_arg, experts = "8,32", json_path;
+  bool quick = false;
+  Shapes s{8192, 4096, 1024, 2816, 16, 32000, 256, 100000000, {}};
+  int iters = 10, rounds = 3;
+  double peak_arg = 0;
+  app.add_option("--device", device_name, "device to benchmark")
+      ->type_name("DEVICE")
+      ->check(CLI::IsMember({"cuda", "cpu"}));
+  app.add_option("--dtype", dtype_arg, "storage dtype (default bf16 on cuda, f32 on cpu)")
+      ->type_name("DTYPE")
+      ->check(CLI::IsMember({"bf16", "f32"}));
+  app.add_flag("--quick", quick, "tiny shapes and one iteration: a smoke run, not a measurement");
+  app.add_option("--tokens", s.tokens, "tokens per batch")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--seq-len", s.seq_len, "sequence length (attention)")->type_name("L")->check(CLI::PositiveNumber);
+  app.add_option("--hidden", s.hidden, "hidden size")->type_name("d")->check(CLI::PositiveNumber);
+  app.add_option("--ffn", s.ffn, "FFN width of each expert")->type_name("f")->check(CLI::PositiveNumber);
+  app.add_option("--heads", s.heads, "attention heads")->type_name("H")->check(CLI::PositiveNumber);
+  app.add_option("--vocab", s.vocab, "vocabulary (cross-entropy, embedding)")
+      ->type_name("V")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--segment", s.segment, "Lory segment length")->type_name("T")->check(CLI::PositiveNumber);
+  app.add_option("--experts", experts, "expert counts for the Lory FFN rows")
+      ->type_name("E,...")
+      ->check(tools::IntList);
+  app.add_option("--adam-params", s.adam_params, "parameters in the AdamW and grad-norm rows")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--iters", iters, "calls per timing round")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--rounds", rounds, "timing rounds (the best is kept)")->type_name("N")->check(CLI::PositiveNumber);
+  auto* peak_opt =
+      app.add_option("--peak-tflops", peak_arg,
+                     "the device's peak for MFU (default 989, an H100 SXM's dense bf16; cpu: the GEMM row)")
+          ->type_name("X")
+          ->default_str("");
+  app.add_option("--json", json_path, "also write the rows as JSON")->type_name("FILE");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
 
-  const std::string device_name = cli.get("device");
-  if (device_name != "cuda" && device_name != "cpu") cli.fatal("--device must be cuda or cpu, got '" + device_name + "'");
   const bool cuda = device_name == "cuda";
   if (cuda && !cuda_is_available()) {
     std::fprintf(stderr,
@@ -157,20 +174,14 @@ int bench_main(int argc, char** argv) {
     return 3;
   }
   const Device dev = cuda ? cuda_device(0) : cpu_device();
-  const std::string dtype_arg = cli.has("dtype") ? cli.get("dtype") : (cuda ? "bf16" : "f32");
-  if (dtype_arg != "bf16" && dtype_arg != "f32") cli.fatal("--dtype must be bf16 or f32, got '" + dtype_arg + "'");
-  const DType dt = dtype_arg == "bf16" ? DType::bf16 : DType::f32;
-  const bool quick = cli.has("quick");
-  Shapes s{cli.get_int("tokens"), cli.get_int("seq-len"), cli.get_int("hidden"), cli.get_int("ffn"),
-           cli.get_int("heads"),  cli.get_int("vocab"),   cli.get_int("segment"), cli.get_int("adam-params"), {}};
-  for (long long e : cli.get_int_list("experts")) s.experts.push_back(e);
-  int iters = static_cast<int>(cli.get_int("iters")), rounds = static_cast<int>(cli.get_int("rounds"));
+  const DType dt = (dtype_arg.empty() ? cuda : dtype_arg == "bf16") ? DType::bf16 : DType::f32;
+  s.experts = tools::int_list(experts);
   if (quick) {
     s = Shapes{512, 256, 128, 352, 2, 1000, 64, 1 << 20, {8}};
     iters = rounds = 1;
   }
-  if (s.tokens % s.seq_len != 0) cli.fatal("--tokens must be a multiple of --seq-len");
-  if (s.hidden % s.heads != 0) cli.fatal("--hidden must be a multiple of --heads");
+  if (s.tokens % s.seq_len != 0) app.usage_error("--tokens must be a multiple of --seq-len");
+  if (s.hidden % s.heads != 0) app.usage_error("--hidden must be a multiple of --heads");
   const int64_t B = s.tokens / s.seq_len, L = s.seq_len, d = s.hidden, f = s.ffn, H = s.heads, Dh = d / H;
   const int64_t N = s.tokens;
   Bench bench(dev, iters, rounds);
@@ -188,7 +199,7 @@ int bench_main(int argc, char** argv) {
   Tensor cdst = empty({copy_n}, opt);
   const double copy_s = bench.time([&] { cdst.copy_(csrc); });
   const double copy_gbs = 2.0 * copy_n * dtype_size(dt) / copy_s / 1e9;
-  const double peak = cli.has("peak-tflops") ? cli.get_double("peak-tflops") : (cuda ? 989.0 : gemm_tflops);
+  const double peak = peak_opt->count() > 0 ? peak_arg : (cuda ? 989.0 : gemm_tflops);
 
   std::printf("lory_bench_kernels on %s, %s storage%s\n", dev.str().c_str(), dtype_name(dt),
               quick ? " (--quick: tiny shapes, one call; not a measurement)" : "");
@@ -330,10 +341,9 @@ int bench_main(int argc, char** argv) {
   std::printf("\nrate: GB/s for memory-bound rows (of ref: fraction of COPY), TFLOP/s for compute rows (of ref:\n"
               "fraction of GEMM; MFU = rate / the %.4g TFLOP/s peak). Lory FFN rows: 'of ref' is the time ratio to the dense FFN.\n",
               peak);
-  if (cli.has("json")) {
-    const std::string path = cli.get("json");
-    io::write_file_atomically(path, json_rows(rows, dev.str(), gemm_tflops, copy_gbs));
-    std::printf("wrote %s\n", path.c_str());
+  if (!json_path.empty()) {
+    io::write_file_atomically(json_path, json_rows(rows, dev.str(), gemm_tflops, copy_gbs));
+    std::printf("wrote %s\n", json_path.c_str());
   }
   return 0;
 }

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <sstream>
 
 #include "tools/cli.h"
 #include "corpus/corpus.h"
@@ -16,37 +15,41 @@ using namespace lory;
 using namespace lory::corpus;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_corpus",
+  tools::App app("lory_corpus",
                  "Builds train/valid/test JSONL ({\"text\", \"domain\", \"source\"}) from Debian packages.");
-  cli.option("debs", "DIR", "folder with the downloaded .deb files");
-  cli.option("out", "DIR", "output folder: train.jsonl, valid.jsonl, test.jsonl, stats.json");
-  cli.option("mb-per-domain", "MB", "training text per domain (held-out text comes on top)", "25");
-  cli.option("domains", "A,B", "only these domains (default: all)");
-  cli.option("valid", "FRACTION", "held out in valid, as a share of --mb-per-domain (whole documents)", "0.01");
-  cli.option("test", "FRACTION", "held out in test, as a share of --mb-per-domain (whole documents)", "0.01");
-  cli.option("heldout-min-kb", "KB", "at least this much of each domain in valid and in test (at most 10% of --mb-per-domain)",
-             "80");
-  cli.option("heldout-doc-kb", "KB", "a held-out document keeps at most its first KB (0: all)", "16");
-  cli.option("max-doc-kb", "KB", "drop documents longer than this (0: no limit)", "0");
-  cli.flag("list-packages", "print the packages the recipes read, one per line, and exit");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  if (cli.has("list-packages")) {
-    for (const auto& p : corpus_packages()) std::printf("%s\n", p.c_str());
-    return 0;
-  }
   CorpusOptions o;
-  o.debs_dir = cli.require("debs");
-  o.out_dir = cli.require("out");
-  o.bytes_per_domain = static_cast<int64_t>(cli.get_double("mb-per-domain") * 1e6);
-  o.valid_fraction = cli.get_double("valid");
-  o.test_fraction = cli.get_double("test");
-  o.heldout_min_bytes = static_cast<int64_t>(cli.get_double("heldout-min-kb") * 1000);
-  o.heldout_doc_bytes = static_cast<int64_t>(cli.get_double("heldout-doc-kb") * 1000);
-  o.max_doc_bytes = static_cast<int64_t>(cli.get_double("max-doc-kb") * 1000);
-  if (cli.has("domains")) {
-    std::stringstream ss(cli.get("domains"));
-    for (std::string d; std::getline(ss, d, ',');) o.domains.push_back(d);
-  }
+  double mb_per_domain = 25, heldout_min_kb = 80, heldout_doc_kb = 16, max_doc_kb = 0;
+  std::string domains;
+  app.add_option("--debs", o.debs_dir, "folder with the downloaded .deb files")->type_name("DIR")->required();
+  app.add_option("--out", o.out_dir, "output folder: train.jsonl, valid.jsonl, test.jsonl, stats.json")
+      ->type_name("DIR")
+      ->required();
+  app.add_option("--mb-per-domain", mb_per_domain, "training text per domain (held-out text comes on top)")
+      ->type_name("MB");
+  app.add_option("--domains", domains, "only these domains (default: all)")->type_name("A,B");
+  app.add_option("--valid", o.valid_fraction, "held out in valid, as a share of --mb-per-domain (whole documents)")
+      ->type_name("FRACTION");
+  app.add_option("--test", o.test_fraction, "held out in test, as a share of --mb-per-domain (whole documents)")
+      ->type_name("FRACTION");
+  app.add_option("--heldout-min-kb", heldout_min_kb,
+                 "at least this much of each domain in valid and in test (at most 10% of --mb-per-domain)")
+      ->type_name("KB");
+  app.add_option("--heldout-doc-kb", heldout_doc_kb, "a held-out document keeps at most its first KB (0: all)")
+      ->type_name("KB");
+  app.add_option("--max-doc-kb", max_doc_kb, "drop documents longer than this (0: no limit)")->type_name("KB");
+  app.add_flag_callback(
+      "--list-packages",
+      [] {
+        for (const auto& p : corpus_packages()) std::printf("%s\n", p.c_str());
+        throw CLI::Success();  // exit 0 now: --debs and --out are not needed
+      },
+      "print the packages the recipes read, one per line, and exit");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
+  o.bytes_per_domain = static_cast<int64_t>(mb_per_domain * 1e6);
+  o.heldout_min_bytes = static_cast<int64_t>(heldout_min_kb * 1000);
+  o.heldout_doc_bytes = static_cast<int64_t>(heldout_doc_kb * 1000);
+  o.max_doc_bytes = static_cast<int64_t>(max_doc_kb * 1000);
+  o.domains = tools::split_commas(domains);
   const auto start = std::chrono::steady_clock::now();
   o.log = [&](const std::string& line) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -18,19 +18,24 @@
 using namespace lory;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_embed", "Embeds every document of token shards with a checkpoint (mean final hidden state).");
-  cli.option("ckpt", "DIR", "a model directory");
-  cli.option("shards", "A.bin,B.bin", "token shards (their documents, in order, are the rows)");
-  cli.option("out", "E.npy", "the embeddings [documents, hidden_size] as f32");
-  cli.option("max-tokens", "N", "tokens of each document to read (capped at max_position_embeddings)", "512");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  const std::string ckpt = cli.require("ckpt"), out = cli.require("out");
+  tools::App app("lory_embed", "Embeds every document of token shards with a checkpoint (mean final hidden state).");
+  std::string ckpt, shards, out;
+  int64_t max_tokens_arg = 512;
+  app.add_option("--ckpt", ckpt, "a model directory")->type_name("DIR")->required();
+  app.add_option("--shards", shards, "token shards (their documents, in order, are the rows)")
+      ->type_name("A.bin,B.bin")
+      ->required();
+  app.add_option("--out", out, "the embeddings [documents, hidden_size] as f32")->type_name("E.npy")->required();
+  app.add_option("--max-tokens", max_tokens_arg, "tokens of each document to read (capped at max_position_embeddings)")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
   try {
     auto model = nn::load_pretrained(ckpt);
     model->eval();
-    const auto readers = corpus::open_shards(cli.require("shards"), model->config.vocab_size);
+    const auto readers = corpus::open_shards(shards, model->config.vocab_size);
     corpus::DocumentSet docs(corpus::pointers(readers));
-    const int64_t max_tokens = std::min<int64_t>(cli.get_int("max-tokens"), model->config.max_position_embeddings);
+    const int64_t max_tokens = std::min<int64_t>(max_tokens_arg, model->config.max_position_embeddings);
     const int64_t d = model->config.hidden_size;
     Tensor embeddings = zeros({docs.size(), d});
     NoGradGuard no_grad;

@@ -162,40 +162,49 @@ int compare(const std::string& list) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_eval", "Held-out perplexity per domain of a checkpoint (and routing weights per domain).");
-  cli.option("ckpt", "DIR", "model directory, training checkpoint, or run directory (its newest checkpoint)");
-  cli.option("data", "SHARDS", "token shards: a glob or comma list ('data/shards/valid-*.bin')");
-  cli.option("routing", "MODE", "causal_segment (training's), prompt or segment (inference's)", "causal_segment");
-  cli.option("prompt-length", "N", "prompt/segment routing: tokens whose mean routes (default: one segment)", "0");
-  cli.option("seq-len", "L", "tokens per sequence (default: the model's max_position_embeddings)", "0");
-  cli.option("tokens-per-domain", "N", "held-out tokens per domain", "65536");
-  cli.option("batch", "B", "sequences per forward", "4");
-  cli.option("out", "FILE", "write the results as JSON (lory_plot routing reads it)");
-  cli.option("compare", "A=a.json,B=b1.json+b2.json",
-             "print models side by side instead of evaluating: per model one eval JSON, or several ('+' or a glob: "
-             "one per seed); gains over the first with bootstrap intervals");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
+  tools::App app("lory_eval", "Held-out perplexity per domain of a checkpoint (and routing weights per domain).");
+  std::string ckpt, data, routing_arg = "causal_segment", out, compare_list;
+  int64_t prompt_length = 0, seq_len_arg = 0, tokens_per_domain = 65536, batch = 4;
+  app.add_option("--ckpt", ckpt, "model directory, training checkpoint, or run directory (its newest checkpoint)")
+      ->type_name("DIR");
+  app.add_option("--data", data, "token shards: a glob or comma list ('data/shards/valid-*.bin')")->type_name("SHARDS");
+  app.add_option("--routing", routing_arg, "causal_segment (training's), prompt or segment (inference's)")
+      ->type_name("MODE");
+  app.add_option("--prompt-length", prompt_length, "prompt/segment routing: tokens whose mean routes (0: one segment)")
+      ->type_name("N");
+  app.add_option("--seq-len", seq_len_arg, "tokens per sequence (0: the model's max_position_embeddings)")
+      ->type_name("L");
+  app.add_option("--tokens-per-domain", tokens_per_domain, "held-out tokens per domain")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "sequences per forward")->type_name("B")->check(CLI::PositiveNumber);
+  app.add_option("--out", out, "write the results as JSON (lory_plot routing reads it)")->type_name("FILE");
+  auto* compare_opt =
+      app.add_option("--compare", compare_list,
+                     "print models side by side instead of evaluating: per model one eval JSON, or several ('+' or a "
+                     "glob: one per seed); gains over the first with bootstrap intervals")
+          ->type_name("A=a.json,B=b1.json+b2.json");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
+  if (compare_opt->count() == 0) {
+    if (ckpt.empty()) app.usage_error("--ckpt is required (or --compare)");
+    if (data.empty()) app.usage_error("--data is required (or --compare)");
+  }
   try {
-    if (cli.has("compare")) return compare(cli.get("compare"));
-    const std::string dir = resolve_model_dir(cli.require("ckpt"));
-    const std::string data = cli.require("data");
+    if (compare_opt->count() > 0) return compare(compare_list);
+    const std::string dir = resolve_model_dir(ckpt);
     auto model = nn::load_pretrained(dir);
-    const nn::ForwardRouting routing = nn::parse_forward_routing(cli.get("routing"), "--routing");
-    const int64_t seq_len =
-        cli.get_int("seq-len") > 0 ? cli.get_int("seq-len") : model->config.max_position_embeddings;
+    const nn::ForwardRouting routing = nn::parse_forward_routing(routing_arg, "--routing");
+    const int64_t seq_len = seq_len_arg > 0 ? seq_len_arg : model->config.max_position_embeddings;
     LORY_CHECK(seq_len <= model->config.max_position_embeddings, "--seq-len ", seq_len,
                " is longer than the model's max_position_embeddings ", model->config.max_position_embeddings);
-    const train::EvalSet set =
-        train::build_eval_set(data, seq_len, cli.get_int("tokens-per-domain"),
-                              static_cast<int32_t>(model->config.eos_token_id), model->config.vocab_size);
-    const train::EvalResult r =
-        train::evaluate(*model, set, routing, cli.get_int("batch"), cli.get_int("prompt-length"));
+    const train::EvalSet set = train::build_eval_set(
+        data, seq_len, tokens_per_domain, static_cast<int32_t>(model->config.eos_token_id), model->config.vocab_size);
+    const train::EvalResult r = train::evaluate(*model, set, routing, batch, prompt_length);
     std::printf("%s: %s routing, %lld-token sequences\n%s", dir.c_str(), r.routing.c_str(),
                 static_cast<long long>(seq_len), train::eval_result_table(r).c_str());
-    if (cli.has("out")) {
-      io::write_file_atomically(cli.get("out"),
-                                train::eval_result_json(r, model->config, {{"checkpoint", dir}, {"data", data}}));
-      std::printf("wrote %s\n", cli.get("out").c_str());
+    if (!out.empty()) {
+      io::write_file_atomically(out, train::eval_result_json(r, model->config, {{"checkpoint", dir}, {"data", data}}));
+      std::printf("wrote %s\n", out.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lory_eval: %s\n", e.what());

@@ -22,46 +22,51 @@ using namespace lory;
 using namespace lory::nn;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_generate", "Continues a prompt of token ids with a checkpoint (KV cache), streaming the ids.");
-  cli.option("ckpt", "DIR", "a model directory (config.json + model.safetensors)");
-  cli.option("prompt-ids", "1,2,3", "the prompt as comma-separated token ids");
-  cli.option("prompt", "TEXT", "the prompt as text (needs --tokenizer)");
-  cli.option("tokenizer", "FILE", "a SentencePiece .model: text in and out");
-  cli.option("max-new-tokens", "N", "tokens to generate", "32");
-  cli.option("temperature", "T", "sampling temperature; 0 is greedy", "1.0");
-  cli.option("top-k", "K", "sample from the K most likely tokens (0: all)", "0");
-  cli.option("top-p", "P", "sample from the smallest set of probability >= P", "1.0");
-  cli.option("seed", "S", "seed of the sampling", "0");
-  cli.option("routing", "prompt|segment", "how Lory layers route while generating", "prompt");
-  cli.option("stop-id", "ID", "stop after generating this id (default: the config's eos_token_id)");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  const std::string ckpt = cli.require("ckpt");
-  if (cli.has("prompt-ids") == cli.has("prompt")) cli.fatal("give exactly one of --prompt-ids and --prompt");
-  if (cli.has("prompt") && !cli.has("tokenizer")) cli.fatal("--prompt needs --tokenizer");
+  tools::App app("lory_generate", "Continues a prompt of token ids with a checkpoint (KV cache), streaming the ids.");
+  std::string ckpt, prompt_ids, prompt_text, tokenizer, routing_arg = "prompt";
+  GenerateOptions options;  // its defaults are the options' defaults
+  int64_t stop_id = 0;
+  app.add_option("--ckpt", ckpt, "a model directory (config.json + model.safetensors)")->type_name("DIR")->required();
+  auto* ids_opt = app.add_option("--prompt-ids", prompt_ids, "the prompt as comma-separated token ids")
+                      ->type_name("1,2,3")
+                      ->check(tools::IntList);
+  auto* text_opt = app.add_option("--prompt", prompt_text, "the prompt as text (needs --tokenizer)")->type_name("TEXT");
+  auto* tok_opt =
+      app.add_option("--tokenizer", tokenizer, "a SentencePiece .model: text in and out")->type_name("FILE");
+  ids_opt->excludes(text_opt);
+  text_opt->needs(tok_opt);
+  app.add_option("--max-new-tokens", options.max_new_tokens, "tokens to generate")->type_name("N");
+  app.add_option("--temperature", options.sampling.temperature, "sampling temperature; 0 is greedy")->type_name("T");
+  app.add_option("--top-k", options.sampling.top_k, "sample from the K most likely tokens (0: all)")->type_name("K");
+  app.add_option("--top-p", options.sampling.top_p, "sample from the smallest set of probability >= P")->type_name("P");
+  app.add_option("--seed", options.seed, "seed of the sampling")->type_name("S");
+  app.add_option("--routing", routing_arg, "how Lory layers route while generating")->type_name("prompt|segment");
+  auto* stop_opt =
+      app.add_option("--stop-id", stop_id, "stop after generating this id (default: the config's eos_token_id)")
+          ->type_name("ID")
+          ->default_str("");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
+  if (ids_opt->count() + text_opt->count() == 0) app.usage_error("give one of --prompt-ids and --prompt");
   try {
     std::unique_ptr<corpus::Tokenizer> tok;
-    if (cli.has("tokenizer")) tok = std::make_unique<corpus::Tokenizer>(cli.get("tokenizer"));
+    if (tok_opt->count() > 0) tok = std::make_unique<corpus::Tokenizer>(tokenizer);
     std::vector<int64_t> prompt;
-    if (cli.has("prompt")) {
+    if (text_opt->count() > 0) {
       prompt.push_back(tok->bos_id());
-      for (int32_t id : tok->encode(cli.get("prompt"))) prompt.push_back(id);
+      for (int32_t id : tok->encode(prompt_text)) prompt.push_back(id);
     } else {
-      for (long long id : cli.get_int_list("prompt-ids")) prompt.push_back(id);
+      prompt = tools::int_list(prompt_ids);
     }
     auto model = load_pretrained(ckpt);
     model->eval();
-    GenerateOptions options;
-    options.max_new_tokens = cli.get_int("max-new-tokens");
-    options.sampling = {cli.get_double("temperature"), cli.get_int("top-k"), cli.get_double("top-p")};
-    options.seed = static_cast<uint64_t>(cli.get_int("seed"));
-    options.routing = parse_inference_routing(cli.get("routing"), "--routing");
-    options.stop_token = cli.has("stop-id") ? cli.get_int("stop-id") : model->config.eos_token_id;
+    options.routing = parse_inference_routing(routing_arg, "--routing");
+    options.stop_token = stop_opt->count() > 0 ? stop_id : model->config.eos_token_id;
     if (tok)
       LORY_CHECK(tok->vocab_size() <= model->config.vocab_size, "the tokenizer has ", tok->vocab_size(),
                  " pieces, more than the model's vocabulary of ", model->config.vocab_size);
     std::vector<int32_t> generated;
     std::string shown;  // text printed so far: decoding all ids each time keeps multi-byte characters whole
-    if (tok) std::printf("%s", cli.get("prompt").c_str());
+    if (tok) std::printf("%s", prompt_text.c_str());
     generate(*model, prompt, options, [&](int64_t token) {
       if (!tok) {
         std::printf("%lld ", static_cast<long long>(token));

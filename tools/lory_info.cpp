@@ -20,17 +20,24 @@ using namespace lory;
 using namespace lory::nn;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_info", "Prints parameter counts, FLOPs per token and training memory of a model.");
-  cli.option("config", "FILE", "a config.json (or give --preset)");
-  cli.option("preset", "NAME",
-             "a preset: 0.3b, 0.3b-8e/16e/32e, 1.5b, 1.5b-8e/16e/32e, 7b, 7b-4e, tiny, small, small-8e");
-  cli.option("context", "L", "sequence length for the attention FLOPs (default: max_position_embeddings)");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  if (cli.has("config") == cli.has("preset")) cli.fatal("give exactly one of --config and --preset");
+  tools::App app("lory_info", "Prints parameter counts, FLOPs per token and training memory of a model.");
+  std::string config_path, preset_name;
+  int64_t context = 0;
+  auto* config_opt = app.add_option("--config", config_path, "a config.json (or give --preset)")->type_name("FILE");
+  auto* preset_opt =
+      app.add_option("--preset", preset_name,
+                     "a preset: 0.3b, 0.3b-8e/16e/32e, 1.5b, 1.5b-8e/16e/32e, 7b, 7b-4e, tiny, small, small-8e")
+          ->type_name("NAME");
+  config_opt->excludes(preset_opt);
+  auto* context_opt =
+      app.add_option("--context", context, "sequence length for the attention FLOPs (default: max_position_embeddings)")
+          ->type_name("L")
+          ->default_str("");
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
+  if (config_opt->count() + preset_opt->count() == 0) app.usage_error("give one of --config and --preset");
   try {
-    const LoryConfig c = cli.has("config") ? load_config(cli.get("config")) : preset(cli.get("preset"));
-    const double L = cli.has("context") ? static_cast<double>(cli.get_int("context"))
-                                        : static_cast<double>(c.max_position_embeddings);
+    const LoryConfig c = config_opt->count() > 0 ? load_config(config_path) : preset(preset_name);
+    const double L = static_cast<double>(context_opt->count() > 0 ? context : c.max_position_embeddings);
     const ParameterCount n = count_parameters(c);
     const double d = static_cast<double>(c.hidden_size), f = static_cast<double>(c.intermediate_size);
     const double layers = static_cast<double>(c.num_hidden_layers);

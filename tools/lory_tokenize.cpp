@@ -11,8 +11,6 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <sstream>
-#include <thread>
 
 #include "tools/cli.h"
 #include "corpus/encode_corpus.h"
@@ -21,68 +19,49 @@
 using namespace lory;
 using namespace lory::corpus;
 
-namespace {
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-}  // namespace
-
 int main(int argc, char** argv) {
-  const std::string command = argc > 1 ? argv[1] : "";
-  tools::Cli cli(
-      "lory_tokenize " + (command.empty() ? std::string("train|encode") : command),
-      "train: trains a BPE tokenizer on corpus JSONL. encode: turns JSONL or text folders into token shards.");
-  if (command == "train") {
-    cli.option("corpus", "A.jsonl,B.jsonl", "corpus files (plain or .gz)");
-    cli.option("vocab-size", "N", "vocabulary size", "32000");
-    cli.option("max-mb", "MB", "training text budget", "200");
-    cli.option("model-type", "bpe|unigram", "SentencePiece model type", "bpe");
-    cli.option("out", "PREFIX", "writes PREFIX.model and PREFIX.vocab");
-  } else if (command == "encode") {
-    cli.option("model", "FILE", "a SentencePiece .model");
-    cli.option("input", "A.jsonl,DIR", "JSONL files and/or folders of text files");
-    cli.option("out", "PREFIX", "writes PREFIX-00000.bin, ...");
-    cli.option("shard-tokens", "N", "tokens per shard", "1000000000");
-  } else if (command != "--help" && command != "-h") {
-    std::fprintf(stderr, "usage: lory_tokenize train|encode [options]  (lory_tokenize train --help)\n");
-    return 2;
-  }
-  if (command == "--help" || command == "-h") {
-    std::printf(
-        "usage: lory_tokenize train|encode [options]\n  train   trains a BPE tokenizer on corpus JSONL\n"
-        "  encode  encodes JSONL files or text folders into token shards\n"
-        "run 'lory_tokenize train --help' or 'lory_tokenize encode --help' for their options\n");
-    return 0;
-  }
-  if (!cli.parse(argc - 1, argv + 1)) return cli.exit_code();
+  tools::App app("lory_tokenize",
+                 "Trains a BPE tokenizer on corpus JSONL (train), or encodes corpus JSONL into token shards (encode).");
+  app.require_subcommand(1);
+
+  CLI::App* train = app.add_subcommand("train", "trains a BPE tokenizer on corpus JSONL");
+  TokenizerTrainOptions t;  // its defaults are the options' defaults
+  std::string corpus;
+  double max_mb = static_cast<double>(t.max_bytes) / 1e6;
+  train->add_option("--corpus", corpus, "corpus files (plain or .gz), comma-separated")
+      ->type_name("A.jsonl,B.jsonl")
+      ->required();
+  train->add_option("--vocab-size", t.vocab_size, "vocabulary size")->type_name("N")->check(CLI::PositiveNumber);
+  train->add_option("--max-mb", max_mb, "training text budget")->type_name("MB");
+  train->add_option("--model-type", t.model_type, "SentencePiece model type")->type_name("bpe|unigram");
+  train->add_option("--out", t.model_prefix, "writes PREFIX.model and PREFIX.vocab")->type_name("PREFIX")->required();
+
+  CLI::App* encode = app.add_subcommand("encode", "encodes JSONL files or text folders into token shards");
+  EncodeOptions e;
+  std::string inputs;
+  encode->add_option("--model", e.model, "a SentencePiece .model")->type_name("FILE")->required();
+  encode->add_option("--input", inputs, "JSONL files and/or folders of text files, comma-separated")
+      ->type_name("A.jsonl,DIR")
+      ->required();
+  encode->add_option("--out", e.out_prefix, "writes PREFIX-00000.bin, ...")->type_name("PREFIX")->required();
+  encode->add_option("--shard-tokens", e.shard_tokens, "tokens per shard")->type_name("N")->check(CLI::PositiveNumber);
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
   try {
-    if (command == "train") {
-      TokenizerTrainOptions o;
-      o.corpus_files = split_commas(cli.require("corpus"));
-      o.model_prefix = cli.require("out");
-      o.vocab_size = cli.get_int("vocab-size");
-      o.max_bytes = static_cast<int64_t>(cli.get_double("max-mb") * 1e6);
-      o.model_type = cli.get("model-type");
+    if (train->parsed()) {
+      t.corpus_files = tools::split_commas(corpus);
+      t.max_bytes = static_cast<int64_t>(max_mb * 1e6);
       const auto t0 = std::chrono::steady_clock::now();
-      const std::string model = train_tokenizer(o);
-      std::printf("wrote %s (vocab %lld) in %.1f s\n", model.c_str(), static_cast<long long>(o.vocab_size),
+      const std::string model = train_tokenizer(t);
+      std::printf("wrote %s (vocab %lld) in %.1f s\n", model.c_str(), static_cast<long long>(t.vocab_size),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     } else {
-      EncodeOptions o;
-      o.model = cli.require("model");
-      o.inputs = split_commas(cli.require("input"));
-      o.out_prefix = cli.require("out");
-      o.shard_tokens = cli.get_int("shard-tokens");
-      o.progress = [](const EncodeProgress& p) {
+      e.inputs = tools::split_commas(inputs);
+      e.progress = [](const EncodeProgress& p) {
         std::fprintf(stderr, "  %lld documents, %lld tokens, %.0f docs/s, %.1f MB/s\n",
                      static_cast<long long>(p.documents), static_cast<long long>(p.tokens), p.documents / p.seconds,
                      p.bytes / p.seconds / 1e6);
       };
-      const EncodeResult r = encode_corpus(o);
+      const EncodeResult r = encode_corpus(e);
       std::printf("%lld documents, %lld tokens (%.2f bytes/token) in %.1f s: %.0f docs/s, %.1f MB/s, %zu shard(s)\n",
                   static_cast<long long>(r.totals.documents), static_cast<long long>(r.totals.tokens),
                   r.totals.tokens ? static_cast<double>(r.totals.bytes) / r.totals.tokens : 0.0, r.totals.seconds,
@@ -90,8 +69,8 @@ int main(int argc, char** argv) {
                   r.totals.bytes / std::max(r.totals.seconds, 1e-9) / 1e6, r.shards.size());
       for (const auto& s : r.shards) std::printf("  %s\n", s.c_str());
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lory_tokenize: %s\n", e.what());
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "lory_tokenize: %s\n", err.what());
     return 1;
   }
   return 0;

@@ -13,18 +13,17 @@ using namespace lory;
 using namespace lory::nn;
 
 int main(int argc, char** argv) {
-  tools::Cli cli("lory_upcycle", "Copies each FFN of a dense checkpoint into E experts and adds fresh routers.");
-  cli.option("ckpt", "DIR", "a dense model directory");
-  cli.option("experts", "E", "experts per layer");
-  cli.option("seed", "S", "seed of the router initialisation", "0");
-  cli.option("out", "DIR", "the directory to write");
-  if (!cli.parse(argc, argv)) return cli.exit_code();
-  const std::string ckpt = cli.require("ckpt"), out = cli.require("out");
-  cli.require("experts");
-  const int64_t experts = cli.get_int("experts");
+  tools::App app("lory_upcycle", "Copies each FFN of a dense checkpoint into E experts and adds fresh routers.");
+  std::string ckpt, out;
+  int64_t experts = 0, seed = 0;
+  app.add_option("--ckpt", ckpt, "a dense model directory")->type_name("DIR")->required();
+  app.add_option("--experts", experts, "experts per layer")->type_name("E")->required()->default_str("");
+  app.add_option("--seed", seed, "seed of the router initialisation")->type_name("S");
+  app.add_option("--out", out, "the directory to write")->type_name("DIR")->required();
+  if (!app.parse_command_line(argc, argv)) return app.exit_code();
   try {
     auto dense = load_pretrained(ckpt);
-    manual_seed(static_cast<uint64_t>(cli.get_int("seed")));
+    manual_seed(static_cast<uint64_t>(seed));
     auto lory = upcycle(*dense, experts);
     save_pretrained(*lory, out);
     std::printf("wrote %s: %lld experts per layer, %lld parameters\n", out.c_str(), static_cast<long long>(experts),

@@ -2,10 +2,19 @@
 //
 //   lory_train --config configs/cpu-lory-8e.toml [--section.key=value ...] [--resume]
 //
+// The command line is CLI11's, as every tool's (tools/cli.h), plus config
+// overrides: any `--section.key=VALUE` or `--section.key VALUE` overrides one
+// key of the TOML config. CLI11 knows the fixed options and leaves every
+// other argument over (allow_extras); read_overrides takes the left-overs, in
+// order, as ConfigOverrides, and load_train_config checks them against the
+// key table (an unknown key stops the run, naming it and its section's keys).
+//
 // Exit status: 0 when the schedule finished (or --stop-after was reached),
 // 128 + signal after SIGINT/SIGTERM (a checkpoint was written first), 3 when
 // a NaN/Inf stopped the run, 2 for a bad command line or config, 1 for any
 // other error.
+#include <CLI/CLI.hpp>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -21,22 +30,6 @@ using namespace lory::train;
 
 namespace {
 
-void usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: lory_train --config FILE [--section.key=VALUE ...] [options]\n"
-               "Pre-trains a dense or Lory model (paper §4.1): dense warm-up, upcycling into experts,\n"
-               "AdamW with warm-up and cosine decay, periodic evaluation and checkpoints.\n\n"
-               "options:\n"
-               "  --config FILE          the run's TOML config (see configs/)\n"
-               "  --section.key=VALUE    override one config key, e.g. --optim.lr=3e-4\n"
-               "  --resume               continue from the newest checkpoint in checkpoint.dir\n"
-               "  --stop-after N         checkpoint and exit after step N (the schedule is unchanged)\n"
-               "  --print-config         print the resolved config and exit\n"
-               "  --help-config          list every config key with its default and meaning\n"
-               "  --quiet                no progress lines\n"
-               "  --help                 this text\n");
-}
-
 extern "C" void on_stop_signal(int sig) {
   // First signal: finish the step, checkpoint, exit. A second one kills at once.
   Trainer::stop_signal.store(sig);
@@ -48,50 +41,74 @@ extern "C" void on_stop_signal(int sig) {
   std::exit(2);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string config_path;
+// The arguments CLI11 did not know, in order: `--section.key=VALUE`, or
+// `--section.key` and VALUE as two arguments. Anything else is a usage error.
+std::vector<ConfigOverride> read_overrides(const std::vector<std::string>& extras) {
   std::vector<ConfigOverride> overrides;
-  bool resume = false, print_config = false, quiet = false;
-  long long stop_after = -1;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    }
-    if (arg == "--help-config") {
-      std::printf("config keys (section.key, default, meaning):\n%s", describe_config_keys().c_str());
-      return 0;
-    }
+  for (size_t i = 0; i < extras.size(); ++i) {
+    const std::string& arg = extras[i];
     if (arg.rfind("--", 0) != 0) usage_error("unexpected argument '" + arg + "'");
     std::string name = arg.substr(2), value;
     const auto eq = name.find('=');
-    const bool inline_value = eq != std::string::npos;
-    if (inline_value) value = name.substr(eq + 1), name = name.substr(0, eq);
-    auto take_value = [&]() -> std::string {
-      if (inline_value) return value;
-      if (i + 1 >= argc) usage_error("--" + name + " needs a value");
-      return argv[++i];
-    };
-    if (name == "resume" || name == "print-config" || name == "quiet") {
-      if (inline_value) usage_error("--" + name + " takes no value");
-      (name == "resume" ? resume : name == "quiet" ? quiet : print_config) = true;
-    } else if (name == "config") {
-      config_path = take_value();
-    } else if (name == "stop-after") {
-      const std::string v = take_value();
-      char* end = nullptr;
-      stop_after = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end || stop_after < 1) usage_error("--stop-after must be a step >= 1, got '" + v + "'");
-    } else if (name.find('.') != std::string::npos) {
-      overrides.push_back({name, take_value()});
-    } else {
-      usage_error("unknown option --" + name);
+    if (eq != std::string::npos) value = name.substr(eq + 1), name.resize(eq);
+    if (name.find('.') == std::string::npos) usage_error("unknown option --" + name);
+    if (eq == std::string::npos) {
+      if (i + 1 >= extras.size()) usage_error("--" + name + " needs a value");
+      value = extras[++i];
     }
+    overrides.push_back({name, value});
   }
-  if (config_path.empty()) usage_error("--config FILE is required");
+  return overrides;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app(
+      "Pre-trains a dense or Lory model (paper §4.1): dense warm-up, upcycling, AdamW, evaluation, checkpoints.",
+      "lory_train");
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.allow_extras();  // the config overrides, read below
+  std::string config_path;
+  bool resume = false, print_config = false, quiet = false;
+  long long stop_after = -1;
+  app.add_option("--config", config_path, "the run's TOML config (see configs/)")->type_name("FILE")->required();
+  app.add_flag("--resume", resume, "continue from the newest checkpoint in checkpoint.dir");
+  app.add_option("--stop-after", stop_after, "checkpoint and exit after step N (the schedule is unchanged)")
+      ->type_name("N")
+      ->check([](const std::string& v) {
+        long long x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        return ec == std::errc() && end == v.data() + v.size() && x >= 1 ? std::string()
+                                                                         : "must be a step >= 1, got '" + v + "'";
+      });
+  app.add_flag("--print-config", print_config, "print the resolved config and exit");
+  app.add_flag_callback(
+      "--help-config",
+      [] {
+        std::printf("config keys (section.key, default, meaning):\n%s", describe_config_keys().c_str());
+        throw CLI::Success();
+      },
+      "list every config key with its default and meaning, and exit");
+  app.add_flag("--quiet", quiet, "no progress lines");
+  app.footer(
+      "Config overrides:\n"
+      "  --section.key=VALUE         override one key of the config, e.g. --optim.lr=3e-4 or\n"
+      "  --section.key VALUE         --optim.lr 3e-4; given twice, the last one counts;\n"
+      "                              --help-config lists every key");
+
+  std::vector<ConfigOverride> overrides;
+  try {
+    app.parse(argc, argv);
+    overrides = read_overrides(app.remaining());
+  } catch (const CLI::RequiredError& e) {
+    read_overrides(app.remaining());  // an unknown option is reported before a missing --config
+    usage_error(e.what());
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != static_cast<int>(CLI::ExitCodes::Success)) usage_error(e.what());
+    return app.exit(e);  // --help (the usage on stdout) or --help-config (printed already)
+  }
 
   TrainConfig config;
   try {
