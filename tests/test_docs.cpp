@@ -9,6 +9,7 @@
 // `data/`, `build/`) are not paths to check.
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -62,6 +63,8 @@ std::vector<std::string> named_paths(const std::string& text) {
     std::string p = (*it)[1].str();
     while (!p.empty() && (p.back() == '.' || p.back() == '-')) p.pop_back();  // sentence punctuation
     if (p.find_first_of("*<>{}") != std::string::npos) continue;               // globs and placeholders
+    const std::string stem = fs::path(p).stem().string();
+    if (stem.size() == 1 && std::isupper(static_cast<unsigned char>(stem[0]))) continue;  // "cuda/X.cu"
     // A file of the project ("nn/config.h") or a folder ("tensor/cpu/"); words
     // such as "train/valid/test" and data files named relative to a fixture
     // folder ("corpus/test.jsonl.gz") are neither.
