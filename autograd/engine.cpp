@@ -35,6 +35,11 @@ std::vector<Node*> topological_order(Node* root) {
   return post_order;
 }
 
+LeafGradHook& leaf_grad_hook() {
+  static LeafGradHook hook;
+  return hook;
+}
+
 void accumulate_into_leaf(Node* node, const Tensor& grad) {
   TensorImpl* leaf = node->leaf.get();
   Tensor g = grad.to(leaf->dtype);
@@ -80,6 +85,7 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
     pending.erase(it);
     if (node->is_accumulator()) {
       accumulate_into_leaf(node, grad);
+      if (leaf_grad_hook()) leaf_grad_hook()(*node->leaf);
       continue;
     }
     LORY_CHECK(!node->released, "backward: trying to backward through the graph a second time (", node->name,
@@ -101,6 +107,8 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
     if (!retain_graph) node->release();
   }
 }
+
+void set_leaf_grad_hook(LeafGradHook hook) { leaf_grad_hook() = std::move(hook); }
 
 // Declared in tensor/tensor.h; defined here, in the layer that owns the sweep.
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const { run_backward(*this, gradient, retain_graph); }

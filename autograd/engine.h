@@ -4,6 +4,8 @@
 // run_backward; both are defined in autograd/engine.cpp.
 #pragma once
 
+#include <functional>
+
 #include "tensor/graph.h"
 #include "tensor/tensor.h"
 
@@ -14,5 +16,14 @@ namespace lory {
 // accumulating into the leaves' .grad. `gradient` defaults to ones for a
 // one-element root. Without retain_graph, every visited Node is released.
 void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
+
+// Called by the sweep each time it has added a leaf's gradient into its
+// .grad: in one backward every leaf's accumulator runs once, with the sum of
+// what reached it, so at that moment the leaf's gradient for this backward is
+// final. Data parallelism uses it to start reducing a bucket of gradients
+// while backward goes on (train/gradient_reducer.h). One hook per process;
+// an empty function removes it. Only for the thread that runs backward.
+using LeafGradHook = std::function<void(const TensorImpl& leaf)>;
+void set_leaf_grad_hook(LeafGradHook hook);
 
 }  // namespace lory

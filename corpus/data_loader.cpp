@@ -80,20 +80,19 @@ DataLoader::~DataLoader() {
 }
 
 int64_t DataLoader::take(LoaderState& s) {
-  for (;;) {
-    // This rank's share of an epoch: positions rank, rank + N, ... < count.
-    const int64_t share = (file_.count() - rank_ + world_ - 1) / world_;
-    if (s.offset < share) break;
-    s.epoch += 1;
-    s.offset = 0;
-  }
-  if (permutation_epoch_ != s.epoch) {
-    permutation_.resize(static_cast<size_t>(file_.count()));
+  const int64_t count = file_.count();
+  // This rank's position of the row; the last row of an epoch may reach into the next one.
+  const int64_t epoch = s.epoch + (s.offset + rank_) / count, index = (s.offset + rank_) % count;
+  if (permutation_epoch_ != epoch) {
+    permutation_.resize(static_cast<size_t>(count));
     std::iota(permutation_.begin(), permutation_.end(), 0);
-    shuffle_with_seed(permutation_, seed_ + static_cast<uint64_t>(s.epoch));
-    permutation_epoch_ = s.epoch;
+    shuffle_with_seed(permutation_, seed_ + static_cast<uint64_t>(epoch));
+    permutation_epoch_ = epoch;
   }
-  return permutation_[static_cast<size_t>(rank_ + s.offset++ * world_)];
+  s.offset += world_;
+  s.epoch += s.offset / count;
+  s.offset %= count;
+  return permutation_[static_cast<size_t>(index)];
 }
 
 void DataLoader::fill(std::vector<int32_t>& buffer, LoaderState& s) {

@@ -3,12 +3,16 @@
 // ranks, resumable, prefetched, with no allocation per step.
 //
 // Order: epoch e visits the instances in the permutation
-// shuffle_with_seed(0..count-1, seed + e). Rank r of N takes the positions
-// r, r + N, r + 2N, ... of that permutation, so the ranks' shares of an
-// epoch are disjoint and together cover every instance exactly once. A
-// rank's stream runs on from one epoch into the next, so a batch never
-// waits for an epoch boundary and nothing is skipped. The state (epoch,
-// offset into this rank's share) is all a checkpoint needs to resume exactly.
+// shuffle_with_seed(0..count-1, seed + e); the epochs one after another make
+// one global stream. The N data-parallel ranks take it in rows of N: rank r
+// takes positions r, r + N, r + 2N, ... So the ranks' draws are disjoint,
+// and N ranks drawing m each take exactly the first N m positions, what one
+// rank drawing N m takes: a global batch is the same instances whatever the
+// world size (the equivalence data parallelism is tested against). The
+// stream runs from one epoch into the next, so a batch never waits for an
+// epoch boundary and nothing is skipped. The state (epoch, offset: the next
+// row's first position in that epoch) is the same on every rank, and all a
+// checkpoint needs to resume exactly, at any world size.
 #pragma once
 
 #include <condition_variable>
@@ -44,7 +48,7 @@ class InstanceFile {
 
 struct LoaderState {
   int64_t epoch = 0;   // current epoch
-  int64_t offset = 0;  // instances of this rank's share of that epoch already returned
+  int64_t offset = 0;  // positions of that epoch already taken, by all ranks together
 };
 
 class DataLoader {
@@ -66,7 +70,7 @@ class DataLoader {
   int64_t instances_per_epoch() const { return file_.count(); }
 
  private:
-  // The instance at `state` in this rank's stream, advancing it.
+  // This rank's instance of the row at `state`, advancing it by a row.
   int64_t take(LoaderState& state);
   void fill(std::vector<int32_t>& buffer, LoaderState& state);
   void worker();

@@ -156,4 +156,59 @@ SafetensorsFile load_safetensors(const std::string& path) {
   return file;
 }
 
+std::string shard_file_name(const std::string& stem, int64_t index, int64_t count) {
+  char name[64];
+  std::snprintf(name, sizeof name, "-%05lld-of-%05lld.safetensors", static_cast<long long>(index + 1),
+                static_cast<long long>(count));
+  return stem + name;
+}
+
+void write_safetensors_index(const std::string& path, const std::vector<std::pair<std::string, std::string>>& weight_map,
+                             uint64_t total_size) {
+  Json j;
+  j["metadata"] = {{"total_size", total_size}};
+  Json map = Json::object();
+  for (const auto& [tensor, file] : weight_map) map[tensor] = file;
+  j["weight_map"] = map;
+  write_file_atomically(path, j.dump(2) + "\n");
+}
+
+SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& stem) {
+  const std::string single = dir + "/" + stem + ".safetensors", index = single + ".index.json";
+  if (!std::filesystem::exists(index)) return load_safetensors(single);
+  Json j;
+  try {
+    std::ifstream in(index);
+    LORY_CHECK(in.good(), index, ": cannot open");
+    j = Json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(index, ": not a valid safetensors index: ", e.what());
+  }
+  LORY_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index, ": has no \"weight_map\" object");
+  // Each file once, in the order the index first names it.
+  std::vector<std::string> files;
+  std::map<std::string, std::string> where;
+  for (const auto& [tensor, file] : j["weight_map"].items()) {
+    LORY_CHECK(file.is_string(), index, ": the file of '", tensor, "' is not a string");
+    const std::string f = file.get<std::string>();
+    if (std::find(files.begin(), files.end(), f) == files.end()) files.push_back(f);
+    where[tensor] = f;
+  }
+  SafetensorsFile merged;
+  merged.path = index;
+  for (const std::string& f : files) {
+    SafetensorsFile part = load_safetensors(dir + "/" + f);
+    for (auto& [name, t] : part.tensors) {
+      const auto it = where.find(name);
+      LORY_CHECK(it != where.end() && it->second == f, part.path, ": holds '", name, "', which ", index,
+                 it == where.end() ? " does not list" : " puts in " + (it == where.end() ? "" : it->second));
+      merged.tensors.emplace_back(name, std::move(t));
+    }
+    for (auto& [k, v] : part.metadata) merged.metadata.emplace(k, v);
+  }
+  LORY_CHECK(merged.tensors.size() == where.size(), index, ": lists ", where.size(), " tensors, its files hold ",
+             merged.tensors.size());
+  return merged;
+}
+
 }  // namespace lory::io

@@ -35,4 +35,17 @@ struct SafetensorsFile {
 // Reads every tensor of `path` into CPU memory.
 SafetensorsFile load_safetensors(const std::string& path);
 
+// Checkpoints too big for one file are split the Hugging Face way:
+//   <stem>-00001-of-00004.safetensors ... <stem>-00004-of-00004.safetensors
+//   <stem>.safetensors.index.json   {"metadata": {"total_size": bytes},
+//                                    "weight_map": {tensor name: file name}}
+// (lory_train writes one file per rank, train/train_checkpoint.h.)
+std::string shard_file_name(const std::string& stem, int64_t index, int64_t count);  // index from 0
+void write_safetensors_index(const std::string& path, const std::vector<std::pair<std::string, std::string>>& weight_map,
+                             uint64_t total_size);
+// The tensors of <dir>/<stem>.safetensors, or, where the index exists
+// instead, of every file it names, in index order. The result's path names
+// what was read.
+SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& stem = "model");
+
 }  // namespace lory::io

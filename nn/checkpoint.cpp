@@ -62,7 +62,7 @@ void load_parameters(Module& model, const io::SafetensorsFile& file) {
 std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype) {
   const LoryConfig config = load_config(dir + "/config.json");
   auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, dtype, cpu_device()});
-  load_parameters(*model, io::load_safetensors(dir + "/model.safetensors"));
+  load_parameters(*model, io::load_safetensors_dir(dir));
   return model;
 }
 

@@ -18,8 +18,9 @@ namespace lory::nn {
 // Writes dir/config.json and dir/model.safetensors (parameters cast to
 // `dtype`: f32 or bf16), creating dir if needed.
 void save_pretrained(LoryLM& model, const std::string& dir, DType dtype = DType::f32);
-// Builds the model of dir/config.json and loads dir/model.safetensors into it,
-// on the CPU; its parameters are `dtype` whatever the file holds (converted).
+// Builds the model of dir/config.json and loads dir/model.safetensors (or the
+// shards its model.safetensors.index.json names: a checkpoint written by
+// several ranks) into it, on the CPU; its parameters are `dtype` whatever the file holds (converted).
 std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype = DType::f32);
 // Copies every tensor of `file` into the parameter of the same name. Every
 // parameter must be in the file with its shape and no tensor may be left

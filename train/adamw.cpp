@@ -4,6 +4,7 @@
 // file computes the per-parameter numbers (bias corrections, decay) they take.
 #include "train/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/graph.h"
@@ -19,10 +20,14 @@ bool gets_weight_decay(const FlatSlot& slot, bool decay_embeddings) {
   return !embedding || decay_embeddings;
 }
 
-AdamW::AdamW(const FlatParameters& flat, AdamWOptions o) : options(o) {
-  const TensorOptions f32{DType::f32, flat.master.device(), false};
-  exp_avg = zeros({flat.size()}, f32);
-  exp_avg_sq = zeros({flat.size()}, f32);
+AdamW::AdamW(const FlatParameters& flat, AdamWOptions o) : AdamW(flat, o, FlatRange{0, flat.size()}) {}
+
+AdamW::AdamW(const FlatParameters& flat, AdamWOptions o, FlatRange r) : range(r), options(o) {
+  LORY_CHECK(r.begin >= 0 && r.begin <= r.end && r.end <= flat.size(), "AdamW: range [", r.begin, ", ", r.end,
+             ") is not inside the ", flat.size(), " flat elements");
+  const TensorOptions f32{DType::f32, flat.params.device(), false};
+  exp_avg = zeros({r.size()}, f32);
+  exp_avg_sq = zeros({r.size()}, f32);
   steps.assign(flat.slots().size(), 0);
   for (const FlatSlot& s : flat.slots()) {
     decay.push_back(gets_weight_decay(s, o.decay_embeddings));
@@ -70,29 +75,42 @@ StepReport AdamW::step(FlatParameters& flat, double lr, double max_norm) {
   return report;
 }
 
+double AdamW::clip_scale(double norm, double max_norm) {
+  return (max_norm > 0 && norm > max_norm) ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 void AdamW::step_with_norm(FlatParameters& flat, double lr, double max_norm, double norm, StepReport& report) {
-  LORY_CHECK(static_cast<size_t>(exp_avg.numel()) == static_cast<size_t>(flat.size()) &&
-                 steps.size() == flat.slots().size(),
-             "AdamW::step: the optimizer was built for another set of parameters (", exp_avg.numel(), " vs ",
-             flat.size(), " elements)");
+  LORY_CHECK(range.begin == 0 && range.end == flat.size(), "AdamW::step: this optimizer owns [", range.begin, ", ",
+             range.end, ") of the ", flat.size(), " flat elements; a shard is stepped with update()");
   report.grad_norm = norm;
-  report.clip_scale = (max_norm > 0 && norm > max_norm) ? max_norm / (norm + 1e-6) : 1.0;
+  report.clip_scale = clip_scale(norm, max_norm);
+  // With a bf16 model the update also writes the bf16 copy (publish_master), in the same pass.
+  Tensor* publish = flat.has_separate_master() ? &flat.params : nullptr;
+  update(flat, flat.master, flat.master_grads, publish, lr, report.clip_scale);
+}
+
+void AdamW::update(const FlatParameters& flat, Tensor& master, const Tensor& grads, Tensor* publish, double lr,
+                   double clip) {
+  LORY_CHECK(steps.size() == flat.slots().size() && master.numel() == range.size() && grads.numel() == range.size(),
+             "AdamW::update: the optimizer was built for other parameters (", steps.size(), " slots and ",
+             range.size(), " elements; got ", flat.slots().size(), " slots, master ", master.describe(), ", grads ",
+             grads.describe(), ")");
   std::vector<Backend::AdamWSlot> slots;
   slots.reserve(flat.slots().size());
   for (size_t k = 0; k < flat.slots().size(); ++k) {
     const FlatSlot& s = flat.slots()[k];
     const int64_t t = ++steps[k];
+    // The part of the parameter inside this optimizer's range, relative to it.
+    const int64_t lo = std::max(s.offset, range.begin), hi = std::min(s.offset + s.numel, range.end);
+    if (lo >= hi) continue;
     const double slot_lr = lr * lr_scale[k];
     const double bc1 = 1.0 - std::pow(options.beta1, static_cast<double>(t));
     const double bc2 = 1.0 - std::pow(options.beta2, static_cast<double>(t));
-    slots.push_back({s.offset, s.numel, slot_lr / bc1, 1.0 / std::sqrt(bc2),
+    slots.push_back({lo - range.begin, hi - lo, slot_lr / bc1, 1.0 / std::sqrt(bc2),
                      decay[k] ? 1.0 - slot_lr * options.weight_decay : 1.0});
   }
-  const Backend::AdamWHyper hyper{options.beta1, options.beta2, options.eps, report.clip_scale, 0};
-  // With a bf16 model the update also writes the bf16 copy (publish_master), in the same pass.
-  Tensor* publish = flat.has_separate_master() ? &flat.params : nullptr;
-  backend_for(flat.master.device()).adamw_step(flat.master, flat.master_grads, exp_avg, exp_avg_sq, publish, slots,
-                                                hyper);
+  const Backend::AdamWHyper hyper{options.beta1, options.beta2, options.eps, clip, 0};
+  backend_for(master.device()).adamw_step(master, grads, exp_avg, exp_avg_sq, publish, slots, hyper);
 }
 
 }  // namespace lory::train

@@ -12,7 +12,9 @@
 // at the dense-to-Lory switch, long after the other parameters' first step.
 //
 // The moments are flat f32 buffers laid out like FlatParameters, so a ZeRO
-// shard is a contiguous range of all of them.
+// shard is a contiguous range of all of them: an AdamW may own just a range
+// [begin, end) of the flat space (train/zero_optimizer.h), its moments
+// [end - begin], and update only that range of the weights.
 #pragma once
 
 #include <string>
@@ -33,6 +35,12 @@ struct AdamWOptions {
 // not norms; embeddings only when asked.
 bool gets_weight_decay(const FlatSlot& slot, bool decay_embeddings);
 
+// A contiguous range of the flat buffers, in elements.
+struct FlatRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+
 struct StepReport {
   double grad_norm = 0;  // before clipping
   double clip_scale = 1;
@@ -40,7 +48,8 @@ struct StepReport {
 
 class AdamW {
  public:
-  AdamW(const FlatParameters& flat, AdamWOptions options);
+  AdamW(const FlatParameters& flat, AdamWOptions options);  // all of flat
+  AdamW(const FlatParameters& flat, AdamWOptions options, FlatRange range);
 
   // The global L2 norm of flat.master_grads, accumulated in f64 in a fixed
   // order (the same bits on every run on a device, whatever the thread count).
@@ -56,8 +65,18 @@ class AdamW {
   // the weights).
   StepReport step(FlatParameters& flat, double lr, double max_norm);
   void step_with_norm(FlatParameters& flat, double lr, double max_norm, double norm, StepReport& report);
+  // The update itself, of this optimizer's range: `master` and `grads` are
+  // f32 [range.size()]; `publish` (bf16 compute) the compute-dtype weights
+  // of the range, written in the same pass; gradients are scaled by
+  // clip_scale. Every parameter's step count advances, in range or not, so
+  // the ranks' counts stay equal.
+  void update(const FlatParameters& flat, Tensor& master, const Tensor& grads, Tensor* publish, double lr,
+              double clip_scale);
+  // The clip factor for a gradient norm: min(1, max_norm / norm) (1 when max_norm is 0).
+  static double clip_scale(double norm, double max_norm);
 
-  Tensor exp_avg, exp_avg_sq;  // f32 [flat.size()]
+  FlatRange range;             // of flat's buffers
+  Tensor exp_avg, exp_avg_sq;  // f32 [range.size()]
   std::vector<int64_t> steps;  // per slot
   std::vector<bool> decay;     // per slot
   std::vector<double> lr_scale;  // per slot: 1, or router_lr_scale for routers

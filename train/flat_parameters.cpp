@@ -6,7 +6,7 @@
 
 namespace lory::train {
 
-FlatParameters::FlatParameters(nn::Module& model, DType compute_dtype) {
+FlatParameters::FlatParameters(nn::Module& model, DType compute_dtype, FlatOptions options) {
   LORY_CHECK(compute_dtype == DType::f32 || compute_dtype == DType::bf16,
              "FlatParameters: compute dtype must be f32 or bf16, got ", dtype_name(compute_dtype));
   auto named = model.named_parameters();
@@ -18,17 +18,28 @@ FlatParameters::FlatParameters(nn::Module& model, DType compute_dtype) {
     slots_.push_back({name, slot, size_, slot->numel(), slot->shape()});
     size_ += (slot->numel() + kAlign - 1) / kAlign * kAlign;
   }
+  LORY_CHECK(options.world >= 1 && options.rank >= 0 && options.rank < options.world, "FlatParameters: rank ",
+             options.rank, " of a world of ", options.world);
+  world_ = options.world;
+  const int64_t unit = kAlign * world_;
+  size_ = (size_ + unit - 1) / unit * unit;
   NoGradGuard no_grad;
-  const TensorOptions f32{DType::f32, device, false};
-  master = zeros({size_}, f32);
-  master_grads = zeros({size_}, f32);
-  for (size_t i = 0; i < slots_.size(); ++i) view(master, i).copy_(*slots_[i].slot);
+  // The values are gathered in f32 (exactly the model's, whatever its dtype)
+  // and rounded once to the compute dtype.
+  Tensor values = zeros({size_}, {DType::f32, device, false});
+  for (size_t i = 0; i < slots_.size(); ++i) view(values, i).copy_(*slots_[i].slot);
+  if (options.shard_master) master_begin_ = shard_begin(options.rank);
+  const int64_t master_size = options.shard_master ? shard_size() : size_;
   if (compute_dtype == DType::f32) {
-    params = master;
-    grads = master_grads;
+    params = values;
+    master = params.narrow(0, master_begin_, master_size);
+    grads = master_grads = zeros({size_}, {DType::f32, device, false});
   } else {
-    params = master.to(compute_dtype);
+    params = values.to(compute_dtype);
     grads = zeros({size_}, {compute_dtype, device, false});
+    master = options.shard_master ? values.narrow(0, master_begin_, master_size).clone() : values;
+    separate_master_ = true;
+    if (options.full_accumulator) master_grads = zeros({size_}, {DType::f32, device, false});
   }
   for (size_t i = 0; i < slots_.size(); ++i) {
     Tensor p = view(params, i).detach();
@@ -52,11 +63,11 @@ const FlatSlot* FlatParameters::find(const std::string& name) const {
 void FlatParameters::zero_grads() {
   NoGradGuard no_grad;
   grads.zero_();
-  if (has_separate_master()) master_grads.zero_();
+  if (has_separate_accumulator()) master_grads.zero_();
 }
 
 void FlatParameters::accumulate_micro_batch() {
-  if (!has_separate_master()) return;
+  if (!has_separate_accumulator()) return;
   NoGradGuard no_grad;
   master_grads.add_(grads);
   grads.zero_();
@@ -65,7 +76,7 @@ void FlatParameters::accumulate_micro_batch() {
 void FlatParameters::publish_master() {
   if (!has_separate_master()) return;
   NoGradGuard no_grad;
-  params.copy_(master);
+  params.narrow(0, master_begin_, master.numel()).copy_(master);
 }
 
 }  // namespace lory::train

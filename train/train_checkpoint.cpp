@@ -55,59 +55,146 @@ std::string checkpoint_name(int64_t step) {
   return name;
 }
 
+namespace {
+
+int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1) { return std::max<int64_t>(0, std::min(a1, b1) - std::max(a0, b0)); }
+
+// Rank r holds [from[r], from[r + 1]) of a flat buffer (host, f32) and
+// receives [to[r], to[r + 1]): both partitions are contiguous and in rank
+// order, so every rank's segments for the others are in order too.
+Tensor repartition(Communicator& comm, const Tensor& part, const std::vector<int64_t>& from,
+                   const std::vector<int64_t>& to) {
+  const size_t me = static_cast<size_t>(comm.rank()), world = static_cast<size_t>(comm.world());
+  std::vector<int64_t> send(world), recv(world);
+  for (size_t w = 0; w < world; ++w) {
+    send[w] = overlap(from[me], from[me + 1], to[w], to[w + 1]);
+    recv[w] = overlap(from[w], from[w + 1], to[me], to[me + 1]);
+  }
+  Tensor out = empty({to[me + 1] - to[me]}, TensorOptions{part.dtype(), cpu_device(), false});
+  comm.all_to_all(part, send, out, recv);
+  return out;
+}
+
+// This rank's writer range of a buffer of which it holds [range): the
+// values of the parameters that start in its shard, on the host.
+Tensor writer_values(ZeroOptimizer& zero, const Tensor& part, const std::vector<int64_t>& writers) {
+  const FlatParameters& flat = zero.flat();
+  const size_t me = static_cast<size_t>(zero.comm().rank());
+  const Tensor host = part.to(cpu_device()).contiguous();
+  if (part.numel() == flat.size()) return host.narrow(0, writers[me], writers[me + 1] - writers[me]);
+  std::vector<int64_t> shards;
+  for (int64_t r = 0; r <= zero.comm().world(); ++r) shards.push_back(std::min(flat.size(), r * flat.shard_size()));
+  return repartition(zero.comm(), host, shards, writers);
+}
+
+}  // namespace
+
 std::string save_training_checkpoint(const std::string& run_dir, const nn::LoryConfig& model_config,
-                                     const FlatParameters& flat, const AdamW& optimizer, const TrainerState& state,
-                                     const std::string& config_toml, int64_t keep_last) {
+                                     ZeroOptimizer& zero, const TrainerState& state, const std::string& config_toml,
+                                     int64_t keep_last) {
   NoGradGuard no_grad;
+  Communicator& comm = zero.comm();
+  const FlatParameters& flat = zero.flat();
+  const AdamW& adam = zero.adam();
+  const int64_t world = comm.world(), me = comm.rank();
   const fs::path root = fs::path(run_dir) / "checkpoints";
-  fs::create_directories(root);
   const std::string name = checkpoint_name(state.step);
   const fs::path final_dir = root / name, tmp = root / ("." + name + ".tmp");
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  if (comm.is_root()) {
+    fs::create_directories(root);
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+  }
+  comm.barrier();
 
+  // Writers: rank w writes the parameters that start in its shard.
+  const auto& slots = flat.slots();
+  std::vector<int64_t> writers(static_cast<size_t>(world) + 1, flat.size());
+  writers[0] = 0;
+  for (int64_t w = world - 1; w >= 1; --w) {
+    writers[static_cast<size_t>(w)] = writers[static_cast<size_t>(w) + 1];
+    for (const FlatSlot& sl : slots)
+      if (sl.offset >= flat.shard_begin(w)) {
+        writers[static_cast<size_t>(w)] = std::min(writers[static_cast<size_t>(w) + 1], sl.offset);
+        break;
+      }
+  }
+  auto file_name = [&](const std::string& stem, int64_t w) {
+    return world == 1 ? stem + ".safetensors" : io::shard_file_name(stem, w, world);
+  };
+  auto writer_of = [&](const FlatSlot& sl) {
+    return static_cast<int64_t>(std::upper_bound(writers.begin(), writers.end(), sl.offset) - writers.begin()) - 1;
+  };
+
+  const Tensor master = writer_values(zero, flat.master, writers);
+  const Tensor exp_avg = writer_values(zero, adam.exp_avg, writers);
+  const Tensor exp_avg_sq = writer_values(zero, adam.exp_avg_sq, writers);
   io::NamedTensors weights, moments;
-  nlohmann::ordered_json param_steps = nlohmann::ordered_json::object();
-  for (size_t i = 0; i < flat.slots().size(); ++i) {
-    const FlatSlot& s = flat.slots()[i];
-    weights.emplace_back(s.name, flat.view(flat.master, i));
-    moments.emplace_back(s.name + ".exp_avg", flat.view(optimizer.exp_avg, i));
-    moments.emplace_back(s.name + ".exp_avg_sq", flat.view(optimizer.exp_avg_sq, i));
-    param_steps[s.name] = optimizer.steps[i];
+  const int64_t base = writers[static_cast<size_t>(me)];
+  for (const FlatSlot& sl : slots) {
+    if (writer_of(sl) != me) continue;
+    auto piece = [&](const Tensor& t) { return t.narrow(0, sl.offset - base, sl.numel).view(sl.shape); };
+    weights.emplace_back(sl.name, piece(master));
+    moments.emplace_back(sl.name + ".exp_avg", piece(exp_avg));
+    moments.emplace_back(sl.name + ".exp_avg_sq", piece(exp_avg_sq));
   }
-  io::save_safetensors((tmp / "model.safetensors").string(), weights, {{"format", "pt"}});
-  nn::save_config(model_config, (tmp / "config.json").string(), "float32");
-  io::save_safetensors((tmp / "optimizer.safetensors").string(), moments);
-  io::write_file_atomically((tmp / "train_config.toml").string(), config_toml);
-  nlohmann::ordered_json j;
-  j["step"] = state.step;
-  j["tokens"] = state.tokens;
-  j["phase"] = state.lory_phase ? "lory" : "dense";
-  j["loader"] = {{"epoch", state.loader.epoch}, {"offset", state.loader.offset}};
-  j["rng"] = {{"seed", state.rng_seed}, {"offset", state.rng_offset}};
-  j["elapsed_s"] = state.elapsed_s;
-  j["param_steps"] = param_steps;
-  // Written last: its presence marks a complete directory (latest_checkpoint).
-  io::write_file_atomically((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
-  io::fsync_directory(tmp.string());
+  if (!weights.empty()) {
+    io::save_safetensors((tmp / file_name("model", me)).string(), weights, {{"format", "pt"}});
+    io::save_safetensors((tmp / file_name("optimizer", me)).string(), moments);
+  }
+  comm.barrier();  // every rank's files are on disk (save_safetensors syncs each)
 
-  // Replace an older checkpoint of the same step (a resumed run re-saving).
-  if (fs::exists(final_dir)) {
-    const fs::path old = root / ("." + name + ".old");
-    fs::remove_all(old);
-    fs::rename(final_dir, old);
-    fs::rename(tmp, final_dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp, final_dir);
-  }
-  io::fsync_directory(root.string());
+  if (comm.is_root()) {
+    if (world > 1) {
+      std::vector<std::pair<std::string, std::string>> model_map, optimizer_map;
+      uint64_t model_bytes = 0;
+      for (const FlatSlot& sl : slots) {
+        const int64_t w = writer_of(sl);
+        model_map.emplace_back(sl.name, file_name("model", w));
+        optimizer_map.emplace_back(sl.name + ".exp_avg", file_name("optimizer", w));
+        optimizer_map.emplace_back(sl.name + ".exp_avg_sq", file_name("optimizer", w));
+        model_bytes += static_cast<uint64_t>(sl.numel) * 4;
+      }
+      io::write_safetensors_index((tmp / "model.safetensors.index.json").string(), model_map, model_bytes);
+      io::write_safetensors_index((tmp / "optimizer.safetensors.index.json").string(), optimizer_map, 2 * model_bytes);
+    }
+    nn::save_config(model_config, (tmp / "config.json").string(), "float32");
+    io::write_file_atomically((tmp / "train_config.toml").string(), config_toml);
+    nlohmann::ordered_json param_steps = nlohmann::ordered_json::object();
+    for (size_t i = 0; i < slots.size(); ++i) param_steps[slots[i].name] = adam.steps[i];
+    nlohmann::ordered_json j;
+    j["step"] = state.step;
+    j["tokens"] = state.tokens;
+    j["phase"] = state.lory_phase ? "lory" : "dense";
+    j["loader"] = {{"epoch", state.loader.epoch}, {"offset", state.loader.offset}};
+    j["rng"] = {{"seed", state.rng_seed}, {"offset", state.rng_offset}};
+    j["elapsed_s"] = state.elapsed_s;
+    j["world"] = world;
+    j["zero"] = zero.stage();
+    j["param_steps"] = param_steps;
+    // Written last: its presence marks a complete directory (latest_checkpoint).
+    io::write_file_atomically((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
+    io::fsync_directory(tmp.string());
 
-  auto all = checkpoints_of(run_dir);
-  while (static_cast<int64_t>(all.size()) > keep_last) {
-    fs::remove_all(all.front().second);
-    all.erase(all.begin());
+    // Replace an older checkpoint of the same step (a resumed run re-saving).
+    if (fs::exists(final_dir)) {
+      const fs::path old = root / ("." + name + ".old");
+      fs::remove_all(old);
+      fs::rename(final_dir, old);
+      fs::rename(tmp, final_dir);
+      fs::remove_all(old);
+    } else {
+      fs::rename(tmp, final_dir);
+    }
+    io::fsync_directory(root.string());
+
+    auto all = checkpoints_of(run_dir);
+    while (static_cast<int64_t>(all.size()) > keep_last) {
+      fs::remove_all(all.front().second);
+      all.erase(all.begin());
+    }
   }
+  comm.barrier();
   return final_dir.string();
 }
 
@@ -133,35 +220,45 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
     info.state.rng_offset = j.at("rng").at("offset").get<uint64_t>();
     info.state.elapsed_s = j.at("elapsed_s").get<double>();
     for (const auto& [name, t] : j.at("param_steps").items()) info.param_steps[name] = t.get<int64_t>();
+    info.world = j.value("world", int64_t{1});
   } catch (const nlohmann::json::exception& e) {
     fail(where, ": not a valid trainer state: ", e.what());
   }
   return info;
 }
 
-void load_training_checkpoint(const CheckpointInfo& info, FlatParameters& flat, AdamW& optimizer) {
+void load_training_checkpoint(const CheckpointInfo& info, ZeroOptimizer& zero) {
   NoGradGuard no_grad;
-  const io::SafetensorsFile weights = io::load_safetensors(info.path + "/model.safetensors");
-  const io::SafetensorsFile moments = io::load_safetensors(info.path + "/optimizer.safetensors");
+  FlatParameters& flat = zero.flat();
+  AdamW& adam = zero.adam();
+  const io::SafetensorsFile weights = io::load_safetensors_dir(info.path, "model");
+  const io::SafetensorsFile moments = io::load_safetensors_dir(info.path, "optimizer");
   LORY_CHECK(weights.tensors.size() == flat.slots().size(), weights.path, ": holds ", weights.tensors.size(),
              " tensors, the model has ", flat.slots().size(), " parameters");
   for (size_t i = 0; i < flat.slots().size(); ++i) {
     const FlatSlot& s = flat.slots()[i];
-    auto load = [&](const io::SafetensorsFile& file, const std::string& name, const Tensor& buffer) {
+    auto tensor = [&](const io::SafetensorsFile& file, const std::string& name) -> const Tensor& {
       const Tensor& t = file.get(name);
       LORY_CHECK(t.shape() == s.shape, file.path, ": '", name, "' is ", t.describe(), ", the model's parameter is ",
                  shape_str(s.shape));
-      flat.view(buffer, i).copy_(t);
+      return t;
     };
-    load(weights, s.name, flat.master);
-    load(moments, s.name + ".exp_avg", optimizer.exp_avg);
-    load(moments, s.name + ".exp_avg_sq", optimizer.exp_avg_sq);
+    // The part of parameter i inside [begin, begin + buffer.numel()) of the flat space.
+    auto load_part = [&](const Tensor& t, const Tensor& buffer, int64_t begin) {
+      const int64_t lo = std::max(s.offset, begin), hi = std::min(s.offset + s.numel, begin + buffer.numel());
+      if (lo < hi) buffer.narrow(0, lo - begin, hi - lo).copy_(t.reshape({s.numel}).narrow(0, lo - s.offset, hi - lo));
+    };
+    const Tensor& w = tensor(weights, s.name);
+    flat.view(flat.params, i).copy_(w);  // every rank holds the whole model
+    load_part(w, flat.master, flat.master_begin());
+    load_part(tensor(moments, s.name + ".exp_avg"), adam.exp_avg, adam.range.begin);
+    load_part(tensor(moments, s.name + ".exp_avg_sq"), adam.exp_avg_sq, adam.range.begin);
     const auto it = info.param_steps.find(s.name);
     LORY_CHECK(it != info.param_steps.end(), info.path, "/trainer_state.json: no Adam step for '", s.name, "'");
-    optimizer.steps[i] = it->second;
+    adam.steps[i] = it->second;
   }
+  flat.params.bump_version();
   flat.master.bump_version();
-  flat.publish_master();
 }
 
 }  // namespace lory::train

@@ -71,7 +71,7 @@ Value of(bool x) { return Value{Value::boolean, 0, 0, x, {}}; }
 Value of(const std::string& x) { return Value{Value::string, 0, 0, false, x}; }
 
 // Range rules, checked when a value is set.
-enum class Rule { any, positive, non_negative, fraction, fraction_open, at_least_one };
+enum class Rule { any, positive, non_negative, fraction, fraction_open, at_least_one, zero_stage };
 
 template <typename T>
 void check_rule(Rule rule, T x, const std::string& where, const std::string& key, const Value& v) {
@@ -91,6 +91,9 @@ void check_rule(Rule rule, T x, const std::string& where, const std::string& key
       return;
     case Rule::at_least_one:
       if (!(x >= 1)) bad_value(where, key, v, "must be >= 1");
+      return;
+    case Rule::zero_stage:
+      if (!(x >= 0 && x <= 2)) bad_value(where, key, v, "must be 0, 1 or 2");
       return;
   }
 }
@@ -264,7 +267,14 @@ const std::vector<Key>& config_keys() {
     k.push_back(bool_key("train.recompute_merged", [](C& c) -> bool& { return c.train.recompute_merged; },
                          "recompute merged expert weights in backward instead of keeping them"));
     k.push_back(int_key("train.threads", [](C& c) -> int64_t& { return c.train.threads; }, Rule::non_negative,
-                        "CPU threads (0 = OpenMP's default)"));
+                        "CPU threads per rank (0 = OpenMP's default)"));
+    k.push_back(int_key("train.zero", [](C& c) -> int64_t& { return c.train.zero; }, Rule::zero_stage,
+                        "ZeRO stage with several ranks: 0 replicates the optimizer, 1 shards master weights and Adam "
+                        "moments, 2 also the reduced gradients (train/zero_optimizer.h)"));
+    k.push_back(num_key("train.bucket_mb", [](C& c) -> double& { return c.train.bucket_mb; }, Rule::positive,
+                        "MiB of f32 gradients per reduce-scatter bucket"));
+    k.push_back(bool_key("train.overlap_comm", [](C& c) -> bool& { return c.train.overlap_comm; },
+                         "reduce each gradient bucket during backward, as soon as it is final"));
     // ---- eval ----
     k.push_back(int_key("eval.every", [](C& c) -> int64_t& { return c.eval.every; }, Rule::non_negative,
                         "steps between evaluations (0 = at the end only)"));

@@ -54,7 +54,7 @@ struct TrainConfig {
     std::string upcycle_moments = "reset";  // reset | reset_all | inherit | copy_unscaled (train/upcycle_moments.h)
   } schedule;
   struct Train {
-    std::string device = "cpu";          // cpu | cuda (cuda: refused until the trainer's GPU mode, trainer.cpp)
+    std::string device = "cpu";          // cpu | cuda (with several ranks: the GPU of the local rank)
     std::string precision = "f32";       // f32 | bf16 (bf16 compute, f32 master weights and optimizer state)
     int64_t global_batch_tokens = 1048576;  // paper: 256 x 4096
     int64_t micro_batch = 1;                // sequences per forward/backward on one rank
@@ -62,6 +62,9 @@ struct TrainConfig {
     std::string recompute = "none";         // none | blocks (activation recomputation per decoder layer)
     bool recompute_merged = false;          // recompute merged expert weights in backward
     int64_t threads = 0;                    // CPU threads (0 = OpenMP's default)
+    int64_t zero = 1;         // ZeRO stage with several ranks: 0 (replicated), 1 (optimizer state sharded), 2 (+ gradients)
+    double bucket_mb = 25;    // MiB of f32 gradients per reduce-scatter bucket (train/gradient_reducer.h)
+    bool overlap_comm = true; // start each bucket's reduction during backward
   } train;
   struct Eval {
     int64_t every = 0;                  // steps between evaluations (0 = only at the end)

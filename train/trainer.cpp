@@ -48,16 +48,19 @@ bool all_finite(const Tensor& t) {
 // on this CPU is measured against (the machine's peak in practice, not on
 // paper). Other work on the machine while it runs lowers it (and raises the
 // MFU printed); set log.peak_tflops to pin it.
-double measure_gemm_flops(DType dtype) {
+double measure_gemm_flops(DType dtype, Device device) {
   NoGradGuard no_grad;
-  const int64_t n = 1024;
-  const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, {dtype});
-  const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, {dtype});
-  matmul(a, b);  // warm-up
+  const int64_t n = device.is_cuda() ? 8192 : 1024;  // big enough to reach a GPU's peak
+  const TensorOptions options{dtype, device, false};
+  const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, options);
+  const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, options);
+  // Reading one element waits for the GEMM (a GPU runs it asynchronously).
+  auto gemm = [&] { return matmul(a, b).select(0, 0).select(0, 0).item(); };
+  gemm();  // warm-up
   double best = 1e30;
   for (int rep = 0; rep < 5; ++rep) {
     const auto t = Clock::now();
-    matmul(a, b);
+    gemm();
     best = std::min(best, seconds_since(t));
   }
   return 2.0 * static_cast<double>(n * n * n) / best;
@@ -75,9 +78,9 @@ std::string metrics_path_of(const TrainConfig& c) {
   return c.log.metrics.empty() ? c.checkpoint.dir + "/metrics.jsonl" : c.log.metrics;
 }
 
-// The FLOP/s that MFU is reported against: log.peak_tflops, or a GEMM measured now.
-double mfu_reference_flops(const TrainConfig& c) {
-  return c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : measure_gemm_flops(compute_dtype(c));
+// The FLOP/s of one rank that MFU is reported against: log.peak_tflops, or a GEMM measured now.
+double mfu_reference_flops(const TrainConfig& c, Device device) {
+  return c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : measure_gemm_flops(compute_dtype(c), device);
 }
 
 // The instances file's instance length (L + 1 tokens) and vocabulary.
@@ -154,12 +157,15 @@ RunPlan plan_run(const TrainConfig& c, int64_t instance_tokens, int64_t world) {
 
 // Preparing a run, in order: each step is a function below that says what
 // it does and why.
-Trainer::Trainer(TrainConfig config, bool resume, bool quiet) : config_(std::move(config)), quiet_(quiet) {
-  refuse_unsupported_device();
+Trainer::Trainer(TrainConfig config, bool resume, bool quiet, Communicator* comm)
+    : config_(std::move(config)), quiet_(quiet) {
+  if (!comm) own_comm_ = single_process_communicator(), comm = own_comm_.get();
+  comm_ = comm;
+  device_ = choose_device();
   if (config_.train.threads > 0) omp_set_num_threads(static_cast<int>(config_.train.threads));
   const InstanceShape data = probe_instances(config_.data.train);
   fit_model_to_data(data);
-  plan_ = plan_run(config_, data.tokens);
+  plan_ = plan_run(config_, data.tokens, comm_->world());
   schedule_ = lr_schedule_of(config_, plan_);
   config_toml_ = train_config_to_toml(config_);            // saved with every checkpoint: the config as fitted
   manual_seed(static_cast<uint64_t>(config_.train.seed));  // the initialisation (a resumed run restores its own)
@@ -167,23 +173,27 @@ Trainer::Trainer(TrainConfig config, bool resume, bool quiet) : config_(std::mov
     resume_from_checkpoint();
   else
     start_new_run();
-  fs::create_directories(config_.checkpoint.dir);
+  if (comm_->is_root()) fs::create_directories(config_.checkpoint.dir);
   open_data(data.vocab);
-  peak_flops_ = mfu_reference_flops(config_);
-  if (!quiet_) print_run_summary();
+  peak_flops_ = mfu_reference_flops(config_, device_);
+  if (prints()) print_run_summary();
 }
 
-// train.device: the trainer runs on the CPU only so far. Every op it uses has
-// a CUDA kernel (cuda/); what a GPU run still lacks is in the trainer itself,
-// and this message says what (GPU training is issue 15).
-void Trainer::refuse_unsupported_device() const {
-  LORY_CHECK(config_.train.device == "cpu", config_.origin_of("train.device"), ": train.device = \"",
-             config_.train.device,
-             "\": lory_train trains on the CPU only so far; GPU training is planned (issue 15). Every op it uses ",
-             "has a CUDA kernel, but the trainer itself still builds the model, its flat parameter buffers and the ",
-             "AdamW state on the CPU (Trainer::build_model), makes each micro-batch there (Trainer::train_step), ",
-             "measures the GEMM that MFU is reported against there, and checks the weights for NaN/Inf after every ",
-             "step by copying them all to the host (AdamW::first_non_finite_param). Set train.device = \"cpu\"");
+// train.device: the CPU, or a GPU: with several ranks on a machine, the
+// one of this rank's index among them (MPI's shared-memory split).
+Device Trainer::choose_device() const {
+  if (config_.train.device == "cpu") return cpu_device();
+#ifndef LORY_HAVE_CUDA
+  fail(config_.origin_of("train.device"), ": train.device = \"cuda\", but this build has no CUDA support (CMake found ",
+       "no CUDA toolkit: see the 'lory: CUDA' line of its summary); set train.device = \"cpu\" or rebuild with CUDA");
+#else
+  const int count = cuda_device_count();
+  LORY_CHECK(count > 0, config_.origin_of("train.device"), ": train.device = \"cuda\", but no GPU is visible to rank ",
+             comm_->rank());
+  LORY_CHECK(comm_->local_rank() < count, "rank ", comm_->rank(), " is rank ", comm_->local_rank(),
+             " on its machine, which has only ", count, " GPUs: start at most one rank per GPU");
+  return cuda_device(comm_->local_rank());
+#endif
 }
 
 // The training instances decide the sequence length and, unless
@@ -215,12 +225,18 @@ void Trainer::resume_from_checkpoint() {
   if (!info.state.lory_phase) phase.num_experts = 0;
   check_same_model(info.model_config, phase, path);
   build_model(phase);
-  load_training_checkpoint(info, *flat_, *optimizer_);
+  load_training_checkpoint(info, *zero_);
   state_ = info.state;
   set_generator_state({state_.rng_seed, state_.rng_offset});
   const std::string metrics = metrics_path_of(config_);
-  open_metrics(metrics, metrics_lines_up_to(metrics, state_.step));
-  if (!quiet_) std::printf("resumed from %s (step %lld)\n", path.c_str(), static_cast<long long>(state_.step));
+  if (comm_->is_root()) open_metrics(metrics, metrics_lines_up_to(metrics, state_.step));
+  if (prints())
+    std::printf("resumed from %s (step %lld%s)\n", path.c_str(), static_cast<long long>(state_.step),
+                info.world == comm_->world()
+                    ? ""
+                    : (", written by " + std::to_string(info.world) + " ranks, resharded for " +
+                       std::to_string(comm_->world()))
+                          .c_str());
 }
 
 // A new run: checkpoint.dir must not hold another run's checkpoints (they
@@ -235,6 +251,7 @@ void Trainer::start_new_run() {
   if (plan_.dense_steps > 0) first.num_experts = 0;  // the dense warm-up
   build_model(first);
   state_.lory_phase = first.is_lory();
+  if (!comm_->is_root()) return;
   const std::string metrics = metrics_path_of(config_);
   const fs::path parent = fs::path(metrics).parent_path();
   fs::create_directories(parent.empty() ? fs::path(".") : parent);
@@ -252,9 +269,9 @@ void Trainer::open_metrics(const std::string& path, const std::vector<std::strin
 // when data.valid is given, the held-out set every evaluation uses.
 void Trainer::open_data(int64_t data_vocab) {
   const TrainConfig& c = config_;
-  loader_ = std::make_unique<corpus::DataLoader>(c.data.train, c.train.micro_batch, 0, 1,
-                                               static_cast<uint64_t>(c.train.seed), state_.loader, data_vocab);
-  if (!c.data.valid.empty())
+  loader_ = std::make_unique<corpus::DataLoader>(c.data.train, c.train.micro_batch, comm_->rank(), comm_->world(),
+                                                 static_cast<uint64_t>(c.train.seed), state_.loader, data_vocab);
+  if (!c.data.valid.empty() && comm_->is_root())  // rank 0 evaluates
     eval_set_ = std::make_unique<EvalSet>(build_eval_set(c.data.valid, plan_.seq_len, c.eval.tokens_per_domain,
                                                          static_cast<int32_t>(c.model.resolved.eos_token_id),
                                                          data_vocab));
@@ -270,12 +287,18 @@ void Trainer::print_run_summary() const {
               static_cast<long long>(m.num_hidden_layers), static_cast<long long>(m.hidden_size),
               static_cast<long long>(m.intermediate_size), static_cast<long long>(m.vocab_size), n.total() / 1e6,
               n.active / 1e6);
-  std::printf("plan: %lld steps of %lld tokens (micro-batch %lld x %lld accumulation x %lld tokens)%s, %s\n",
+  std::printf("plan: %lld steps of %lld tokens (micro-batch %lld x %lld accumulation x %lld ranks x %lld tokens)%s, "
+              "%s on %s\n",
               static_cast<long long>(plan_.total_steps), static_cast<long long>(plan_.tokens_per_step),
               static_cast<long long>(c.train.micro_batch), static_cast<long long>(plan_.accum),
-              static_cast<long long>(plan_.seq_len),
+              static_cast<long long>(plan_.world), static_cast<long long>(plan_.seq_len),
               plan_.dense_steps > 0 ? (", dense for the first " + std::to_string(plan_.dense_steps)).c_str() : "",
-              c.train.precision.c_str());
+              c.train.precision.c_str(), device_.str().c_str());
+  if (plan_.world > 1)
+    std::printf("ranks: %lld over %s, ZeRO stage %lld, gradient buckets of %.0f MiB (%lld per step)%s\n",
+                static_cast<long long>(plan_.world), comm_->name().c_str(), static_cast<long long>(c.train.zero),
+                c.train.bucket_mb, static_cast<long long>(zero_->buckets()),
+                c.train.overlap_comm ? ", reduced during backward" : ", reduced after backward");
   std::printf("lr: peak %.3g, warm-up %lld steps, %s decay to %.3g; MFU against %.3g TFLOP/s%s\n", schedule_.peak,
               static_cast<long long>(schedule_.warmup_steps), decay_name(schedule_.decay), schedule_.floor,
               peak_flops_ / 1e12, c.log.peak_tflops > 0 ? "" : " (a measured GEMM)");
@@ -286,16 +309,22 @@ Trainer::~Trainer() {
   if (metrics_) std::fclose(metrics_);
 }
 
-// A fresh model of `model_config` (on the CPU), every parameter a view of
-// new flat buffers, a fresh AdamW state over them, and for a Lory model its
-// routing statistics.
+// A fresh model of `model_config` (on the run's device), every parameter a
+// view of new flat buffers, a fresh AdamW state over this rank's part of
+// them, and for a Lory model its routing statistics.
+std::unique_ptr<ZeroOptimizer> Trainer::make_optimizer(nn::LoryLM& model) {
+  const ZeroOptions zero{static_cast<int>(config_.train.zero),
+                         static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024), config_.train.overlap_comm};
+  return std::make_unique<ZeroOptimizer>(model, compute_dtype(config_), *comm_, zero, adamw_options(config_));
+}
+
 void Trainer::build_model(const nn::LoryConfig& model_config) {
-  model_ = std::make_unique<nn::LoryLM>(model_config);
+  model_ = std::make_unique<nn::LoryLM>(model_config);  // initialised on the CPU: the same values on any device
   model_->set_recompute_merged(config_.train.recompute_merged);
   model_->recompute_activations = config_.train.recompute == "blocks";
   model_->train();
-  flat_ = std::make_unique<FlatParameters>(*model_, compute_dtype(config_));
-  optimizer_ = std::make_unique<AdamW>(*flat_, adamw_options(config_));
+  model_->to(device_);
+  zero_ = make_optimizer(*model_);
   routing_.reset();
   if (model_config.is_lory())
     routing_ = std::make_unique<RoutingStats>(model_config.num_hidden_layers, model_config.num_experts,
@@ -308,26 +337,30 @@ void Trainer::build_model(const nn::LoryConfig& model_config) {
 void Trainer::upcycle() {
   NoGradGuard no_grad;
   const int64_t E = config_.model.resolved.num_experts;
-  // The experts copy the f32 master weights, not their bf16 rounding.
-  for (size_t i = 0; i < flat_->slots().size(); ++i) *flat_->slots()[i].slot = flat_->view(flat_->master, i).detach();
+  // The experts copy the f32 master weights, not their bf16 rounding
+  // (gathered from every rank's shard under ZeRO: the dense model is small).
+  const FlatParameters& dense = zero_->flat();
+  const Tensor master = zero_->gather_master();
+  for (size_t i = 0; i < dense.slots().size(); ++i) *dense.slots()[i].slot = dense.view(master, i).detach();
   std::unique_ptr<nn::LoryLM> lory = nn::upcycle(*model_, E);
   lory->set_recompute_merged(config_.train.recompute_merged);
   lory->recompute_activations = model_->recompute_activations;
   lory->train();
-  auto flat = std::make_unique<FlatParameters>(*lory, compute_dtype(config_));
-  auto optimizer = std::make_unique<AdamW>(*flat, adamw_options(config_));
-  // What the Adam state becomes (train/upcycle_moments.h: why it matters).
-  transfer_moments_at_upcycle(*flat_, *optimizer_, *flat, *optimizer, E,
+  lory->to(device_);
+  // New flat buffers, cut into new shards; every moment goes to its new
+  // owner (train/upcycle_moments.h: what the Adam state becomes, and why).
+  auto optimizer = make_optimizer(*lory);
+  const auto [exp_avg, exp_avg_sq] = zero_->gather_moments();
+  transfer_moments_at_upcycle(dense, exp_avg, exp_avg_sq, zero_->adam().steps, optimizer->flat(), optimizer->adam(), E,
                               parse_upcycle_moments(config_.schedule.upcycle_moments, "schedule.upcycle_moments"));
   model_ = std::move(lory);
-  flat_ = std::move(flat);
-  optimizer_ = std::move(optimizer);
+  zero_ = std::move(optimizer);
   routing_ = std::make_unique<RoutingStats>(config_.model.resolved.num_hidden_layers, E, config_.log.utilisation_window);
   state_.lory_phase = true;
   nlohmann::ordered_json j{{"type", "event"}, {"step", state_.step}, {"event", "upcycle"}, {"num_experts", E},
                            {"moments", config_.schedule.upcycle_moments}};
   write_metrics(j.dump());
-  if (!quiet_) {
+  if (prints()) {
     std::printf("step %lld: dense warm-up done; every FFN is now %lld experts with a router (Adam moments: %s)\n",
                 static_cast<long long>(state_.step), static_cast<long long>(E),
                 config_.schedule.upcycle_moments.c_str());
@@ -336,27 +369,45 @@ void Trainer::upcycle() {
 }
 
 double Trainer::train_step(RoutingStats* stats) {
-  flat_->zero_grads();
+  zero_->begin_step();
   const int64_t B = config_.train.micro_batch, T1 = plan_.seq_len + 1;
   batch_ids_.resize(static_cast<size_t>(B * T1));
-  double loss_sum = 0;
+  step_tokens_.clear();
+  // The loss stays on the device until the step ends: reading it after
+  // every micro-batch would make the host wait for the GPU each time.
+  Tensor loss_sum;
   for (int64_t a = 0; a < plan_.accum; ++a) {
     const int32_t* batch = loader_->next();
     std::copy(batch, batch + B * T1, batch_ids_.begin());
-    const Tensor tokens = from_vector(batch_ids_, {B, T1}, {DType::i64});
-    const Tensor loss = model_->loss(tokens);
-    const double value = loss.item();
-    if (!std::isfinite(value)) {
-      last_tokens_ = tokens;
-      return value;
-    }
-    // Mean over the global batch: every micro-batch holds the same number of tokens.
+    step_tokens_.push_back(from_vector(batch_ids_, {B, T1}, {DType::i64}));
+    const Tensor loss = model_->loss(step_tokens_.back().to(device_));
+    // Mean over the global batch: every micro-batch holds the same number of
+    // tokens. A NaN still runs backward: every rank must take part in the
+    // same reductions; the step is refused after them.
+    zero_->before_backward(a + 1 == plan_.accum);
     mul(loss, 1.0 / static_cast<double>(plan_.accum)).backward();
-    loss_sum += value;
+    zero_->after_backward();
+    {
+      NoGradGuard no_grad;
+      loss_sum = loss_sum.defined() ? add(loss_sum, loss.detach()) : loss.detach();
+    }
     if (stats) stats->add(state_.step, model_->routing_weights());
-    flat_->accumulate_micro_batch();
   }
-  return loss_sum / static_cast<double>(plan_.accum);
+  return loss_sum.item() / static_cast<double>(plan_.accum);
+}
+
+// Every rank learns whether any rank's loss was not finite; the lowest such
+// rank finds where the NaN/Inf first appears, and all return its message.
+std::string Trainer::agree_on_loss(double local_loss) {
+  const int64_t none = comm_->world();
+  const int64_t bad = comm_->min_over_ranks(std::isfinite(local_loss) ? none : comm_->rank());
+  if (bad == none) return "";
+  std::string message;
+  if (comm_->rank() == bad)
+    message = "the loss is " + std::to_string(local_loss) + (comm_->world() > 1 ? " on rank " + std::to_string(bad) : "") +
+              "; it first appears in " + diagnose_non_finite_loss();
+  comm_->broadcast_host(message, static_cast<int>(bad));
+  return message;
 }
 
 void Trainer::write_metrics(const std::string& json_line) {
@@ -365,7 +416,9 @@ void Trainer::write_metrics(const std::string& json_line) {
   std::fflush(metrics_);
 }
 
-void Trainer::log_step(double loss, const StepReport& report, double lr, double step_seconds) {
+void Trainer::log_step(const StepOutcome& outcome, double step_seconds) {
+  const double loss = outcome.loss, lr = outcome.lr;
+  const StepReport& report = outcome.report;
   const int64_t step = state_.step;
   const double tokens_per_s = static_cast<double>(plan_.tokens_per_step) / step_seconds;
   const double train_flops = 3.0 * nn::flops_per_token(model_->config, plan_.seq_len).forward();
@@ -382,6 +435,14 @@ void Trainer::log_step(double loss, const StepReport& report, double lr, double 
                            {"mfu", mfu},
                            {"step_s", step_seconds},
                            {"phase", state_.lory_phase ? "lory" : "dense"}};
+  if (plan_.world > 1) {
+    // Rank 0's view: compute = the step less the time it waited on communication.
+    j["ranks"] = plan_.world;
+    j["compute_s"] = step_seconds - outcome.comm.exposed_s;
+    j["comm_s"] = outcome.comm.exposed_s;
+    j["reduce_s"] = outcome.comm.reduce_s;
+    j["reduce_hidden"] = outcome.comm.hidden_fraction();
+  }
   std::vector<int64_t> used;
   std::vector<double> entropy;
   if (routing_ && state_.lory_phase) {
@@ -395,7 +456,10 @@ void Trainer::log_step(double loss, const StepReport& report, double lr, double 
   window_seconds_ += step_seconds;
   window_loss_ += loss;
   ++window_steps_;
-  if (quiet_ || (step % config_.log.every != 0 && step != plan_.total_steps && step != 1)) return;
+  window_comm_.exposed_s += outcome.comm.exposed_s;
+  window_comm_.reduce_s += outcome.comm.reduce_s;
+  window_comm_.reduce_hidden_s += outcome.comm.reduce_hidden_s;
+  if (!prints() || (step % config_.log.every != 0 && step != plan_.total_steps && step != 1)) return;
   const double avg_step = window_seconds_ / static_cast<double>(window_steps_);
   const double eta = avg_step * static_cast<double>(plan_.total_steps - step);
   const double avg_loss = window_loss_ / static_cast<double>(window_steps_);
@@ -412,14 +476,18 @@ void Trainer::log_step(double loss, const StepReport& report, double lr, double 
   } else if (!state_.lory_phase && config_.model.resolved.is_lory()) {
     std::printf(" | dense warm-up");
   }
+  if (plan_.world > 1)
+    std::printf(" | comm %.0f%% of step, %.0f%% of reduction hidden", 100.0 * window_comm_.exposed_s / window_seconds_,
+                100.0 * window_comm_.hidden_fraction());
   std::printf("\n");
   std::fflush(stdout);
   window_seconds_ = window_loss_ = 0;
   window_steps_ = 0;
+  window_comm_ = CommStats{};
 }
 
 void Trainer::run_eval() {
-  if (!eval_set_) return;
+  if (!eval_set_) return;  // no data.valid, or not rank 0
   const nn::ForwardRouting routing = nn::parse_forward_routing(config_.eval.routing, "eval.routing");
   const EvalResult r = evaluate(*model_, *eval_set_, routing, config_.eval.batch);
   nlohmann::ordered_json j{{"type", "eval"},   {"step", state_.step}, {"tokens", state_.tokens},
@@ -442,7 +510,7 @@ void Trainer::run_eval() {
        {"seed", std::to_string(config_.train.seed)}});
   io::write_file_atomically(dir + "/" + checkpoint_name(state_.step) + ".json", text);
   if (state_.step == plan_.total_steps) io::write_file_atomically(config_.checkpoint.dir + "/eval.json", text);
-  if (!quiet_) {
+  if (prints()) {
     std::printf("eval at step %lld (%s routing): loss %.4f, ppl %.2f\n%s", static_cast<long long>(state_.step),
                 r.routing.c_str(), r.loss, r.ppl, eval_result_table(r).c_str());
     std::fflush(stdout);
@@ -454,21 +522,29 @@ void Trainer::save_checkpoint() {
   state_.rng_seed = g.seed;
   state_.rng_offset = g.offset;
   state_.loader = loader_->state();
-  const std::string path = save_training_checkpoint(config_.checkpoint.dir, model_->config, *flat_, *optimizer_, state_,
+  const std::string path = save_training_checkpoint(config_.checkpoint.dir, model_->config, *zero_, state_,
                                                     config_toml_, config_.checkpoint.keep_last);
-  if (!quiet_) {
+  if (prints()) {
     std::printf("checkpoint: %s\n", path.c_str());
     std::fflush(stdout);
   }
 }
 
-// Where did the NaN/Inf come from? Re-run the forward of the failing batch
-// one piece at a time and name the first piece whose output is not finite
-// (or the first parameter that already holds one).
-std::string Trainer::diagnose_non_finite_loss(const Tensor& tokens) {
+// Where did the NaN/Inf come from? Find this step's first micro-batch whose
+// loss is not finite, re-run its forward one piece at a time and name the
+// first piece whose output is not finite (or the first parameter that
+// already holds one).
+std::string Trainer::diagnose_non_finite_loss() {
   NoGradGuard no_grad;
   for (auto& [name, p] : model_->named_parameters())
     if (!all_finite(*p)) return "parameter " + name + " holds NaN/Inf values";
+  Tensor tokens;
+  for (const Tensor& t : step_tokens_)
+    if (!std::isfinite(model_->loss(t.to(device_)).item())) {
+      tokens = t.to(device_);
+      break;
+    }
+  if (!tokens.defined()) return "no micro-batch when run again (a non-deterministic NaN)";
   const int64_t L = tokens.size(1) - 1;
   const nn::ForwardOptions options{model_->config.routing};
   Tensor x = model_->model.embed_tokens.forward(tokens.narrow(1, 0, L));
@@ -504,7 +580,7 @@ RunResult Trainer::run() {
     state_.tokens += plan_.tokens_per_step;
     state_.elapsed_s += dt;
     result.losses.push_back(step.loss);
-    log_step(step.loss, step.report, step.lr, dt);
+    log_step(step, dt);
     periodic_eval_and_checkpoint();
     if (stop_requested()) {
       result.end = RunEnd::stopped;
@@ -525,20 +601,28 @@ Trainer::StepOutcome Trainer::optimizer_step() {
   StepOutcome out;
   const std::string step = "step " + std::to_string(state_.step + 1);
   out.loss = train_step(state_.lory_phase ? routing_.get() : nullptr);
-  if (!std::isfinite(out.loss)) {
-    out.non_finite = step + ": the loss is " + std::to_string(out.loss) + "; it first appears in " +
-                     diagnose_non_finite_loss(last_tokens_);
+  const double norm = zero_->reduce_and_norm();  // every rank takes part, whatever its loss
+  out.comm = zero_->take_stats();
+  const std::string bad_loss = agree_on_loss(out.loss);
+  if (!bad_loss.empty()) {
+    out.non_finite = step + ": " + bad_loss;
     return out;
   }
-  const double norm = AdamW::grad_norm(*flat_);
+  if (comm_->world() > 1) {  // this rank's loss is its own; the mean over ranks is the step's
+    double total = 0;
+    for (double x : comm_->all_gather_host(out.loss)) total += x;
+    out.loss = total / static_cast<double>(comm_->world());
+  }
   if (!std::isfinite(norm)) {
     out.non_finite = step + ": the gradient norm is " + std::to_string(norm) +
-                     "; the first parameter with a NaN/Inf gradient is " + AdamW::first_non_finite_grad(*flat_);
+                     "; the first parameter with a NaN/Inf gradient is " + zero_->first_non_finite_grad();
     return out;
   }
   out.lr = schedule_.at(state_.step);
-  optimizer_->step_with_norm(*flat_, out.lr, config_.optim.grad_clip, norm, out.report);
-  const std::string overflowed = AdamW::first_non_finite_param(*flat_);
+  out.report = zero_->step(out.lr, config_.optim.grad_clip, norm);
+  const CommStats gather = zero_->take_stats();
+  out.comm.exposed_s += gather.exposed_s;
+  const std::string overflowed = zero_->first_non_finite_param();
   if (!overflowed.empty())
     out.non_finite = step + ": the update made parameter " + overflowed + " NaN/Inf (learning rate " +
                      std::to_string(out.lr) + ", gradient norm " + std::to_string(norm) + ")";
@@ -558,7 +642,11 @@ void Trainer::periodic_eval_and_checkpoint() {
 // stop_after) leaves a checkpoint of the step just done, for --resume.
 bool Trainer::stop_requested() {
   const int64_t s = state_.step;
-  if (s == plan_.total_steps || (stop_signal.load() == 0 && (stop_after_ < 0 || s < stop_after_))) return false;
+  // Signals reach the ranks at different moments: they stop at the same step.
+  const int64_t signal = comm_->max_over_ranks(stop_signal.load());
+  if (signal != 0) stop_signal.store(static_cast<int>(signal));
+  const bool signalled = signal != 0;
+  if (s == plan_.total_steps || (!signalled && (stop_after_ < 0 || s < stop_after_))) return false;
   if (config_.checkpoint.every == 0 || s % config_.checkpoint.every != 0) save_checkpoint();
   return true;
 }

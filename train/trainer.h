@@ -1,12 +1,18 @@
-// trainer.h — the pre-training loop of paper §4.1, one rank (data parallelism
-// with a ZeRO-sharded optimizer slots in around the same loop later).
+// trainer.h — the pre-training loop of paper §4.1, on one process or as one
+// rank of a data-parallel job (`mpirun -np N lory_train`).
 //
-// One optimizer step:
-//   for each of `accum` micro-batches:  loss = model.loss(batch); (loss / accum).backward()
-//                                       bf16: master_grads += grads
-//   check the loss and the gradient norm are finite (else stop, naming where)
-//   AdamW with the scheduled LR and global-norm clipping; bf16: params = bf16(master)
-//   check the updated weights are finite (else stop, naming the parameter)
+// One optimizer step, on every rank:
+//   for each of `accum` micro-batches:  loss = model.loss(this rank's batch); (loss / accum).backward()
+//                                       gradients summed over micro-batches and reduced
+//                                       over ranks, overlapping backward (gradient_reducer.h)
+//   check the loss and the gradient norm are finite on every rank (else all stop, naming where)
+//   AdamW with the scheduled LR and global-norm clipping, on this rank's shard
+//   (zero_optimizer.h); the updated weights all-gathered
+//   check the updated weights are finite (else all stop, naming the parameter)
+// Every decision that ends or changes the run (a NaN, a signal, the step to
+// stop at) is agreed by all ranks at the same step, so no rank is left
+// waiting in a collective. Rank 0 alone prints, writes metrics.jsonl and
+// evaluates; checkpoints are written by all ranks together.
 // With num_experts > 0 the run starts dense and, after the dense warm-up
 // steps, every FFN becomes E identical experts plus a fresh router
 // (nn::upcycle), in the same run and LR schedule.
@@ -27,9 +33,11 @@
 #include "train/evaluate.h"
 #include "train/flat_parameters.h"
 #include "train/lr_schedule.h"
+#include "train/communicator.h"
 #include "train/routing_stats.h"
 #include "train/train_checkpoint.h"
 #include "train/train_config.h"
+#include "train/zero_optimizer.h"
 
 namespace lory::train {
 
@@ -65,7 +73,8 @@ class Trainer {
  public:
   // `resume`: continue from the newest checkpoint of config.checkpoint.dir
   // (an error when there is none). `quiet`: no progress lines (tests).
-  Trainer(TrainConfig config, bool resume, bool quiet = false);
+  // `comm`: the ranks of a data-parallel job (none: this process alone).
+  Trainer(TrainConfig config, bool resume, bool quiet = false, Communicator* comm = nullptr);
   ~Trainer();
 
   // Trains until the schedule ends, a stop is requested (signal, or the
@@ -78,13 +87,15 @@ class Trainer {
   static std::atomic<int> stop_signal;
 
   nn::LoryLM& model() { return *model_; }
-  const FlatParameters& flat() const { return *flat_; }
+  const FlatParameters& flat() const { return zero_->flat(); }
+  ZeroOptimizer& optimizer() { return *zero_; }
+  Device device() const { return device_; }
   const RunPlan& plan() const { return plan_; }
   int64_t step() const { return state_.step; }
 
  private:
   // ---- setting up a run: the constructor's steps, in order (trainer.cpp says what and why) ----
-  void refuse_unsupported_device() const;
+  Device choose_device() const;
   void fit_model_to_data(const InstanceShape& data);
   void resume_from_checkpoint();  // --resume
   void start_new_run();           // otherwise
@@ -92,24 +103,28 @@ class Trainer {
   void open_data(int64_t data_vocab);
   void print_run_summary() const;
   void build_model(const nn::LoryConfig& model_config);  // model, flat buffers, optimizer
+  std::unique_ptr<ZeroOptimizer> make_optimizer(nn::LoryLM& model);
 
   // ---- the loop: run()'s steps ----
   struct StepOutcome {
     double loss = 0, lr = 0;
     StepReport report;
+    CommStats comm;
     std::string non_finite;  // not empty: the step was refused, and where the NaN/Inf appeared
   };
   void upcycle();
   StepOutcome optimizer_step();
-  double train_step(RoutingStats* stats);  // forward and backward of the global batch: its mean loss
-  void log_step(double loss, const StepReport& report, double lr, double step_seconds);
+  double train_step(RoutingStats* stats);  // forward and backward of this rank's share: its mean loss
+  std::string agree_on_loss(double local_loss);  // "" when every rank's loss is finite
+  void log_step(const StepOutcome& step, double step_seconds);
   void periodic_eval_and_checkpoint();
   bool stop_requested();
   void finish_run(RunResult& result);
   void run_eval();
   void save_checkpoint();
-  std::string diagnose_non_finite_loss(const Tensor& tokens);
+  std::string diagnose_non_finite_loss();
   void write_metrics(const std::string& json_line);
+  bool prints() const { return !quiet_ && comm_->is_root(); }
 
   TrainConfig config_;
   std::string config_toml_;
@@ -119,20 +134,23 @@ class Trainer {
   bool quiet_;
   int64_t stop_after_ = -1;
 
+  std::unique_ptr<Communicator> own_comm_;  // when the caller gave none
+  Communicator* comm_ = nullptr;
+  Device device_;
   std::unique_ptr<nn::LoryLM> model_;
-  std::unique_ptr<FlatParameters> flat_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<ZeroOptimizer> zero_;  // the flat buffers and this rank's optimizer state
   std::unique_ptr<corpus::DataLoader> loader_;
   std::unique_ptr<RoutingStats> routing_;
   std::unique_ptr<EvalSet> eval_set_;
-  std::vector<int64_t> batch_ids_;  // the current micro-batch as i64
-  Tensor last_tokens_;              // for the NaN diagnosis
+  std::vector<int64_t> batch_ids_;   // the current micro-batch as i64
+  std::vector<Tensor> step_tokens_;  // this step's micro-batches (host), for the NaN diagnosis
 
   std::FILE* metrics_ = nullptr;
   double peak_flops_ = 0;            // FLOP/s for the MFU estimate
   double window_seconds_ = 0;        // time of the steps since the last progress line
   int64_t window_steps_ = 0;
   double window_loss_ = 0;
+  CommStats window_comm_;
 };
 
 }  // namespace lory::train

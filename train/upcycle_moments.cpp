@@ -1,6 +1,8 @@
 // upcycle_moments.cpp — see upcycle_moments.h.
 #include "train/upcycle_moments.h"
 
+#include <algorithm>
+
 #include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
@@ -27,6 +29,14 @@ const char* upcycle_moments_name(UpcycleMoments mode) {
 
 void transfer_moments_at_upcycle(const FlatParameters& from_flat, const AdamW& from, const FlatParameters& to_flat,
                                  AdamW& to, int64_t E, UpcycleMoments mode) {
+  LORY_CHECK(from.range.begin == 0 && from.range.end == from_flat.size(),
+             "transfer_moments_at_upcycle: the dense optimizer holds a shard; pass its gathered moments");
+  transfer_moments_at_upcycle(from_flat, from.exp_avg, from.exp_avg_sq, from.steps, to_flat, to, E, mode);
+}
+
+void transfer_moments_at_upcycle(const FlatParameters& from_flat, const Tensor& from_exp_avg,
+                                 const Tensor& from_exp_avg_sq, const std::vector<int64_t>& from_steps,
+                                 const FlatParameters& to_flat, AdamW& to, int64_t E, UpcycleMoments mode) {
   NoGradGuard no_grad;
   LORY_CHECK(E >= 1, "transfer_moments_at_upcycle: num_experts must be >= 1, got ", E);
   if (mode == UpcycleMoments::reset_all) return;  // `to` is fresh already
@@ -43,16 +53,20 @@ void transfer_moments_at_upcycle(const FlatParameters& from_flat, const AdamW& f
     const FlatSlot* src = from_flat.find(source);
     LORY_CHECK(src, "upcycle: no dense parameter '", source, "' for '", to_flat.slots()[j].name, "'");
     const size_t i = static_cast<size_t>(src - from_flat.slots().data());
-    for (auto [dst, moments, scale] : {std::tuple{&to.exp_avg, &from.exp_avg, m_scale},
-                                       std::tuple{&to.exp_avg_sq, &from.exp_avg_sq, v_scale}}) {
-      Tensor moment = from_flat.view(*moments, i);
-      if (expert_stack) {
-        moment = nn::repeat_into_experts(moment, E);
-        if (scale != 1.0) moment = mul(moment, scale);
+    // The part of parameter j inside the range `to` owns.
+    const FlatSlot& slot = to_flat.slots()[j];
+    const int64_t lo = std::max(slot.offset, to.range.begin), hi = std::min(slot.offset + slot.numel, to.range.end);
+    if (lo < hi)
+      for (auto [dst, moments, scale] : {std::tuple{&to.exp_avg, &from_exp_avg, m_scale},
+                                         std::tuple{&to.exp_avg_sq, &from_exp_avg_sq, v_scale}}) {
+        Tensor moment = from_flat.view(*moments, i);
+        if (expert_stack) {
+          moment = nn::repeat_into_experts(moment, E);
+          if (scale != 1.0) moment = mul(moment, scale);
+        }
+        dst->narrow(0, lo - to.range.begin, hi - lo).copy_(moment.reshape({slot.numel}).narrow(0, lo - slot.offset, hi - lo));
       }
-      to_flat.view(*dst, j).copy_(moment);
-    }
-    to.steps[j] = from.steps[i];
+    to.steps[j] = from_steps[i];
   }
 }
 

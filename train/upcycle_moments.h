@@ -49,5 +49,13 @@ const char* upcycle_moments_name(UpcycleMoments mode);
 // `mode`. Parameters are matched by name (nn::upcycle_source); E experts.
 void transfer_moments_at_upcycle(const FlatParameters& from_flat, const AdamW& from, const FlatParameters& to_flat,
                                  AdamW& to, int64_t num_experts, UpcycleMoments mode);
+// The same when `to` owns only a range of the flat space (a ZeRO shard):
+// the dense moments are given whole ([from_flat.size()], gathered from
+// every rank: the dense model is E times smaller than the Lory one) with
+// the dense steps, and only the part of each Lory moment inside to.range is
+// written (one parameter's expanded moment at a time).
+void transfer_moments_at_upcycle(const FlatParameters& from_flat, const Tensor& from_exp_avg,
+                                 const Tensor& from_exp_avg_sq, const std::vector<int64_t>& from_steps,
+                                 const FlatParameters& to_flat, AdamW& to, int64_t num_experts, UpcycleMoments mode);
 
 }  // namespace lory::train
