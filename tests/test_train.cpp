@@ -45,9 +45,13 @@
 #include "train/train_config.h"
 #include "train/trainer.h"
 #include "train/upcycle_moments.h"
+#include "tests/train_fixture.h"
 
 using namespace lory;
 using namespace lory::train;
+using lory::test::TrainData;
+using lory::test::make_train_data;
+using lory::test::tiny_train_config;
 namespace fs = std::filesystem;
 
 namespace {
@@ -80,84 +84,13 @@ std::string fresh_dir(const std::string& name) {
   return p.string();
 }
 
-struct TrainData {
-  std::string instances;  // training instances of kSeqLen + 1 tokens (documents in random order)
-  std::string valid;      // the validation shards, comma-separated
-  int64_t vocab = 0;
-  int32_t eos = 0;
-};
-
 const TrainData& train_data() {
-  static const TrainData d = [] {
-    TrainData out;
-    const fs::path dir = temp_root() / "data";
-    fs::create_directories(dir);
-    const std::string model = kData + "tokenizer-2k.model";
-    {
-      corpus::Tokenizer tok(model);
-      out.vocab = tok.vocab_size();
-      out.eos = tok.eos_id();
-    }
-    corpus::EncodeOptions o;
-    o.model = model;
-    o.inputs = {kData + "corpus/train.jsonl.gz"};
-    o.out_prefix = (dir / "train").string();
-    const corpus::EncodeResult train = corpus::encode_corpus(o);
-    o.inputs = {kData + "corpus/valid.jsonl.gz"};
-    o.out_prefix = (dir / "valid").string();
-    const corpus::EncodeResult valid = corpus::encode_corpus(o);
-    for (const std::string& s : valid.shards) out.valid += (out.valid.empty() ? "" : ",") + s;
-
-    std::vector<std::unique_ptr<corpus::ShardReader>> readers;
-    std::vector<const corpus::ShardReader*> shards;
-    for (const std::string& s : train.shards) {
-      readers.push_back(std::make_unique<corpus::ShardReader>(s));
-      shards.push_back(readers.back().get());
-    }
-    const corpus::DocumentSet docs(shards);
-    corpus::PackOptions pack;
-    pack.instance_tokens = kSeqLen + 1;
-    pack.eos_id = out.eos;
-    pack.seed = 11;
-    const corpus::Instances inst = corpus::pack_instances(docs, corpus::random_order(docs.size(), 7), pack);
-    out.instances = (dir / "train-instances.bin").string();
-    corpus::write_instances(out.instances, inst, docs.vocab_size());
-    return out;
-  }();
+  static const TrainData d = make_train_data((temp_root() / "data").string());
   return d;
 }
 
-// The run config of these tests: the tiny Lory model, 6 steps of 4 x 64
-// tokens in micro-batches of 2, the first one dense. `overrides` come last,
-// so they win.
 TrainConfig tiny_config(const std::string& dir, const std::vector<ConfigOverride>& overrides = {}) {
-  const std::string toml = R"([model]
-preset = "tiny"
-num_experts = 4
-segment_length = 16
-
-[optim]
-lr = 0.003
-
-[schedule]
-steps = 6
-warmup = 0.2
-dense_warmup = 0.17
-
-[train]
-global_batch_tokens = 256
-micro_batch = 2
-
-[eval]
-tokens_per_domain = 128
-
-[log]
-peak_tflops = 1.0
-)";
-  std::vector<ConfigOverride> all = {
-      {"data.train", train_data().instances}, {"data.valid", ""}, {"checkpoint.dir", dir}};
-  all.insert(all.end(), overrides.begin(), overrides.end());
-  return parse_train_config(toml, "test config", all);
+  return tiny_train_config(train_data(), dir, overrides);
 }
 
 std::string read_text(const std::string& path) {
@@ -648,7 +581,7 @@ TEST_CASE("train: a Lory run keeps at least one Lory step however the dense warm
     CHECK(e.find("schedule.dense_warmup") != std::string::npos);
 }
 
-TEST_CASE("train: a model too small for the data, or a device the trainer lacks, is refused naming the key") {
+TEST_CASE("train: a model too small for the data, or a device the machine lacks, is refused naming the key") {
   const std::string dir = fresh_dir("too-small");
   CHECK(error_of([&] {
           Trainer t(tiny_config(dir, {{"model.vocab_size", "1000"}}), false, true);
@@ -660,10 +593,11 @@ TEST_CASE("train: a model too small for the data, or a device the trainer lacks,
   CHECK(error_of([&] {
           Trainer t(tiny_config(dir, {{"train.global_batch_tokens", "200"}}), false, true);
         }).find("train.global_batch_tokens = 200 is not a multiple") != std::string::npos);
-  // The device check cites where the key was set, and says what the GPU mode still lacks.
+  // The device check cites where the key was set, and says what is missing (this test runs without a GPU).
   const std::string device = error_of([&] { Trainer t(tiny_config(dir, {{"train.device", "cuda"}}), false, true); });
-  CHECK(device.find("command line: train.device = \"cuda\": ") == 0);
-  CHECK(device.find("GPU training is planned (issue 15)") != std::string::npos);
+  CHECK(device.find("command line: train.device = \"cuda\"") == 0);
+  CHECK((device.find("this build has no CUDA support") != std::string::npos ||
+         device.find("no GPU is visible to rank 0") != std::string::npos));
   CHECK(!fs::exists(fs::path(dir) / "checkpoints"));
 }
 

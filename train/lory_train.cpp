@@ -9,10 +9,13 @@
 // order, as ConfigOverrides, and load_train_config checks them against the
 // key table (an unknown key stops the run, naming it and its section's keys).
 //
+// Data parallelism: `mpirun -np N lory_train ...` (or srun) starts N ranks
+// (train/job.h); every rank runs this same main, rank 0 prints.
+//
 // Exit status: 0 when the schedule finished (or --stop-after was reached),
-// 128 + signal after SIGINT/SIGTERM (a checkpoint was written first), 3 when
-// a NaN/Inf stopped the run, 2 for a bad command line or config, 1 for any
-// other error.
+// 128 + signal after SIGINT/SIGTERM/SIGUSR1 (a checkpoint was written
+// first), 3 when a NaN/Inf stopped the run, 2 for a bad command line or
+// config, 1 for any other error (on any rank: the whole job ends).
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <csignal>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "tensor/error.h"
+#include "train/job.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -121,29 +125,30 @@ int main(int argc, char** argv) {
     std::printf("%s", train_config_to_toml(config).c_str());
     return 0;
   }
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-  try {
-    Trainer trainer(config, resume, quiet);
+  // SIGUSR1 too: mpirun forwards it to every rank at once, while a SIGTERM
+  // to mpirun reaches the ranks only after odls_base_sigkill_timeout and is
+  // followed by SIGKILL as soon again (README, "Training on many machines").
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) std::signal(sig, on_stop_signal);
+  return run_job(&argc, &argv, "lory_train", [&](Communicator& comm) {
+    Trainer trainer(config, resume, quiet, &comm);
     if (stop_after > 0) trainer.stop_after(stop_after);
     const RunResult r = trainer.run();
+    const bool root = comm.is_root();
     switch (r.end) {
       case RunEnd::finished:
-        std::printf("done: %lld steps\n", static_cast<long long>(r.step));
+        if (root) std::printf("done: %lld steps\n", static_cast<long long>(r.step));
         return 0;
       case RunEnd::stopped: {
         const int sig = Trainer::stop_signal.load();
-        std::printf("stopped after step %lld%s; continue with --resume\n", static_cast<long long>(r.step),
-                    sig ? (std::string(" (") + strsignal(sig) + ")").c_str() : "");
+        if (root)
+          std::printf("stopped after step %lld%s; continue with --resume\n", static_cast<long long>(r.step),
+                      sig ? (std::string(" (") + strsignal(sig) + ")").c_str() : "");
         return sig ? 128 + sig : 0;
       }
       case RunEnd::non_finite:
-        std::fprintf(stderr, "lory_train: stopped: %s\n", r.message.c_str());
+        if (root) std::fprintf(stderr, "lory_train: stopped: %s\n", r.message.c_str());
         return 3;
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lory_train: %s\n", e.what());
     return 1;
-  }
-  return 1;
+  });
 }

@@ -381,11 +381,12 @@ double Trainer::train_step(RoutingStats* stats) {
     std::copy(batch, batch + B * T1, batch_ids_.begin());
     step_tokens_.push_back(from_vector(batch_ids_, {B, T1}, {DType::i64}));
     const Tensor loss = model_->loss(step_tokens_.back().to(device_));
-    // Mean over the global batch: every micro-batch holds the same number of
-    // tokens. A NaN still runs backward: every rank must take part in the
-    // same reductions; the step is refused after them.
+    // The gradient of the mean over the global batch (every micro-batch
+    // holds the same number of tokens; the ranks' gradients are summed).
+    // A NaN still runs backward: every rank must take part in the same
+    // reductions; the step is refused after them.
     zero_->before_backward(a + 1 == plan_.accum);
-    mul(loss, 1.0 / static_cast<double>(plan_.accum)).backward();
+    mul(loss, 1.0 / static_cast<double>(plan_.accum * plan_.world)).backward();
     zero_->after_backward();
     {
       NoGradGuard no_grad;
