@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <string>
-#include <vector>
 
 #include "nn/lory_lm.h"
 #include "tensor/memory_stats.h"
@@ -47,16 +46,6 @@ nn::LoryConfig measured_config(int64_t experts) {
   return c;
 }
 
-Tensor plan_tokens(int64_t B, int64_t L, int64_t vocab) {
-  std::vector<int64_t> ids(static_cast<size_t>(B * (L + 1)));
-  uint64_t s = 7;
-  for (auto& id : ids) {
-    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-    id = static_cast<int64_t>((s >> 33) % static_cast<uint64_t>(vocab));
-  }
-  return from_vector(ids, {B, L + 1}, {DType::i64});
-}
-
 struct Measured {
   int64_t saved = 0;  // live after model.loss, above what was live before
   int64_t peak = 0;   // the peak over loss and backward, above the same
@@ -70,7 +59,9 @@ Measured measure(const nn::LoryConfig& config, const MemoryPlanInput& in) {
   model.recompute_activations = in.recompute_blocks;
   model.set_recompute_merged(in.recompute_merged);
   FlatParameters flat(model, in.compute);
-  const Tensor tokens = plan_tokens(in.micro_batch, in.seq_len, config.vocab_size);
+  // Token ids uniform in [0, vocab): [B, L + 1].
+  const Tensor tokens =
+      (rand({in.micro_batch, in.seq_len + 1}) * static_cast<double>(config.vocab_size)).to(DType::i64);
   const int64_t before = host_memory_stats().live_bytes;
   reset_host_memory_peak();
   Measured m;
