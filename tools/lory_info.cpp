@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
   bool recompute_merged = false;
   double gpu_gib = 80, bucket_mib = 25;
   app.add_option("--ranks", plan_in.world, "data-parallel ranks")->type_name("N")->check(CLI::PositiveNumber);
-  app.add_option("--zero", plan_in.zero, "ZeRO stage: 0 (nothing sharded), 1 (master weights and Adam moments), "
-                                         "2 (also the f32 gradients)")
+  app.add_option("--zero", plan_in.zero,
+                 "ZeRO stage: 0 (nothing sharded), 1 (master weights and Adam moments), "
+                 "2 (also the f32 gradients)")
       ->type_name("S")
       ->check(CLI::Range(0, 2));
   app.add_option("--micro-batch", plan_in.micro_batch, "sequences per micro-batch (train.micro_batch)")
@@ -137,11 +138,12 @@ int main(int argc, char** argv) {
     const bool bf16 = plan_in.compute == DType::bf16, sharded = plan_in.zero >= 1, multi = plan_in.world > 1;
     const char* c_name = bf16 ? "bf16" : "f32";
 
-    std::printf("\ntraining memory per rank: %lld rank%s, ZeRO-%d, %s compute, micro-batch %lld x %lld tokens, "
-                "recompute %s%s\n",
-                static_cast<long long>(plan_in.world), multi ? "s" : "", plan_in.zero, c_name,
-                static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len),
-                recompute.c_str(), recompute_merged ? " (and merged experts)" : "");
+    std::printf(
+        "\ntraining memory per rank: %lld rank%s, ZeRO-%d, %s compute, micro-batch %lld x %lld tokens, "
+        "recompute %s%s\n",
+        static_cast<long long>(plan_in.world), multi ? "s" : "", plan_in.zero, c_name,
+        static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len), recompute.c_str(),
+        recompute_merged ? " (and merged experts)" : "");
     std::printf("  flat parameters %lld elements (padded to 16 per parameter and 16 x ranks), shard %lld\n",
                 static_cast<long long>(plan.flat_elements), static_cast<long long>(plan.shard_elements));
     std::printf("                            GiB\n");
@@ -161,9 +163,10 @@ int main(int argc, char** argv) {
     mrow("activations", act.peak, act_how);
     mrow("total", plan.total(), "");
     const double needed = gib(plan.total()) + kOverheadGiB + gib(act.peak) / 8;
-    std::printf("  fits in %g GiB: %s (needs %.1f GiB = total + %.0f GiB CUDA context, cuBLAS, NCCL + 1/8 of the "
-                "activations for allocator rounding)\n",
-                gpu_gib, needed <= gpu_gib ? "yes" : "NO", needed, kOverheadGiB);
+    std::printf(
+        "  fits in %g GiB: %s (needs %.1f GiB = total + %.0f GiB CUDA context, cuBLAS, NCCL + 1/8 of the "
+        "activations for allocator rounding)\n",
+        gpu_gib, needed <= gpu_gib ? "yes" : "NO", needed, kOverheadGiB);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lory_info: %s\n", e.what());
     return 1;

@@ -81,14 +81,14 @@ std::vector<int64_t> parameter_numels(const nn::LoryConfig& c) {
   const int64_t d = c.hidden_size, f = c.intermediate_size, V = c.vocab_size, E = c.num_experts;
   std::vector<int64_t> numels{V * d};  // model.embed_tokens
   for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-    numels.push_back(d);                                        // input_layernorm
-    for (int i = 0; i < 4; ++i) numels.push_back(d * d);        // q, k, v, o
-    numels.push_back(d);                                        // post_attention_layernorm
+    numels.push_back(d);                                  // input_layernorm
+    for (int i = 0; i < 4; ++i) numels.push_back(d * d);  // q, k, v, o
+    numels.push_back(d);                                  // post_attention_layernorm
     if (c.is_lory()) {
       for (int i = 0; i < 3; ++i) numels.push_back(E * f * d);  // experts.{gate,up,down}_proj
       numels.push_back(E * d);                                  // router
     } else {
-      for (int i = 0; i < 3; ++i) numels.push_back(f * d);      // gate, up, down
+      for (int i = 0; i < 3; ++i) numels.push_back(f * d);  // gate, up, down
     }
   }
   numels.push_back(d);      // model.norm
@@ -128,10 +128,10 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   a.layer_input = tok_d;
 
   // ---- one layer's saved set, besides its input (the table at the top) ----
-  const int64_t attention_saved = tok_d + 4 * n       // normed1, rstd1
+  const int64_t attention_saved = tok_d + 4 * n            // normed1, rstd1
                                   + 4 * tok_d + 4 * n * H  // q, k, v, output, lse
-                                  + tok_d;            // o_proj's input
-  const int64_t residual_saved = tok_d + 4 * n;       // h, rstd2
+                                  + tok_d;                 // o_proj's input
+  const int64_t residual_saved = tok_d + 4 * n;            // h, rstd2
   // ffn_extra: the most the FFN's backward holds beyond the layer's saved
   // set and its incoming gradient (transients of each op's backward):
   //   dense  down_proj: d(swiglu out) c·n·f and dW c·f·d; or swiglu's: its
@@ -179,10 +179,10 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   // The FFN's backward: the layer's input and whole saved set, its incoming
   // gradient (without recomputation; with it, the one in `rest`), ffn_extra.
   const int64_t ffn_moment = rest + tok_d + a.layer_saved + (in.recompute_blocks ? 0 : tok_d) + ffn_extra;
-  // The attention's backward: x and the attention's saved set but o_proj's
-  // input (freed), and 6 tok_d of gradients: the residual's, o_proj's input
-  // gradient, its contiguous copy, dq, dk, dv.
-  const int64_t attn_moment = rest + tok_d + attention_saved - tok_d + 6 * tok_d;
+  // The attention's backward: x, and the attention's saved set but o_proj's
+  // input (freed; as many bytes as x), and 6 tok_d of gradients: the
+  // residual's, o_proj's input gradient, its contiguous copy, dq, dk, dv.
+  const int64_t attn_moment = rest + attention_saved + 6 * tok_d;
 
   struct Moment {
     const char* what;

@@ -48,29 +48,29 @@
 namespace lory::train {
 
 struct MemoryPlanInput {
-  int64_t world = 1;                           // data-parallel ranks
-  int zero = 1;                                // ZeRO stage: 0, 1 or 2
-  int64_t micro_batch = 1;                     // B, sequences per micro-batch
-  int64_t seq_len = 4096;                      // L, tokens per sequence
-  DType compute = DType::bf16;                 // bf16 or f32 (train.precision)
-  bool recompute_blocks = false;               // train.recompute = "blocks"
-  bool recompute_merged = false;               // train.recompute_merged
-  int64_t bucket_bytes = int64_t{25} << 20;    // gradient bucket (stage 2 staging)
+  int64_t world = 1;                         // data-parallel ranks
+  int zero = 1;                              // ZeRO stage: 0, 1 or 2
+  int64_t micro_batch = 1;                   // B, sequences per micro-batch
+  int64_t seq_len = 4096;                    // L, tokens per sequence
+  DType compute = DType::bf16;               // bf16 or f32 (train.precision)
+  bool recompute_blocks = false;             // train.recompute = "blocks"
+  bool recompute_merged = false;             // train.recompute_merged
+  int64_t bucket_bytes = int64_t{25} << 20;  // gradient bucket (stage 2 staging)
 };
 
 // The activation estimate, in bytes, with its parts.
 struct ActivationEstimate {
-  int64_t layer_input = 0;   // one [B, L, d] tensor: what a recomputed layer keeps
-  int64_t layer_saved = 0;   // what one decoder layer's ops save, besides its input
-  int64_t head_saved = 0;    // final norm, lm_head, cross-entropy, token copies
-  int64_t saved = 0;         // live when the forward ends
-  int64_t peak = 0;          // the most live at once, forward and backward
-  std::string peak_at;       // the moment of the peak ("cross-entropy backward", ...)
+  int64_t layer_input = 0;  // one [B, L, d] tensor: what a recomputed layer keeps
+  int64_t layer_saved = 0;  // what one decoder layer's ops save, besides its input
+  int64_t head_saved = 0;   // final norm, lm_head, cross-entropy, token copies
+  int64_t saved = 0;        // live when the forward ends
+  int64_t peak = 0;         // the most live at once, forward and backward
+  std::string peak_at;      // the moment of the peak ("cross-entropy backward", ...)
 };
 
 struct MemoryPlan {
-  int64_t flat_elements = 0;   // Ψ
-  int64_t shard_elements = 0;  // S = Ψ / world
+  int64_t flat_elements = 0;                                    // Ψ
+  int64_t shard_elements = 0;                                   // S = Ψ / world
   int64_t weights = 0, gradients = 0, master = 0, moments = 0;  // bytes per rank
   ActivationEstimate activations;
   int64_t total() const { return weights + gradients + master + moments + activations.peak; }
