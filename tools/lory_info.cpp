@@ -10,11 +10,26 @@
 //              query sees, averaged over the positions of an L-token sequence
 //   merge      6 E d f / T per layer: three [E] x [E, d f] merges per segment of T tokens (App. B)
 // Training is 3x forward (backward is twice forward for every matmul).
+//
+// Training memory per rank (train/memory_plan.h): weights, gradients, f32
+// master weights and Adam moments as the data-parallel engine lays them out
+// for --ranks N and ZeRO stage --zero S, and the activations of one
+// micro-batch of --micro-batch B sequences of --seq L tokens:
+//
+//   lory_info --preset 1.5b-32e --ranks 64 --zero 2 --micro-batch 4 --seq 4096 --recompute blocks
+//
+// "fits" compares the total, plus what the plan does not count, with
+// --gpu-memory: 2 GiB for the CUDA context, cuBLAS workspaces and NCCL
+// buffers, and 1/8 of the activations for the caching allocator (sizes
+// rounded up to 2 MiB, a cached block reused for a request up to 1/8
+// smaller: cuda/caching_allocator.h).
 #include <cstdio>
 #include <string>
 
 #include "nn/config.h"
+#include "tensor/dtype.h"
 #include "tools/cli.h"
+#include "train/memory_plan.h"
 
 using namespace lory;
 using namespace lory::nn;
@@ -33,6 +48,37 @@ int main(int argc, char** argv) {
       app.add_option("--context", context, "sequence length for the attention FLOPs (default: max_position_embeddings)")
           ->type_name("L")
           ->default_str("");
+  train::MemoryPlanInput plan_in;
+  std::string precision = "bf16", recompute = "none";
+  bool recompute_merged = false;
+  double gpu_gib = 80, bucket_mib = 25;
+  app.add_option("--ranks", plan_in.world, "data-parallel ranks")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--zero", plan_in.zero,
+                 "ZeRO stage: 0 (nothing sharded), 1 (master weights and Adam moments), "
+                 "2 (also the f32 gradients)")
+      ->type_name("S")
+      ->check(CLI::Range(0, 2));
+  app.add_option("--micro-batch", plan_in.micro_batch, "sequences per micro-batch (train.micro_batch)")
+      ->type_name("B")
+      ->check(CLI::PositiveNumber);
+  auto* seq_opt = app.add_option("--seq", plan_in.seq_len, "tokens per sequence (default: --context)")
+                      ->type_name("L")
+                      ->check(CLI::PositiveNumber)
+                      ->default_str("");
+  app.add_option("--precision", precision, "compute dtype (train.precision)")
+      ->type_name("P")
+      ->check(CLI::IsMember({"bf16", "f32"}));
+  app.add_option("--recompute", recompute, "activation recomputation per decoder layer (train.recompute)")
+      ->type_name("R")
+      ->check(CLI::IsMember({"none", "blocks"}));
+  app.add_flag("--recompute-merged", recompute_merged,
+               "recompute the merged expert weights in backward (train.recompute_merged)");
+  app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (ZeRO-2 staging)")
+      ->type_name("MIB")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--gpu-memory", gpu_gib, "memory of one GPU, to say whether a rank fits")
+      ->type_name("GIB")
+      ->check(CLI::PositiveNumber);
   if (!app.parse_command_line(argc, argv)) return app.exit_code();
   if (config_opt->count() + preset_opt->count() == 0) app.usage_error("give one of --config and --preset");
   try {
@@ -79,21 +125,48 @@ int main(int argc, char** argv) {
     frow("total", forward);
     std::printf("  training (3x forward)  %14.3e\n", 3 * forward);
 
-    const double P = static_cast<double>(n.total());
-    auto bytes = [](double b) {
-      const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-      int u = 0;
-      for (; b >= 1024 && u < 4; ++u) b /= 1024;
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.2f %s", b, units[u]);
-      return std::string(buf);
+    plan_in.seq_len = seq_opt->count() > 0 ? plan_in.seq_len : static_cast<int64_t>(L);
+    plan_in.compute = precision == "bf16" ? DType::bf16 : DType::f32;
+    plan_in.recompute_blocks = recompute == "blocks";
+    plan_in.recompute_merged = recompute_merged;
+    plan_in.bucket_bytes = static_cast<int64_t>(bucket_mib * (1 << 20));
+    const train::MemoryPlan plan = train::plan_memory(c, plan_in);
+    const train::ActivationEstimate& act = plan.activations;
+    constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+    constexpr double kOverheadGiB = 2.0;  // CUDA context, cuBLAS workspaces, NCCL buffers
+    auto gib = [](int64_t bytes) { return static_cast<double>(bytes) / kGiB; };
+    const bool bf16 = plan_in.compute == DType::bf16, sharded = plan_in.zero >= 1, multi = plan_in.world > 1;
+    const char* c_name = bf16 ? "bf16" : "f32";
+
+    std::printf(
+        "\ntraining memory per rank: %lld rank%s, ZeRO-%d, %s compute, micro-batch %lld x %lld tokens, "
+        "recompute %s%s\n",
+        static_cast<long long>(plan_in.world), multi ? "s" : "", plan_in.zero, c_name,
+        static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len), recompute.c_str(),
+        recompute_merged ? " (and merged experts)" : "");
+    std::printf("  flat parameters %lld elements (padded to 16 per parameter and 16 x ranks), shard %lld\n",
+                static_cast<long long>(plan.flat_elements), static_cast<long long>(plan.shard_elements));
+    std::printf("                            GiB\n");
+    auto mrow = [&](const char* what, int64_t bytes, const std::string& how) {
+      std::printf("  %-20s %9.2f%s%s\n", what, gib(bytes), how.empty() ? "" : "   ", how.c_str());
     };
-    std::printf("\ntraining memory for parameters, gradients and AdamW state (no activations)\n");
-    std::printf("  f32 everywhere:           %11s  (weights 4 + grads 4 + Adam m, v 8 bytes)\n", bytes(P * 16).c_str());
-    std::printf("  bf16 compute, f32 master: %11s  (bf16 weights 2 + grads 2 + f32 master 4 + m, v 8)\n",
-                bytes(P * 16).c_str());
-    std::printf("  same, ZeRO-1 on 64 ranks: %11s  per rank (weights, grads whole: 4; master, m, v sharded: 12/64)\n",
-                bytes(P * (4 + 12.0 / 64)).c_str());
+    mrow("weights", plan.weights, std::string(c_name) + " x all, on every rank");
+    std::string grads = std::string(c_name) + " x all";
+    if (bf16) grads += plan_in.zero == 2 ? " + f32 staging of 2 buckets" : " + f32 accumulator x all";
+    if (multi) grads += " + f32 reduced shard";
+    mrow("gradients", plan.gradients, grads);
+    mrow("master weights", plan.master, bf16 ? (sharded ? "f32 x shard" : "f32 x all") : "none (the f32 weights)");
+    mrow("Adam moments", plan.moments, sharded ? "2 x f32 x shard" : "2 x f32 x all");
+    char act_how[160];
+    std::snprintf(act_how, sizeof act_how, "peak, at the %s (%.2f GiB saved by the forward)", act.peak_at.c_str(),
+                  gib(act.saved));
+    mrow("activations", act.peak, act_how);
+    mrow("total", plan.total(), "");
+    const double needed = gib(plan.total()) + kOverheadGiB + gib(act.peak) / 8;
+    std::printf(
+        "  fits in %g GiB: %s (needs %.1f GiB = total + %.0f GiB CUDA context, cuBLAS, NCCL + 1/8 of the "
+        "activations for allocator rounding)\n",
+        gpu_gib, needed <= gpu_gib ? "yes" : "NO", needed, kOverheadGiB);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lory_info: %s\n", e.what());
     return 1;

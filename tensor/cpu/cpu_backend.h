@@ -7,7 +7,7 @@
 // Every kernel starts with its argument check from tensor/kernel_args.h, the
 // one the CUDA kernel calls too. The kernel of Backend::X is in X.cpp, and
 // cuda/X.cu is its CUDA twin; a few files hold a family:
-//   cpu_backend.cpp   memory, cpu_backend()
+//   cpu_backend.cpp   memory (and its live/peak counters, tensor/memory_stats.h), cpu_backend()
 //   copy.cpp          copy (any strides, any dtype pair), fill, arange
 //   random.cpp        random (Philox, tensor/philox.h)
 //   unary.cpp         unary: elementwise functions of one tensor
