@@ -202,6 +202,12 @@ void GradientReducer::after_backward() {
 
 void GradientReducer::finish() { wait_all(); }
 
+int64_t GradientReducer::held_bytes() const {
+  int64_t n = incoming_.defined() ? static_cast<int64_t>(incoming_.nbytes()) : 0;
+  for (const Tensor& t : staging_) n += static_cast<int64_t>(t.nbytes());
+  return n;
+}
+
 CommStats GradientReducer::take_stats() {
   // Union of the reductions' intervals, and how much of it fell before each backward ended.
   std::sort(intervals_.begin(), intervals_.end());

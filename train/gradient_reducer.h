@@ -72,6 +72,7 @@ class GradientReducer {
   CommStats take_stats();
 
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
+  int64_t held_bytes() const;  // stage 2's receive shard and staging buckets
 
  private:
   using Clock = std::chrono::steady_clock;

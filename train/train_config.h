@@ -80,7 +80,7 @@ struct TrainConfig {
   struct Log {
     int64_t every = 1;                    // steps between progress lines
     int64_t utilisation_window = 50;      // steps over which expert utilisation is counted (paper G.1)
-    double peak_tflops = 0;               // for MFU; 0 = measured from a GEMM at start-up
+    double peak_tflops = 0;               // one rank's peak, for MFU; 0 = measured from a GEMM at start-up
     std::string metrics = "";             // metrics JSONL ("" = <checkpoint.dir>/metrics.jsonl)
   } log;
 

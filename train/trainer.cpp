@@ -14,6 +14,8 @@
 #include "io/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "train/memory_use.h"
+#include "train/nccl_communicator.h"
 #include "train/upcycle_moments.h"
 
 namespace lory::train {
@@ -162,6 +164,8 @@ Trainer::Trainer(TrainConfig config, bool resume, bool quiet, Communicator* comm
   if (!comm) own_comm_ = single_process_communicator(), comm = own_comm_.get();
   comm_ = comm;
   device_ = choose_device();
+  // GPU buffers travel over NCCL, bootstrapped over the job's MPI ranks.
+  if (device_.is_cuda() && comm_->world() > 1) nccl_ = nccl_communicator(*comm_, device_), comm_ = nccl_.get();
   if (config_.train.threads > 0) omp_set_num_threads(static_cast<int>(config_.train.threads));
   const InstanceShape data = probe_instances(config_.data.train);
   fit_model_to_data(data);
@@ -175,8 +179,55 @@ Trainer::Trainer(TrainConfig config, bool resume, bool quiet, Communicator* comm
     start_new_run();
   if (comm_->is_root()) fs::create_directories(config_.checkpoint.dir);
   open_data(data.vocab);
-  peak_flops_ = mfu_reference_flops(config_, device_);
+  // The job's peak: one rank's, measured or given, times the ranks.
+  peak_flops_ = mfu_reference_flops(config_, device_) * static_cast<double>(comm_->world());
   if (prints()) print_run_summary();
+}
+
+// What each rank holds against memory_plan.h's plan for the model now
+// trained, and the peaks so far; rank 0 prints it and writes it to
+// metrics.jsonl ("type": "memory"). Called after the first step (the
+// activations' peak is in) and at the end.
+void Trainer::report_memory(const char* when) {
+  MemoryPlanInput in;
+  in.world = comm_->world();
+  in.zero = static_cast<int>(config_.train.zero);
+  in.micro_batch = config_.train.micro_batch;
+  in.seq_len = plan_.seq_len;
+  in.compute = compute_dtype(config_);
+  in.recompute_blocks = config_.train.recompute == "blocks";
+  in.recompute_merged = config_.train.recompute_merged;
+  in.bucket_bytes = static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024);
+  const MemoryPlan plan = plan_memory(model_->config, in);
+  const MemoryPlan held = held_memory(*zero_);
+  // Every rank's numbers, in rank order (each is an all-gather of one value).
+  auto gather = [&](int64_t x) { return comm_->all_gather_host(static_cast<double>(x)); };
+  const std::vector<double> master = gather(held.master), moments = gather(held.moments),
+                            peak = gather(peak_tensor_bytes(device_)), rss = gather(peak_rss_bytes());
+  if (!comm_->is_root()) return;
+  const double GiB = 1024.0 * 1024.0 * 1024.0;
+  nlohmann::ordered_json j{{"type", "memory"}, {"step", state_.step}, {"when", when}};
+  j["plan"] = {{"weights", plan.weights}, {"gradients", plan.gradients}, {"master", plan.master},
+               {"moments", plan.moments}, {"activations", plan.activations.peak}};
+  j["held"] = {{"weights", held.weights}, {"gradients", held.gradients}, {"master", master}, {"moments", moments}};
+  j["peak_tensor_bytes"] = peak;
+  j["peak_rss_bytes"] = rss;
+  write_metrics(j.dump());
+  if (!prints()) return;
+  double worst = 0;  // the sharded parts against the plan
+  for (size_t r = 0; r < master.size(); ++r) {
+    const double want = static_cast<double>(plan.master + plan.moments), got = master[r] + moments[r];
+    worst = std::max(worst, want > 0 ? std::abs(got - want) / want : 0.0);
+  }
+  double max_peak = 0, max_rss = 0;
+  for (size_t r = 0; r < peak.size(); ++r) max_peak = std::max(max_peak, peak[r]), max_rss = std::max(max_rss, rss[r]);
+  std::printf("memory per rank (%s): weights %.3f GiB, gradients %.3f (plan %.3f), master + moments %.3f (plan "
+              "%.3f, off by %.1f%% at most); peak tensors %.3f GiB (plan %.3f with activations), RSS %.3f GiB\n",
+              when, static_cast<double>(held.weights) / GiB, static_cast<double>(held.gradients) / GiB,
+              static_cast<double>(plan.gradients) / GiB, (master[0] + moments[0]) / GiB,
+              static_cast<double>(plan.master + plan.moments) / GiB, 100.0 * worst, max_peak / GiB,
+              static_cast<double>(plan.total()) / GiB, max_rss / GiB);
+  std::fflush(stdout);
 }
 
 // train.device: the CPU, or a GPU: with several ranks on a machine, the
@@ -301,7 +352,9 @@ void Trainer::print_run_summary() const {
                 c.train.overlap_comm ? ", reduced during backward" : ", reduced after backward");
   std::printf("lr: peak %.3g, warm-up %lld steps, %s decay to %.3g; MFU against %.3g TFLOP/s%s\n", schedule_.peak,
               static_cast<long long>(schedule_.warmup_steps), decay_name(schedule_.decay), schedule_.floor,
-              peak_flops_ / 1e12, c.log.peak_tflops > 0 ? "" : " (a measured GEMM)");
+              peak_flops_ / 1e12,
+              c.log.peak_tflops > 0 ? (plan_.world > 1 ? " (log.peak_tflops x ranks)" : "")
+                                    : (plan_.world > 1 ? " (a measured GEMM x ranks)" : " (a measured GEMM)"));
   std::fflush(stdout);
 }
 
@@ -582,6 +635,10 @@ RunResult Trainer::run() {
     state_.elapsed_s += dt;
     result.losses.push_back(step.loss);
     log_step(step, dt);
+    if (state_.step == 1 || (state_.lory_phase && !memory_reported_lory_)) {
+      report_memory(state_.lory_phase ? "first Lory step" : "first step");
+      memory_reported_lory_ = state_.lory_phase;
+    }
     periodic_eval_and_checkpoint();
     if (stop_requested()) {
       result.end = RunEnd::stopped;

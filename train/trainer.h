@@ -125,6 +125,7 @@ class Trainer {
   std::string diagnose_non_finite_loss();
   void write_metrics(const std::string& json_line);
   bool prints() const { return !quiet_ && comm_->is_root(); }
+  void report_memory(const char* when);
 
   TrainConfig config_;
   std::string config_toml_;
@@ -135,6 +136,7 @@ class Trainer {
   int64_t stop_after_ = -1;
 
   std::unique_ptr<Communicator> own_comm_;  // when the caller gave none
+  std::unique_ptr<Communicator> nccl_;      // GPU ranks: NCCL over the caller's MPI ranks
   Communicator* comm_ = nullptr;
   Device device_;
   std::unique_ptr<nn::LoryLM> model_;
@@ -151,6 +153,7 @@ class Trainer {
   int64_t window_steps_ = 0;
   double window_loss_ = 0;
   CommStats window_comm_;
+  bool memory_reported_lory_ = false;
 };
 
 }  // namespace lory::train

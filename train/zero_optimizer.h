@@ -84,6 +84,10 @@ class ZeroOptimizer {
 
   CommStats take_stats();  // this step's communication
   int64_t buckets() const { return reducer_ ? reducer_->bucket_count() : 0; }
+  // Bytes of the reduced-gradient shard and the reducer's buffers (several ranks).
+  int64_t reducer_bytes() const {
+    return reducer_ ? static_cast<int64_t>(reduced_.nbytes()) + reducer_->held_bytes() : 0;
+  }
 
  private:
   Tensor gather(const Tensor& part);  // [range] -> [Ψ]

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tests/mpi/world.h"
 #include "tests/train_fixture.h"
 #include "train/mpi_communicator.h"
@@ -221,4 +222,22 @@ TEST_CASE("data parallel: a stop signal on one rank, or a NaN, stops every rank 
   CHECK(nan.message == message);
   CHECK(world().max_over_ranks(static_cast<int64_t>(nan.losses.size())) ==
         world().min_over_ranks(static_cast<int64_t>(nan.losses.size())));
+}
+
+TEST_CASE("data parallel: on GPUs, NCCL ranks train like MPI ranks on the CPU (skipped without a GPU per rank)") {
+  // Every rank must take the same branch: skip unless all of them have a GPU.
+  const bool have_gpu = cuda_is_available() && world().local_rank() < cuda_device_count();
+  if (world().min_over_ranks(have_gpu ? 1 : 0) == 0) {
+    MESSAGE("no GPU for every rank: skipped");
+    return;
+  }
+  auto config = [&](const std::string& name, const char* device) {
+    return tiny_train_config(data(), run_dir(name), {{"train.micro_batch", "1"}, {"train.device", device}});
+  };
+  const Outcome cpu = run_training(config("nccl-vs-mpi-cpu", "cpu"), &world());
+  const Outcome gpu = run_training(config("nccl-vs-mpi-gpu", "cuda"), &world());
+  REQUIRE(gpu.losses.size() == cpu.losses.size());
+  // Other kernels (cuBLAS, the fused CUDA ones) and another reduction order.
+  for (size_t s = 0; s < cpu.losses.size(); ++s) CHECK(gpu.losses[s] == doctest::Approx(cpu.losses[s]).epsilon(1e-4));
+  check_close(gpu, cpu, 1e-2, 0.1 * 0.003);
 }
