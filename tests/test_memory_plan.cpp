@@ -94,24 +94,28 @@ TEST_CASE("memory plan: exact bytes per rank in each ZeRO stage, computed by han
   struct Case {
     DType compute;
     int zero;
-    int64_t weights, gradients, master, moments;
+    int64_t accumulation, weights, gradients, master, moments;
   };
   const Case cases[] = {
       // bf16, stage 0: grads 2Ψ + f32 accumulator 4Ψ + reduced shard 4S; master 4Ψ; moments 8Ψ
-      {DType::bf16, 0, 2 * 10304, 2 * 10304 + 4 * 10304 + 4 * 2576, 4 * 10304, 8 * 10304},
-      // bf16, stage 1: master and moments sharded
-      {DType::bf16, 1, 20608, 72128, 4 * 2576, 8 * 2576},
-      // bf16, stage 2: two 1000-byte buckets of f32 staging instead of the accumulator
-      {DType::bf16, 2, 20608, 20608 + 2 * 1000 + 4 * 2576, 10304, 20608},
+      {DType::bf16, 0, 1, 2 * 10304, 2 * 10304 + 4 * 10304 + 4 * 2576, 4 * 10304, 8 * 10304},
+      // bf16, stage 1, accumulating 2 micro-batches: master and moments sharded
+      {DType::bf16, 1, 2, 20608, 72128, 4 * 2576, 8 * 2576},
+      // bf16, stage 1, one micro-batch a step: nothing to accumulate; two staging buckets of 1000 bytes (240
+      // elements: whole 16-element blocks) and the shard each reduction lands in
+      {DType::bf16, 1, 1, 20608, 20608 + 2 * 960 + 2 * 4 * 2576, 4 * 2576, 8 * 2576},
+      // bf16, stage 2: the same, however many micro-batches
+      {DType::bf16, 2, 4, 20608, 20608 + 2 * 960 + 2 * 4 * 2576, 10304, 20608},
       // f32, stage 1: no accumulator, no master (the weights are the master)
-      {DType::f32, 1, 4 * 10304, 4 * 10304 + 4 * 2576, 0, 8 * 2576},
-      // f32, stage 2: f32 compute has nothing to stage
-      {DType::f32, 2, 41216, 51520, 0, 20608},
+      {DType::f32, 1, 2, 4 * 10304, 4 * 10304 + 4 * 2576, 0, 8 * 2576},
+      // f32, stage 2: f32 compute has nothing to stage (the reduced shard, and the one reductions land in)
+      {DType::f32, 2, 1, 41216, 41216 + 2 * 4 * 2576, 0, 20608},
   };
   for (const Case& k : cases) {
-    INFO(std::string(dtype_name(k.compute)) << " ZeRO-" << k.zero);
+    INFO(std::string(dtype_name(k.compute)) << " ZeRO-" << k.zero << ", accumulation " << k.accumulation);
     in.compute = k.compute;
     in.zero = k.zero;
+    in.accumulation = k.accumulation;
     const MemoryPlan p = plan_memory(c, in);
     CHECK(p.flat_elements == 10304);
     CHECK(p.shard_elements == 2576);
@@ -121,11 +125,11 @@ TEST_CASE("memory plan: exact bytes per rank in each ZeRO stage, computed by han
     CHECK(p.moments == k.moments);
     CHECK(p.total() == k.weights + k.gradients + k.master + k.moments + p.activations.peak);
   }
-  // Stage-2 staging is capped at the size of an f32 accumulator.
+  // Stage-2 staging is capped at two copies of the whole flat buffer.
   in.compute = DType::bf16;
   in.zero = 2;
   in.bucket_bytes = int64_t{25} << 20;
-  CHECK(plan_memory(c, in).gradients == 20608 + 4 * 10304 + 4 * 2576);
+  CHECK(plan_memory(c, in).gradients == 20608 + 2 * 4 * 10304 + 2 * 4 * 2576);
   // One rank: no reduced shard.
   in.world = 1;
   in.zero = 0;
@@ -176,6 +180,7 @@ TEST_CASE("memory plan: sharding over N ranks divides master weights and moments
   MemoryPlanInput in;
   in.world = 64;
   in.zero = 0;
+  in.accumulation = 2;  // (with one micro-batch a step, stage 1 drops the accumulator too)
   const MemoryPlan unsharded = plan_memory(c, in);
   in.zero = 1;
   const MemoryPlan stage1 = plan_memory(c, in);
@@ -186,8 +191,10 @@ TEST_CASE("memory plan: sharding over N ranks divides master weights and moments
   CHECK(stage1.weights == unsharded.weights);
   CHECK(stage2.weights == unsharded.weights);
   CHECK(stage1.gradients == unsharded.gradients);
-  // Stage 2 drops the f32 accumulator (4Ψ) for two 25 MiB buckets of staging.
-  CHECK(stage1.gradients - stage2.gradients == 4 * stage1.flat_elements - 2 * (int64_t{25} << 20));
+  // Stage 2 drops the f32 accumulator (4Ψ) for two 25 MiB buckets of staging
+  // and the shard reductions land in (4S).
+  CHECK(stage1.gradients - stage2.gradients ==
+        4 * stage1.flat_elements - 2 * (int64_t{25} << 20) - 4 * stage1.shard_elements);
   CHECK(stage2.activations.peak == stage1.activations.peak);
 }
 

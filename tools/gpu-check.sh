@@ -4,7 +4,13 @@
 #   2. the CUDA test suite (every CUDA kernel against the CPU): make test-cuda;
 #   3. the same suite under compute-sanitizer memcheck and racecheck (when the
 #      toolkit has it), on the kernels that read and write memory the most;
-#   4. lory_bench_kernels at the 0.3B model's shapes, as a table and JSON.
+#   4. lory_bench_kernels at the 0.3B model's shapes, as a table and JSON;
+#   5. lory_train on the GPU: the 0.3B-8E config in bf16 for TRAIN_STEPS
+#      steps (default 300) on the main job's data (made here with
+#      tools/prepare-data.sh when data/main is missing): loss, tokens/s, MFU
+#      and the peak memory per rank against the plan, in train.log;
+#   6. with two or more GPUs, the data-parallel tests at one rank per GPU:
+#      NCCL ranks on the GPUs against MPI ranks on the CPU (mpi-tests.log).
 # Logs and results go to OUTDIR (default runs/gpu-check): tests.log,
 # memcheck.log, racecheck.log, bench.txt, bench.json. Exits non-zero when a
 # step fails, after running the rest.
@@ -49,6 +55,39 @@ fi
 step "lory_bench_kernels"
 ./build/bin/lory_bench_kernels --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: benchmark failed"; status=1; }
+
+step "lory_train: 0.3B-8E, bf16, one GPU"
+data=data/main
+if [ ! -f "$data/instances/train-similarity.bin" ]; then
+  bash tools/prepare-data.sh "$data" 24 4096 256 >"$out/prepare-data.log" 2>&1 \
+    || { tail -20 "$out/prepare-data.log"; echo "gpu-check: no training data"; status=1; }
+fi
+if [ -f "$data/instances/train-similarity.bin" ]; then
+  rm -rf "$out/train-run"
+  # 32 sequences of 256 tokens a step; the measured GEMM is the MFU reference.
+  ./build/bin/lory_train --config configs/paper-0.3b-8e.toml --data.train="$data/instances/train-similarity.bin" \
+    --data.valid= --schedule.tokens=0 --schedule.steps="${TRAIN_STEPS:-300}" --train.global_batch_tokens=8192 \
+    --train.micro_batch=32 --log.every=25 --log.peak_tflops=0 --eval.every=0 --checkpoint.every=0 \
+    --checkpoint.dir="$out/train-run" 2>&1 | tee "$out/train.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: training failed"; status=1; }
+  python3 - "$out/train-run/metrics.jsonl" <<'PY' || { echo "gpu-check: the loss did not fall"; status=1; }
+import json, sys
+losses = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"type":"train"' in l]
+first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+print(f"loss: first 10 steps {first:.3f}, last 10 {last:.3f}")
+sys.exit(0 if last < first - 0.5 else 1)
+PY
+fi
+
+gpus=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
+if [ "$gpus" -ge 2 ] && [ -x build/bin/lory_mpi_tests ]; then
+  step "data parallel: NCCL on $gpus GPUs against MPI on the CPU"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm=isolated \
+    mpirun -np "$gpus" ./build/bin/lory_mpi_tests 2>&1 | tee "$out/mpi-tests.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: data-parallel tests failed"; status=1; }
+else
+  echo "gpu-check: $gpus GPU(s): the NCCL check needs two; skipped"
+fi
 
 echo
 echo "gpu-check: done, exit $status; results in $out"

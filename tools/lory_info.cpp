@@ -73,7 +73,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "blocks"}));
   app.add_flag("--recompute-merged", recompute_merged,
                "recompute the merged expert weights in backward (train.recompute_merged)");
-  app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (ZeRO-2 staging)")
+  app.add_option("--accumulation", plan_in.accumulation,
+                 "micro-batches per step on each rank (global batch / (micro-batch x ranks x seq))")
+      ->type_name("A")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (f32 staging without an accumulator)")
       ->type_name("MIB")
       ->check(CLI::PositiveNumber);
   app.add_option("--gpu-memory", gpu_gib, "memory of one GPU, to say whether a rank fits")
@@ -140,9 +144,10 @@ int main(int argc, char** argv) {
 
     std::printf(
         "\ntraining memory per rank: %lld rank%s, ZeRO-%d, %s compute, micro-batch %lld x %lld tokens, "
-        "recompute %s%s\n",
+        "accumulation %lld, recompute %s%s\n",
         static_cast<long long>(plan_in.world), multi ? "s" : "", plan_in.zero, c_name,
-        static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len), recompute.c_str(),
+        static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len),
+        static_cast<long long>(plan_in.accumulation), recompute.c_str(),
         recompute_merged ? " (and merged experts)" : "");
     std::printf("  flat parameters %lld elements (padded to 16 per parameter and 16 x ranks), shard %lld\n",
                 static_cast<long long>(plan.flat_elements), static_cast<long long>(plan.shard_elements));
@@ -152,8 +157,11 @@ int main(int argc, char** argv) {
     };
     mrow("weights", plan.weights, std::string(c_name) + " x all, on every rank");
     std::string grads = std::string(c_name) + " x all";
-    if (bf16) grads += plan_in.zero == 2 ? " + f32 staging of 2 buckets" : " + f32 accumulator x all";
-    if (multi) grads += " + f32 reduced shard";
+    const bool accumulator =
+        plan_in.world == 1 || plan_in.zero == 0 || (plan_in.zero == 1 && (plan_in.accumulation > 1 || !bf16));
+    if (!accumulator && bf16) grads += " + f32 staging of 2 buckets";
+    if (accumulator && bf16) grads += " + f32 accumulator x all";
+    if (multi) grads += accumulator ? " + f32 reduced shard" : " + 2 x f32 shard (reduced, incoming)";
     mrow("gradients", plan.gradients, grads);
     mrow("master weights", plan.master, bf16 ? (sharded ? "f32 x shard" : "f32 x all") : "none (the f32 weights)");
     mrow("Adam moments", plan.moments, sharded ? "2 x f32 x shard" : "2 x f32 x all");

@@ -23,30 +23,41 @@ GradientReducer::GradientReducer(FlatParameters& flat, Communicator& comm, int z
              " ranks, the communicator has ", comm.world());
   LORY_CHECK(reduced_.dtype() == DType::f32 && reduced_.numel() == flat.shard_size(),
              "GradientReducer: reduced must be f32 [", flat.shard_size(), "], got ", reduced_.describe());
-  LORY_CHECK(stage_ == 2 || flat.master_grads.defined(),
-             "GradientReducer: ZeRO stages 0 and 1 sum the micro-batches in flat.master_grads, which is not allocated");
+  // Without a whole-buffer accumulator (ZeRO 2; ZeRO 1 with one micro-batch
+  // a step, bf16) every micro-batch is reduced on its own.
+  each_micro_batch_ = stage_ == 2 || !flat.master_grads.defined();
+  LORY_CHECK(!(each_micro_batch_ && stage_ == 0), "GradientReducer: ZeRO stage 0 needs flat.master_grads");
   const auto& slots = flat.slots();
   const int64_t S = flat.shard_size(), world = comm.world();
-  const int64_t target = std::max<int64_t>(FlatParameters::kAlign, bucket_bytes / 4);
+  const int64_t target = std::max<int64_t>(1, bucket_bytes / 4 / FlatParameters::kAlign) * FlatParameters::kAlign;
 
-  // Buckets from the last parameter back: backward finishes those first.
-  bucket_of_slot_.assign(slots.size(), 0);
-  bool open = false;
+  // Groups of whole parameters of at least `target` elements, from the last
+  // parameter back (backward finishes those first); then each group cut into
+  // buckets of at most `target` (one expert stack can be far larger), which
+  // bounds what is in flight and the staging buffers.
+  std::vector<std::pair<int64_t, int64_t>> groups;
   int64_t end = flat.size();
-  for (size_t k = slots.size(); k-- > 0;) {
-    if (!open) {
-      buckets_.emplace_back();
-      buckets_.back().end = end;
-      open = true;
+  for (size_t k = slots.size(); k-- > 0;)
+    if (end - slots[k].offset >= target || k == 0) {
+      groups.emplace_back(k == 0 ? 0 : slots[k].offset, end);
+      end = slots[k].offset;
     }
-    Bucket& b = buckets_.back();
-    b.begin = slots[k].offset;
-    b.slots += 1;
-    bucket_of_slot_[k] = buckets_.size() - 1;
-    if (b.end - b.begin >= target) open = false, end = b.begin;
-  }
-  buckets_.back().begin = 0;  // the first bucket also covers anything before the first slot (nothing, today)
-  for (Bucket& b : buckets_) {
+  for (const auto& [lo, hi] : groups)
+    for (int64_t top = hi; top > lo; top -= target) {
+      Bucket b;
+      b.begin = std::max(lo, top - target);
+      b.end = top;
+      buckets_.push_back(b);
+    }
+  // The parameters each bucket waits for: those it meets.
+  buckets_of_slot_.assign(slots.size(), {});
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    Bucket& b = buckets_[i];
+    for (size_t k = 0; k < slots.size(); ++k)
+      if (slots[k].offset < b.end && slots[k].offset + slots[k].numel > b.begin) {
+        b.slots += 1;
+        buckets_of_slot_[k].push_back(i);
+      }
     for (int64_t r = 0; r < world; ++r)
       b.counts.push_back(std::max<int64_t>(0, std::min(b.end, (r + 1) * S) - std::max(b.begin, r * S)));
     b.recv_begin = std::clamp(b.begin - flat.shard_begin(comm.rank()), int64_t{0}, S);
@@ -55,7 +66,7 @@ GradientReducer::GradientReducer(FlatParameters& flat, Communicator& comm, int z
   slot_ready_.assign(slots.size(), 0);
 
   const TensorOptions f32{DType::f32, flat.params.device(), false};
-  if (stage_ == 2) {
+  if (each_micro_batch_) {
     incoming_ = zeros({S}, f32);
     if (flat.compute_dtype() != DType::f32) {
       int64_t largest = 0;
@@ -74,13 +85,13 @@ GradientReducer::~GradientReducer() {
 
 void GradientReducer::begin_step() {
   NoGradGuard no_grad;
-  if (stage_ == 2) reduced_.zero_();
+  if (each_micro_batch_) reduced_.zero_();
   intervals_.clear();
   backward_periods_.clear();
 }
 
 void GradientReducer::before_backward(bool last) {
-  reducing_ = stage_ == 2 || last;
+  reducing_ = each_micro_batch_ || last;
   if (!reducing_) return;
   backward_periods_.emplace_back(Clock::now(), Clock::now());
   for (Bucket& b : buckets_) b.ready = 0, b.started = false;
@@ -97,8 +108,8 @@ void GradientReducer::on_leaf_ready(const TensorImpl& leaf) {
   LORY_CHECK(!slot_ready_[k], "gradient overlap: parameter ", flat_.slots()[k].name,
              " received its gradient twice in one backward; set train.overlap_comm = false");
   slot_ready_[k] = 1;
-  Bucket& b = buckets_[bucket_of_slot_[k]];
-  if (++b.ready == b.slots) start(bucket_of_slot_[k]);
+  for (size_t i : buckets_of_slot_[k])
+    if (++buckets_[i].ready == buckets_[i].slots) start(i);
   poll();
 }
 
@@ -110,7 +121,7 @@ void GradientReducer::start(size_t index) {
   const int64_t mine = b.counts[static_cast<size_t>(comm_.rank())];
   InFlight f{index, nullptr, Clock::now(), {}, -1, false};
   Tensor send, recv;
-  if (stage_ == 2) {
+  if (each_micro_batch_) {
     if (flat_.compute_dtype() == DType::f32) {
       send = flat_.grads.narrow(0, b.begin, n);
     } else {
@@ -143,7 +154,7 @@ void GradientReducer::complete(InFlight& f) {
   f.end = Clock::now();
   intervals_.emplace_back(f.start, f.end);
   const Bucket& b = buckets_[f.bucket];
-  if (stage_ == 2) {
+  if (each_micro_batch_) {
     const int64_t mine = b.counts[static_cast<size_t>(comm_.rank())];
     if (mine > 0) reduced_.narrow(0, b.recv_begin, mine).add_(incoming_.narrow(0, b.recv_begin, mine));
     if (f.staging >= 0) staging_busy_[static_cast<size_t>(f.staging)] = false;
@@ -191,7 +202,7 @@ void GradientReducer::after_backward() {
   // rank starts the same collectives in the same order.
   for (size_t i = 0; i < buckets_.size(); ++i)
     if (!buckets_[i].started) start(i);
-  if (stage_ == 2) {
+  if (each_micro_batch_) {
     // The next micro-batch's backward writes into grads: this one's reductions must be done with them.
     wait_all();
     NoGradGuard no_grad;

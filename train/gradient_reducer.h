@@ -25,6 +25,11 @@
 //   stage 2     there is no whole-buffer f32 accumulator: every micro-batch's
 //               backward reduces its buckets (bf16 ones through two f32
 //               staging buckets), and each result is added into the shard
+//               (so does stage 1 when a step has one micro-batch and bf16
+//               compute: there is nothing to accumulate, zero_optimizer.h)
+// A bucket is a flat range of at most train.bucket_mb: whole parameters, or
+// a piece of one larger parameter (an expert stack); it starts once every
+// parameter it meets is final.
 // Either way `reduced` ends the step holding this rank's shard of the sum of
 // every rank's gradient (f32). For a fixed world size the result is the
 // same bits on every run (same buckets, same order, the engines' fixed
@@ -102,11 +107,12 @@ class GradientReducer {
   Communicator& comm_;
   int stage_;
   bool overlap_, reducing_ = false;
+  bool each_micro_batch_ = false;  // reduce every micro-batch (no whole-buffer f32 accumulator)
   Tensor reduced_, incoming_;  // stage 2 receives into incoming_, then adds into reduced_
   std::vector<Tensor> staging_;
   std::vector<bool> staging_busy_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_slot_;
+  std::vector<std::vector<size_t>> buckets_of_slot_;
   std::vector<char> slot_ready_;
   std::unordered_map<const TensorImpl*, size_t> slot_of_leaf_;
   std::vector<InFlight> in_flight_;

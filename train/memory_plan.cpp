@@ -99,6 +99,7 @@ std::vector<int64_t> parameter_numels(const nn::LoryConfig& c) {
 void check_input(const nn::LoryConfig& model, const MemoryPlanInput& in) {
   LORY_CHECK(in.world >= 1, "memory plan: world (ranks) must be >= 1, got ", in.world);
   LORY_CHECK(in.zero >= 0 && in.zero <= 2, "memory plan: the ZeRO stage must be 0, 1 or 2, got ", in.zero);
+  LORY_CHECK(in.accumulation >= 1, "memory plan: accumulation must be >= 1, got ", in.accumulation);
   LORY_CHECK(in.micro_batch >= 1, "memory plan: micro_batch must be >= 1, got ", in.micro_batch);
   LORY_CHECK(in.seq_len >= 1 && in.seq_len <= model.max_position_embeddings, "memory plan: seq_len must be in [1, ",
              model.max_position_embeddings, "] (max_position_embeddings), got ", in.seq_len);
@@ -212,8 +213,17 @@ MemoryPlan plan_memory(const nn::LoryConfig& model, const MemoryPlanInput& in) {
   p.shard_elements = shard;
   p.weights = c * psi;
   p.gradients = c * psi;
-  if (bf16) p.gradients += in.zero == 2 ? std::min(2 * in.bucket_bytes, 4 * psi) : 4 * psi;
-  if (in.world > 1) p.gradients += 4 * shard;
+  // bf16: the f32 sum of the micro-batches (one rank, stage 0, stage 1 with
+  // accumulation), or two f32 staging buckets (zero_optimizer.h).
+  // Buckets hold whole 16-element blocks (gradient_reducer.h). The
+  // micro-batches are summed in a whole buffer (f32: autograd's own) with
+  // one rank, in stage 0, and in stage 1 unless bf16 has nothing to sum.
+  const bool accumulator = in.world == 1 || in.zero == 0 || (in.zero == 1 && (in.accumulation > 1 || !bf16));
+  const int64_t bucket = std::max<int64_t>(1, in.bucket_bytes / 4 / 16) * 16;
+  if (bf16) p.gradients += accumulator ? 4 * psi : 2 * 4 * std::min(bucket, psi);
+  // Several ranks: the reduced shard, and without an accumulator the shard
+  // each micro-batch's reduction lands in before it is added.
+  if (in.world > 1) p.gradients += (accumulator ? 1 : 2) * 4 * shard;
   p.master = bf16 ? 4 * (sharded ? shard : psi) : 0;
   p.moments = 8 * (sharded ? shard : psi);
   p.activations = estimate_activations(model, in);

@@ -56,6 +56,7 @@ struct MemoryPlanInput {
   bool recompute_blocks = false;             // train.recompute = "blocks"
   bool recompute_merged = false;             // train.recompute_merged
   int64_t bucket_bytes = int64_t{25} << 20;  // gradient bucket (stage 2 staging)
+  int64_t accumulation = 1;                  // micro-batches per step on each rank
 };
 
 // The activation estimate, in bytes, with its parts.

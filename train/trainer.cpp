@@ -198,6 +198,7 @@ void Trainer::report_memory(const char* when) {
   in.recompute_blocks = config_.train.recompute == "blocks";
   in.recompute_merged = config_.train.recompute_merged;
   in.bucket_bytes = static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024);
+  in.accumulation = plan_.accum;
   const MemoryPlan plan = plan_memory(model_->config, in);
   const MemoryPlan held = held_memory(*zero_);
   // Every rank's numbers, in rank order (each is an all-gather of one value).
@@ -367,7 +368,8 @@ Trainer::~Trainer() {
 // them, and for a Lory model its routing statistics.
 std::unique_ptr<ZeroOptimizer> Trainer::make_optimizer(nn::LoryLM& model) {
   const ZeroOptions zero{static_cast<int>(config_.train.zero),
-                         static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024), config_.train.overlap_comm};
+                         static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024), config_.train.overlap_comm,
+                         plan_.accum};
   return std::make_unique<ZeroOptimizer>(model, compute_dtype(config_), *comm_, zero, adamw_options(config_));
 }
 

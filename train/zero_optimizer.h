@@ -8,6 +8,9 @@
 //   0       Ψ (bf16; f32: none)  2 Ψ          Ψ (all-gathered)
 //   1       S                    2 S          S
 //   2       S                    2 S          S, and no Ψ-sized f32 accumulator
+// (bf16 compute sums its micro-batches in an f32 accumulator of Ψ; stage 1
+// does without it when a step has one micro-batch, as at scale: 64 ranks x
+// 4 sequences is the paper's whole batch.)
 //
 // One step, as the trainer drives it:
 //   begin_step()                                   gradients to zero
@@ -45,6 +48,7 @@ struct ZeroOptions {
   int stage = 1;
   int64_t bucket_bytes = int64_t{25} << 20;
   bool overlap = true;
+  int64_t accumulation = 1;  // micro-batches per step: with 1, stage 1 needs no f32 accumulator
 };
 
 class ZeroOptimizer {

@@ -19,6 +19,8 @@
 #include "tensor/backend.h"
 #include "tests/mpi/world.h"
 #include "tests/train_fixture.h"
+#include "train/memory_plan.h"
+#include "train/memory_use.h"
 #include "train/mpi_communicator.h"
 #include "train/train_checkpoint.h"
 #include "train/trainer.h"
@@ -67,6 +69,7 @@ struct Outcome {
   int64_t flat_size = 0, moments = 0;
   RunEnd end = RunEnd::finished;
   std::string message;
+  MemoryPlan held, planned;  // this rank's buffers, and memory_plan.h's plan for them
 };
 
 Outcome run_training(const TrainConfig& config, Communicator* comm, int64_t stop_after = -1, bool resume = false) {
@@ -74,7 +77,16 @@ Outcome run_training(const TrainConfig& config, Communicator* comm, int64_t stop
   if (stop_after > 0) t.stop_after(stop_after);
   const RunResult r = t.run();
   Outcome o{r.losses, t.optimizer().gather_master().to_vector<float>(), t.flat().slots(), t.flat().size(),
-            t.optimizer().adam().exp_avg.numel(), r.end, r.message};
+            t.optimizer().adam().exp_avg.numel(), r.end, r.message, held_memory(t.optimizer()), {}};
+  MemoryPlanInput in;
+  in.world = comm ? comm->world() : 1;
+  in.zero = static_cast<int>(config.train.zero);
+  in.micro_batch = config.train.micro_batch;
+  in.seq_len = t.plan().seq_len;
+  in.compute = config.train.precision == "bf16" ? DType::bf16 : DType::f32;
+  in.accumulation = t.plan().accum;
+  in.bucket_bytes = static_cast<int64_t>(config.train.bucket_mb * 1024 * 1024);
+  o.planned = plan_memory(t.model().config, in);
   return o;
 }
 
@@ -123,29 +135,39 @@ TEST_CASE("data parallel: N ranks of micro-batch 1 train like one rank of micro-
 
 TEST_CASE("data parallel: ZeRO 0, 1 and 2 give the same weights, with optimizer state 1/N per rank under 1 and 2") {
   const int64_t N = world().world();
-  std::vector<Outcome> runs;
-  for (const char* stage : {"0", "1", "2"})
-    runs.push_back(run_training(tiny_train_config(data(), run_dir(std::string("zero-stages-") + stage),
-                                           {{"train.micro_batch", "1"}, {"train.zero", stage}}),
-                         &world()));
-  // Stages 0 and 1 reduce the same sums and update each element alike: the same bits.
-  CHECK(bitwise_equal(runs[0], runs[1]));
-  // Stage 2 reduces every micro-batch (here 4 / N of them) and adds the
-  // results: the same bits with one micro-batch, rounding otherwise.
-  if (N == 4)
-    CHECK(bitwise_equal(runs[0], runs[2]));
-  else
-    check_close(runs[2], runs[0], 1e-3, 0.05 * 0.003);
-  CHECK(runs[0].moments == runs[0].flat_size);
-  for (size_t i : {1, 2}) CHECK(runs[i].moments == runs[i].flat_size / N);
-  // Any parameter count works: the flat size is padded to 16 N, and every
-  // rank's shard is as large.
-  int64_t raw = 0;
-  for (const FlatSlot& s : runs[0].slots) raw += s.numel;
-  CHECK(runs[1].flat_size % (16 * N) == 0);
-  CHECK(runs[1].flat_size >= raw);
-  MESSAGE(N, " ranks: ", raw, " parameters in a flat space of ", runs[1].flat_size, ", ", runs[1].moments,
-          " moments per rank");
+  for (const char* precision : {"f32", "bf16"}) {
+    INFO(std::string(precision), ", ", N, " ranks");
+    std::vector<Outcome> runs;
+    for (const char* stage : {"0", "1", "2"})
+      runs.push_back(run_training(
+          tiny_train_config(data(), run_dir(std::string("zero-stages-") + precision + stage),
+                            {{"train.micro_batch", "1"}, {"train.zero", stage}, {"train.precision", precision},
+                             {"train.bucket_mb", "0.05"}}),  // several buckets, and pieces of the embeddings
+          &world()));
+    // Stages 0 and 1 reduce the same sums and update each element alike: the same bits.
+    CHECK(bitwise_equal(runs[0], runs[1]));
+    // Stage 2 reduces every micro-batch (here 4 / N of them) and adds the
+    // results: the same bits with one micro-batch, rounding otherwise.
+    if (N == 4)
+      CHECK(bitwise_equal(runs[0], runs[2]));
+    else
+      check_close(runs[2], runs[0], 1e-3, 0.05 * 0.003);
+    CHECK(runs[0].moments == runs[0].flat_size);
+    for (size_t i : {1, 2}) CHECK(runs[i].moments == runs[i].flat_size / N);
+    // What each rank holds is the plan lory_info prints (memory_plan.h).
+    for (const Outcome& r : runs) {
+      CHECK(r.held.weights == r.planned.weights);
+      CHECK(r.held.gradients == r.planned.gradients);
+      CHECK(r.held.master == r.planned.master);
+      CHECK(r.held.moments == r.planned.moments);
+    }
+    // Any parameter count works: the flat size is padded to 16 N, and every
+    // rank's shard is as large.
+    int64_t raw = 0;
+    for (const FlatSlot& s : runs[0].slots) raw += s.numel;
+    CHECK(runs[1].flat_size % (16 * N) == 0);
+    CHECK(runs[1].flat_size >= raw);
+  }
 }
 
 TEST_CASE("data parallel: a checkpoint written by N ranks resumes on N/2 ranks and one of N/2 on N") {
