@@ -21,6 +21,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -130,9 +131,19 @@ int main(int argc, char** argv) {
   // followed by SIGKILL as soon again (README, "Training on many machines").
   for (int sig : {SIGINT, SIGTERM, SIGUSR1}) std::signal(sig, on_stop_signal);
   return run_job(&argc, &argv, "lory_train", [&](Communicator& comm) {
-    Trainer trainer(config, resume, quiet, &comm);
-    if (stop_after > 0) trainer.stop_after(stop_after);
-    const RunResult r = trainer.run();
+    std::unique_ptr<Trainer> trainer;
+    RunResult r;
+    try {
+      trainer = std::make_unique<Trainer>(config, resume, quiet, &comm);
+      if (stop_after > 0) trainer->stop_after(stop_after);
+      r = trainer->run();
+    } catch (...) {
+      // With other ranks, run_job ends the job at once (MPI_Abort); the
+      // trainer is not destroyed first, because its destructors wait for
+      // collectives in flight that the other ranks may never finish.
+      if (comm.world() > 1) (void)trainer.release();
+      throw;
+    }
     const bool root = comm.is_root();
     switch (r.end) {
       case RunEnd::finished:

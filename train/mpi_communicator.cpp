@@ -237,6 +237,12 @@ class Mpi final : public Communicator {
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   LORY_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  // The data loader's thread and OpenMP's never call MPI, but MPI must know they exist.
+  if (provided < MPI_THREAD_FUNNELED) {
+    MPI_Finalize();
+    fail("MPI: this MPI library offers no MPI_THREAD_FUNNELED support (only level ", provided,
+         "); lory_train runs threads besides the one that calls MPI");
+  }
   // Errors during set-up come back as codes too, not as an abort without a message.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }

@@ -242,6 +242,9 @@ Device Trainer::choose_device() const {
   const int count = cuda_device_count();
   LORY_CHECK(count > 0, config_.origin_of("train.device"), ": train.device = \"cuda\", but no GPU is visible to rank ",
              comm_->rank());
+  // A launcher that shows each rank only its own GPU (Slurm's
+  // --gpus-per-task=1, a CUDA_VISIBLE_DEVICES per rank) leaves one visible.
+  if (count == 1) return cuda_device(0);
   LORY_CHECK(comm_->local_rank() < count, "rank ", comm_->rank(), " is rank ", comm_->local_rank(),
              " on its machine, which has only ", count, " GPUs: start at most one rank per GPU");
   return cuda_device(comm_->local_rank());

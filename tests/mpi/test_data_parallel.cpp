@@ -3,6 +3,10 @@
 // `mpirun -np N` job (N = 1, 2, 4 in ctest) and compares the job's training
 // with a single-process reference that each rank computes for itself.
 //
+// A check that fails on one rank must not stop it from calling the
+// collectives the other ranks go on to call (they would wait forever), so
+// these tests use CHECK, not REQUIRE, wherever more training follows.
+//
 // The reference sums the same gradients in another order, so weights agree
 // to f32 rounding, amplified where Adam divides a ~0 gradient by its own
 // size (see "k micro-batches of m sequences" in tests/test_train.cpp): the
@@ -10,6 +14,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -93,9 +98,11 @@ Outcome run_training(const TrainConfig& config, Communicator* comm, int64_t stop
 // Per parameter: relative L2 below `rel`, and each element within rel |w| + `abs`.
 void check_close(const Outcome& got, const Outcome& want, double rel, double abs) {
   // (Slots sit at the same offsets at any world size; only the tail padding differs.)
-  REQUIRE(got.slots.size() == want.slots.size());
+  CHECK(got.slots.size() == want.slots.size());
+  if (got.slots.size() != want.slots.size()) return;
   for (const FlatSlot& s : want.slots) {
-    REQUIRE(static_cast<size_t>(s.offset + s.numel) <= got.master.size());
+    CHECK(static_cast<size_t>(s.offset + s.numel) <= got.master.size());
+    if (static_cast<size_t>(s.offset + s.numel) > got.master.size()) return;
     INFO(s.name);
     double diff2 = 0, norm2 = 0;
     int64_t off = 0;
@@ -120,15 +127,16 @@ TEST_CASE("data parallel: N ranks of micro-batch 1 train like one rank of micro-
   const TrainConfig reference_config = tiny_train_config(data(), run_dir("reference", true),
                                                          {{"train.micro_batch", "4"}});
   const Outcome reference = run_training(reference_config, nullptr);
-  REQUIRE(reference.losses.size() == 6);
-  CHECK(reference.losses[5] < reference.losses[0]);
+  CHECK(reference.losses.size() == 6);
+  if (reference.losses.size() == 6) CHECK(reference.losses[5] < reference.losses[0]);
   for (const char* stage : {"0", "1", "2"}) {
-    INFO("ZeRO stage ", stage, ", ", N, " ranks");
+    INFO("ZeRO stage ", std::string(stage), ", ", N, " ranks");
     const TrainConfig c = tiny_train_config(data(), run_dir(std::string("dp-zero") + stage),
                                             {{"train.micro_batch", "1"}, {"train.zero", stage}});
     const Outcome got = run_training(c, &world());
-    REQUIRE(got.losses.size() == 6);
-    for (size_t s = 0; s < 6; ++s) CHECK(got.losses[s] == doctest::Approx(reference.losses[s]).epsilon(1e-5));
+    CHECK(got.losses.size() == 6);
+    for (size_t s = 0; s < std::min({size_t{6}, got.losses.size(), reference.losses.size()}); ++s)
+      CHECK(got.losses[s] == doctest::Approx(reference.losses[s]).epsilon(1e-5));
     check_close(got, reference, 1e-3, 0.05 * 0.003);
   }
 }
@@ -211,16 +219,23 @@ TEST_CASE("data parallel: a checkpoint written by N ranks resumes on N/2 ranks a
 }
 
 TEST_CASE("data parallel: a resumed run of the same world size is bitwise the run that was not stopped") {
-  const std::string straight_dir = run_dir("exact-straight"), stopped_dir = run_dir("exact-stopped");
   auto config = [&](const std::string& dir) {
     return tiny_train_config(data(), dir, {{"train.micro_batch", "1"}, {"train.zero", "2"}});
   };
-  const Outcome straight = run_training(config(straight_dir), &world());
-  run_training(config(stopped_dir), &world(), 2);  // stopped before the switch: the resumed run upcycles
-  const Outcome resumed = run_training(config(stopped_dir), &world(), -1, true);
-  CHECK(resumed.master == straight.master);
-  REQUIRE(resumed.losses.size() == 4);
-  for (size_t s = 0; s < 4; ++s) CHECK(resumed.losses[s] == straight.losses[s + 2]);
+  const Outcome straight = run_training(config(run_dir("exact-straight")), &world());
+  // Step 1 is the dense warm-up: resumed from it, the run upcycles under
+  // sharding; from step 3 it resumes a Lory checkpoint.
+  for (int64_t stop : {1, 3}) {
+    INFO("stopped after step ", stop);
+    const std::string dir = run_dir("exact-stopped-" + std::to_string(stop));
+    run_training(config(dir), &world(), stop);
+    CHECK(read_checkpoint_info(latest_checkpoint(dir)).state.lory_phase == (stop > 1));
+    const Outcome resumed = run_training(config(dir), &world(), -1, true);
+    CHECK(resumed.master == straight.master);
+    CHECK(resumed.losses.size() == static_cast<size_t>(6 - stop));
+    for (size_t s = 0; s < resumed.losses.size() && s + stop < straight.losses.size(); ++s)
+      CHECK(resumed.losses[s] == straight.losses[s + stop]);
+  }
 }
 
 TEST_CASE("data parallel: a stop signal on one rank, or a NaN, stops every rank at the same step") {
