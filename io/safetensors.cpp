@@ -71,8 +71,9 @@ const Tensor& SafetensorsFile::get(const std::string& name) const {
   fail(path, ": no tensor named '", name, "'");
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
+  in_ = std::make_unique<std::ifstream>(path, std::ios::binary);
+  std::ifstream& in = *in_;
   LORY_CHECK(in.good(), path, ": cannot open safetensors file");
   const uint64_t file_size = std::filesystem::file_size(path);
   LORY_CHECK(file_size >= 8, path, ": truncated: ", file_size, " bytes, less than the 8-byte header length");
@@ -93,22 +94,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
   }
   LORY_CHECK(header.is_object(), path, ": header is not a JSON object");
   const uint64_t data_size = file_size - 8 - n;
+  data_begin_ = 8 + n;
 
-  SafetensorsFile file;
-  file.path = path;
-  struct Entry {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    uint64_t begin, end;
-  };
-  std::vector<Entry> entries;
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
       LORY_CHECK(info.is_object(), path, ": __metadata__ must be an object of strings");
       for (const auto& [k, v] : info.items()) {
         LORY_CHECK(v.is_string(), path, ": __metadata__ value of '", k, "' is not a string");
-        file.metadata[k] = v.get<std::string>();
+        metadata_[k] = v.get<std::string>();
       }
       continue;
     }
@@ -136,23 +129,63 @@ SafetensorsFile load_safetensors(const std::string& path) {
                e.end - e.begin, " bytes, but ", shape_str(e.shape), " ", dtype_name(e.dtype), " needs ", want);
     LORY_CHECK(e.end <= data_size, where, ": truncated file: the tensor ends at byte ", e.end,
                " of the data, which has only ", data_size);
-    entries.push_back(std::move(e));
+    entries_.push_back(std::move(e));
   }
   // Tensors must not overlap (each byte of data belongs to at most one).
   std::vector<const Entry*> by_offset;
-  for (const Entry& e : entries) by_offset.push_back(&e);
+  for (const Entry& e : entries_) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i)
     LORY_CHECK(by_offset[i]->begin >= by_offset[i - 1]->end || by_offset[i - 1]->begin == by_offset[i - 1]->end, path,
                ": tensors '", by_offset[i - 1]->name, "' and '", by_offset[i]->name, "' overlap");
+}
 
-  for (const Entry& e : entries) {
-    Tensor t = empty(e.shape, {e.dtype, cpu_device(), false});
-    in.seekg(static_cast<std::streamoff>(8 + n + e.begin));
-    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
-    LORY_CHECK(in.good(), path, ": tensor '", e.name, "': read failed");
-    file.tensors.emplace_back(e.name, t);
-  }
+SafetensorsReader::~SafetensorsReader() = default;
+SafetensorsReader::SafetensorsReader(SafetensorsReader&&) noexcept = default;
+
+const SafetensorsReader::Entry& SafetensorsReader::entry(const std::string& name) const {
+  for (const Entry& e : entries_)
+    if (e.name == name) return e;
+  fail(path_, ": no tensor named '", name, "'");
+}
+
+bool SafetensorsReader::contains(const std::string& name) const {
+  for (const Entry& e : entries_)
+    if (e.name == name) return true;
+  return false;
+}
+
+std::vector<std::string> SafetensorsReader::names() const {
+  std::vector<std::string> out;
+  for (const Entry& e : entries_) out.push_back(e.name);
+  return out;
+}
+
+Tensor SafetensorsReader::read(const std::string& name) const {
+  const Entry& e = entry(name);
+  return read(name, 0, shape_numel(e.shape)).view(e.shape);
+}
+
+Tensor SafetensorsReader::read(const std::string& name, int64_t begin, int64_t count) const {
+  const Entry& e = entry(name);
+  const int64_t n = shape_numel(e.shape);
+  LORY_CHECK(begin >= 0 && count >= 0 && begin + count <= n, path_, ": tensor '", name, "' has ", n,
+             " elements; cannot read [", begin, ", ", begin + count, ")");
+  Tensor t = empty({count}, {e.dtype, cpu_device(), false});
+  const uint64_t size = dtype_size(e.dtype);
+  in_->clear();
+  in_->seekg(static_cast<std::streamoff>(data_begin_ + e.begin + static_cast<uint64_t>(begin) * size));
+  in_->read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(static_cast<uint64_t>(count) * size));
+  LORY_CHECK(in_->good(), path_, ": tensor '", name, "': read failed");
+  return t;
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  const SafetensorsReader reader(path);
+  SafetensorsFile file;
+  file.path = path;
+  file.metadata = reader.metadata();
+  for (const std::string& name : reader.names()) file.tensors.emplace_back(name, reader.read(name));
   return file;
 }
 
@@ -173,9 +206,15 @@ void write_safetensors_index(const std::string& path, const std::vector<std::pai
   write_file_atomically(path, j.dump(2) + "\n");
 }
 
-SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& stem) {
+SafetensorsDirReader::SafetensorsDirReader(const std::string& dir, const std::string& stem) {
   const std::string single = dir + "/" + stem + ".safetensors", index = single + ".index.json";
-  if (!std::filesystem::exists(index)) return load_safetensors(single);
+  if (!std::filesystem::exists(index)) {
+    path_ = single;
+    files_.emplace_back(single);
+    for (const std::string& name : files_.back().names()) file_of_[name] = 0;
+    return;
+  }
+  path_ = index;
   Json j;
   try {
     std::ifstream in(index);
@@ -185,29 +224,34 @@ SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& 
     fail(index, ": not a valid safetensors index: ", e.what());
   }
   LORY_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index, ": has no \"weight_map\" object");
-  // Each file once, in the order the index first names it.
-  std::vector<std::string> files;
-  std::map<std::string, std::string> where;
+  std::map<std::string, size_t> opened;  // each file once, in the order the index first names it
   for (const auto& [tensor, file] : j["weight_map"].items()) {
     LORY_CHECK(file.is_string(), index, ": the file of '", tensor, "' is not a string");
     const std::string f = file.get<std::string>();
-    if (std::find(files.begin(), files.end(), f) == files.end()) files.push_back(f);
-    where[tensor] = f;
+    auto [it, fresh] = opened.try_emplace(f, files_.size());
+    if (fresh) files_.emplace_back(dir + "/" + f);
+    LORY_CHECK(files_[it->second].contains(tensor), index, " puts '", tensor, "' in ", f, ", which does not hold it");
+    file_of_[tensor] = it->second;
   }
+  size_t held = 0;
+  for (const SafetensorsReader& r : files_) held += r.names().size();
+  LORY_CHECK(held == file_of_.size(), index, ": lists ", file_of_.size(), " tensors, its files hold ", held);
+}
+
+const SafetensorsReader& SafetensorsDirReader::file_of(const std::string& name) const {
+  const auto it = file_of_.find(name);
+  if (it == file_of_.end()) fail(path_, ": no tensor named '", name, "'");
+  return files_[it->second];
+}
+
+SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& stem) {
+  const SafetensorsDirReader reader(dir, stem);
   SafetensorsFile merged;
-  merged.path = index;
-  for (const std::string& f : files) {
-    SafetensorsFile part = load_safetensors(dir + "/" + f);
-    for (auto& [name, t] : part.tensors) {
-      const auto it = where.find(name);
-      LORY_CHECK(it != where.end() && it->second == f, part.path, ": holds '", name, "', which ", index,
-                 it == where.end() ? " does not list" : " puts in " + (it == where.end() ? "" : it->second));
-      merged.tensors.emplace_back(name, std::move(t));
-    }
-    for (auto& [k, v] : part.metadata) merged.metadata.emplace(k, v);
+  merged.path = reader.path();
+  for (const SafetensorsReader& f : reader.files()) {
+    for (const std::string& name : f.names()) merged.tensors.emplace_back(name, f.read(name));
+    for (const auto& [k, v] : f.metadata()) merged.metadata.emplace(k, v);
   }
-  LORY_CHECK(merged.tensors.size() == where.size(), index, ": lists ", where.size(), " tensors, its files hold ",
-             merged.tensors.size());
   return merged;
 }
 

@@ -10,7 +10,9 @@
 // checks is checked here, and an error names the file and the tensor.
 #pragma once
 
+#include <iosfwd>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +37,40 @@ struct SafetensorsFile {
 // Reads every tensor of `path` into CPU memory.
 SafetensorsFile load_safetensors(const std::string& path);
 
+// Reads tensors of one file, or parts of them, on demand: the header is
+// checked when the file is opened (as load_safetensors does), the data read
+// only when asked. A rank resuming a sharded checkpoint reads the whole
+// weights but only its shard of the optimizer state (train/train_checkpoint.h).
+class SafetensorsReader {
+ public:
+  explicit SafetensorsReader(const std::string& path);
+  ~SafetensorsReader();
+  SafetensorsReader(SafetensorsReader&&) noexcept;
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::vector<std::string> names() const;  // in file order
+  bool contains(const std::string& name) const;
+  DType dtype(const std::string& name) const { return entry(name).dtype; }
+  const Shape& shape(const std::string& name) const { return entry(name).shape; }
+  Tensor read(const std::string& name) const;  // the whole tensor, with its shape (CPU)
+  // Elements [begin, begin + count) of the tensor in row-major order: [count] (CPU).
+  Tensor read(const std::string& name, int64_t begin, int64_t count) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end;  // bytes, into the data
+  };
+  const Entry& entry(const std::string& name) const;
+  std::string path_;
+  std::unique_ptr<std::ifstream> in_;
+  uint64_t data_begin_ = 0;
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
 // Checkpoints too big for one file are split the Hugging Face way:
 //   <stem>-00001-of-00004.safetensors ... <stem>-00004-of-00004.safetensors
 //   <stem>.safetensors.index.json   {"metadata": {"total_size": bytes},
@@ -43,9 +79,23 @@ SafetensorsFile load_safetensors(const std::string& path);
 std::string shard_file_name(const std::string& stem, int64_t index, int64_t count);  // index from 0
 void write_safetensors_index(const std::string& path, const std::vector<std::pair<std::string, std::string>>& weight_map,
                              uint64_t total_size);
-// The tensors of <dir>/<stem>.safetensors, or, where the index exists
-// instead, of every file it names, in index order. The result's path names
-// what was read.
+// <dir>/<stem>.safetensors, or, where the index exists instead, every file
+// it names, opened for reading on demand.
+class SafetensorsDirReader {
+ public:
+  SafetensorsDirReader(const std::string& dir, const std::string& stem = "model");
+  const std::string& path() const { return path_; }  // the file, or the index
+  size_t size() const { return file_of_.size(); }     // tensors
+  const SafetensorsReader& file_of(const std::string& name) const;  // throws naming the tensor
+  const std::vector<SafetensorsReader>& files() const { return files_; }
+
+ private:
+  std::string path_;
+  std::vector<SafetensorsReader> files_;
+  std::map<std::string, size_t> file_of_;
+};
+// Every tensor of a directory's safetensors (one file or the shards of an
+// index) in CPU memory. The result's path names what was read.
 SafetensorsFile load_safetensors_dir(const std::string& dir, const std::string& stem = "model");
 
 }  // namespace lory::io

@@ -119,6 +119,38 @@ TEST_CASE("safetensors: corrupt and truncated files are refused with the file an
   CHECK(load_error(p).find("header length") != std::string::npos);
 }
 
+TEST_CASE("safetensors: a sharded directory (index + files) reads whole tensors and slices, and a bad index is named") {
+  const std::string dir = temp_dir("sharded");
+  const Tensor a = from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  const Tensor b = from_vector(std::vector<float>{7, 8}, {2});
+  const Tensor c = from_vector(std::vector<double>{9.5}, {1});
+  io::save_safetensors(dir + "/" + io::shard_file_name("model", 0, 2), {{"a", a}, {"b", b}});
+  io::save_safetensors(dir + "/" + io::shard_file_name("model", 1, 2), {{"c", c}});
+  CHECK(io::shard_file_name("model", 0, 2) == "model-00001-of-00002.safetensors");
+  io::write_safetensors_index(dir + "/model.safetensors.index.json",
+                              {{"a", "model-00001-of-00002.safetensors"},
+                               {"b", "model-00001-of-00002.safetensors"},
+                               {"c", "model-00002-of-00002.safetensors"}},
+                              6 * 4 + 2 * 4 + 8);
+  const io::SafetensorsDirReader reader(dir);
+  CHECK(reader.size() == 3);
+  CHECK(reader.file_of("a").read("a").to_vector<float>() == std::vector<float>{1, 2, 3, 4, 5, 6});
+  CHECK(reader.file_of("a").read("a").shape() == Shape{2, 3});
+  CHECK(reader.file_of("a").read("a", 2, 3).to_vector<float>() == std::vector<float>{3, 4, 5});  // flat elements 2..4
+  CHECK(reader.file_of("c").read("c").to_vector<double>() == std::vector<double>{9.5});
+  const io::SafetensorsFile all = io::load_safetensors_dir(dir);
+  CHECK(all.tensors.size() == 3);
+  CHECK(all.get("b").to_vector<float>() == std::vector<float>{7, 8});
+  CHECK_THROWS_WITH_AS(reader.file_of("a").read("a", 4, 3), doctest::Contains("has 6 elements; cannot read [4, 7)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(reader.file_of("d"), doctest::Contains("no tensor named 'd'"), Error);
+  // An index that puts a tensor in a file that does not hold it.
+  io::write_safetensors_index(dir + "/model.safetensors.index.json",
+                              {{"a", "model-00002-of-00002.safetensors"}, {"c", "model-00002-of-00002.safetensors"}}, 0);
+  CHECK_THROWS_WITH_AS(io::SafetensorsDirReader(dir, "model"), doctest::Contains("puts 'a' in model-00002-of-00002.safetensors"),
+                       Error);
+}
+
 TEST_CASE("checkpoint: save then load is bit-exact, in f32 and in bf16") {
   manual_seed(1);
   LoryLM model(preset("tiny"));

@@ -1,6 +1,8 @@
 // flat_parameters.cpp — see flat_parameters.h.
 #include "train/flat_parameters.h"
 
+#include <algorithm>
+
 #include "tensor/graph.h"
 #include "tensor/ops.h"
 
@@ -24,22 +26,28 @@ FlatParameters::FlatParameters(nn::Module& model, DType compute_dtype, FlatOptio
   const int64_t unit = kAlign * world_;
   size_ = (size_ + unit - 1) / unit * unit;
   NoGradGuard no_grad;
-  // The values are gathered in f32 (exactly the model's, whatever its dtype)
-  // and rounded once to the compute dtype.
-  Tensor values = zeros({size_}, {DType::f32, device, false});
-  for (size_t i = 0; i < slots_.size(); ++i) view(values, i).copy_(*slots_[i].slot);
+  // The buffers live on options.device (default: the model's). They are
+  // filled one parameter at a time, each value rounded once to the buffer's
+  // dtype, so no whole-model f32 copy exists on the device: a model built
+  // on the CPU moves to a GPU holding only what the run keeps.
+  const Device target = options.device.value_or(device);
+  const TensorOptions f32{DType::f32, target, false};
   if (options.shard_master) master_begin_ = shard_begin(options.rank);
   const int64_t master_size = options.shard_master ? shard_size() : size_;
+  params = zeros({size_}, {compute_dtype, target, false});
+  for (size_t i = 0; i < slots_.size(); ++i) view(params, i).copy_(*slots_[i].slot);
   if (compute_dtype == DType::f32) {
-    params = values;
     master = params.narrow(0, master_begin_, master_size);
-    grads = master_grads = zeros({size_}, {DType::f32, device, false});
+    grads = master_grads = zeros({size_}, f32);
   } else {
-    params = values.to(compute_dtype);
-    grads = zeros({size_}, {compute_dtype, device, false});
-    master = options.shard_master ? values.narrow(0, master_begin_, master_size).clone() : values;
+    grads = zeros({size_}, {compute_dtype, target, false});
+    master = zeros({master_size}, f32);
+    for (const FlatSlot& s : slots_) {  // the part of each parameter in [master_begin, + master_size)
+      const int64_t lo = std::max(s.offset, master_begin_), hi = std::min(s.offset + s.numel, master_begin_ + master_size);
+      if (lo < hi) master.narrow(0, lo - master_begin_, hi - lo).copy_(s.slot->reshape({s.numel}).narrow(0, lo - s.offset, hi - lo));
+    }
     separate_master_ = true;
-    if (options.full_accumulator) master_grads = zeros({size_}, {DType::f32, device, false});
+    if (options.full_accumulator) master_grads = zeros({size_}, f32);
   }
   for (size_t i = 0; i < slots_.size(); ++i) {
     Tensor p = view(params, i).detach();

@@ -26,6 +26,7 @@
 // not allocated here (FlatOptions); zero_optimizer.h keeps its shard of them.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,7 @@ struct FlatSlot {
 
 // How the buffers are cut for data parallelism (zero_optimizer.h).
 struct FlatOptions {
+  std::optional<Device> device;  // where the buffers live (default: where the model's parameters are)
   int64_t world = 1, rank = 0;   // the size is padded to a multiple of kAlign * world
   bool shard_master = false;     // ZeRO 1/2: `master` is this rank's shard only
   bool full_accumulator = true;  // bf16, ZeRO 2: no whole-buffer f32 gradient accumulator
@@ -53,7 +55,8 @@ class FlatParameters {
   static constexpr int64_t kAlign = 16;
 
   // Copies the model's current parameter values into the new buffers and
-  // points the model's parameters (and their grads) at them.
+  // points the model's parameters (and their grads) at them: the model then
+  // lives on the buffers' device.
   FlatParameters(nn::Module& model, DType compute_dtype, FlatOptions options = {});
 
   const std::vector<FlatSlot>& slots() const { return slots_; }

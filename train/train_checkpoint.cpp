@@ -231,28 +231,31 @@ void load_training_checkpoint(const CheckpointInfo& info, ZeroOptimizer& zero) {
   NoGradGuard no_grad;
   FlatParameters& flat = zero.flat();
   AdamW& adam = zero.adam();
-  const io::SafetensorsFile weights = io::load_safetensors_dir(info.path, "model");
-  const io::SafetensorsFile moments = io::load_safetensors_dir(info.path, "optimizer");
-  LORY_CHECK(weights.tensors.size() == flat.slots().size(), weights.path, ": holds ", weights.tensors.size(),
+  // Opened, not read: each rank reads every weight (it holds the whole
+  // model) but only the parts of the master weights and moments in its own
+  // range, one parameter at a time.
+  const io::SafetensorsDirReader weights(info.path, "model");
+  const io::SafetensorsDirReader moments(info.path, "optimizer");
+  LORY_CHECK(weights.size() == flat.slots().size(), weights.path(), ": holds ", weights.size(),
              " tensors, the model has ", flat.slots().size(), " parameters");
   for (size_t i = 0; i < flat.slots().size(); ++i) {
     const FlatSlot& s = flat.slots()[i];
-    auto tensor = [&](const io::SafetensorsFile& file, const std::string& name) -> const Tensor& {
-      const Tensor& t = file.get(name);
-      LORY_CHECK(t.shape() == s.shape, file.path, ": '", name, "' is ", t.describe(), ", the model's parameter is ",
-                 shape_str(s.shape));
-      return t;
+    auto file = [&](const io::SafetensorsDirReader& dir, const std::string& name) -> const io::SafetensorsReader& {
+      const io::SafetensorsReader& f = dir.file_of(name);
+      LORY_CHECK(f.shape(name) == s.shape, f.path(), ": '", name, "' is ", shape_str(f.shape(name)),
+                 ", the model's parameter is ", shape_str(s.shape));
+      return f;
     };
     // The part of parameter i inside [begin, begin + buffer.numel()) of the flat space.
-    auto load_part = [&](const Tensor& t, const Tensor& buffer, int64_t begin) {
+    auto load_part = [&](const io::SafetensorsReader& f, const std::string& name, const Tensor& buffer, int64_t begin) {
       const int64_t lo = std::max(s.offset, begin), hi = std::min(s.offset + s.numel, begin + buffer.numel());
-      if (lo < hi) buffer.narrow(0, lo - begin, hi - lo).copy_(t.reshape({s.numel}).narrow(0, lo - s.offset, hi - lo));
+      if (lo < hi) buffer.narrow(0, lo - begin, hi - lo).copy_(f.read(name, lo - s.offset, hi - lo));
     };
-    const Tensor& w = tensor(weights, s.name);
-    flat.view(flat.params, i).copy_(w);  // every rank holds the whole model
-    load_part(w, flat.master, flat.master_begin());
-    load_part(tensor(moments, s.name + ".exp_avg"), adam.exp_avg, adam.range.begin);
-    load_part(tensor(moments, s.name + ".exp_avg_sq"), adam.exp_avg_sq, adam.range.begin);
+    const io::SafetensorsReader& w = file(weights, s.name);
+    flat.view(flat.params, i).copy_(w.read(s.name));  // every rank holds the whole model
+    if (flat.has_separate_master()) load_part(w, s.name, flat.master, flat.master_begin());  // (f32: master is params)
+    for (auto [suffix, buffer] : {std::pair{".exp_avg", &adam.exp_avg}, std::pair{".exp_avg_sq", &adam.exp_avg_sq}})
+      load_part(file(moments, s.name + suffix), s.name + suffix, *buffer, adam.range.begin);
     const auto it = info.param_steps.find(s.name);
     LORY_CHECK(it != info.param_steps.end(), info.path, "/trainer_state.json: no Adam step for '", s.name, "'");
     adam.steps[i] = it->second;

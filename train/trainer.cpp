@@ -370,7 +370,7 @@ Trainer::~Trainer() {
 // view of new flat buffers, a fresh AdamW state over this rank's part of
 // them, and for a Lory model its routing statistics.
 std::unique_ptr<ZeroOptimizer> Trainer::make_optimizer(nn::LoryLM& model) {
-  const ZeroOptions zero{static_cast<int>(config_.train.zero),
+  const ZeroOptions zero{device_, static_cast<int>(config_.train.zero),
                          static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024), config_.train.overlap_comm,
                          plan_.accum};
   return std::make_unique<ZeroOptimizer>(model, compute_dtype(config_), *comm_, zero, adamw_options(config_));
@@ -381,8 +381,7 @@ void Trainer::build_model(const nn::LoryConfig& model_config) {
   model_->set_recompute_merged(config_.train.recompute_merged);
   model_->recompute_activations = config_.train.recompute == "blocks";
   model_->train();
-  model_->to(device_);
-  zero_ = make_optimizer(*model_);
+  zero_ = make_optimizer(*model_);  // moves the model to the run's device, parameter by parameter
   routing_.reset();
   if (model_config.is_lory())
     routing_ = std::make_unique<RoutingStats>(model_config.num_hidden_layers, model_config.num_experts,
@@ -397,14 +396,15 @@ void Trainer::upcycle() {
   const int64_t E = config_.model.resolved.num_experts;
   // The experts copy the f32 master weights, not their bf16 rounding
   // (gathered from every rank's shard under ZeRO: the dense model is small).
+  // The Lory model is made on the host: only the flat buffers built from it
+  // go to the device, so it never holds a whole f32 copy of the experts.
   const FlatParameters& dense = zero_->flat();
-  const Tensor master = zero_->gather_master();
+  const Tensor master = zero_->gather_master().to(cpu_device());
   for (size_t i = 0; i < dense.slots().size(); ++i) *dense.slots()[i].slot = dense.view(master, i).detach();
   std::unique_ptr<nn::LoryLM> lory = nn::upcycle(*model_, E);
   lory->set_recompute_merged(config_.train.recompute_merged);
   lory->recompute_activations = model_->recompute_activations;
   lory->train();
-  lory->to(device_);
   // New flat buffers, cut into new shards; every moment goes to its new
   // owner (train/upcycle_moments.h: what the Adam state becomes, and why).
   auto optimizer = make_optimizer(*lory);

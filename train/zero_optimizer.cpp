@@ -32,7 +32,7 @@ ZeroOptimizer::ZeroOptimizer(nn::Module& model, DType compute_dtype, Communicato
   const bool sharded = world > 1 && zero.stage >= 1;
   flat_ = std::make_unique<FlatParameters>(
       model, compute_dtype,
-      FlatOptions{world, rank, sharded,
+      FlatOptions{zero.device, world, rank, sharded,
                   /*full_accumulator=*/world == 1 || zero.stage == 0 || (zero.stage == 1 && zero.accumulation > 1)});
   const FlatRange range = sharded ? FlatRange{flat_->shard_begin(rank), flat_->shard_begin(rank) + flat_->shard_size()}
                                   : FlatRange{0, flat_->size()};

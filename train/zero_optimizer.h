@@ -34,6 +34,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "nn/module.h"
@@ -45,6 +46,7 @@
 namespace lory::train {
 
 struct ZeroOptions {
+  std::optional<Device> device;  // where the flat buffers and the state live (default: the model's device)
   int stage = 1;
   int64_t bucket_bytes = int64_t{25} << 20;
   bool overlap = true;
