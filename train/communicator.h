@@ -59,6 +59,11 @@ class Communicator {
   virtual int world() const = 0;
   virtual int local_rank() const = 0;  // among the ranks of this machine: which GPU to use
   virtual std::string name() const = 0;  // "single process", "MPI", "NCCL"
+  // True when a collective's completion is seen by the host as it happens
+  // (MPI): only then do the host's clocks time the reductions and what of
+  // them backward hid. NCCL completes on a GPU stream; its timings would
+  // need CUDA events, so the reducer reports none for it.
+  virtual bool host_timed() const { return true; }
 
   // ---- flat buffers (contiguous, 1-D) ----
   virtual void all_reduce_sum(Tensor& buffer) = 0;

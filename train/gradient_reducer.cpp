@@ -220,7 +220,9 @@ int64_t GradientReducer::held_bytes() const {
 }
 
 CommStats GradientReducer::take_stats() {
-  // Union of the reductions' intervals, and how much of it fell before each backward ended.
+  // Union of the reductions' intervals, and how much of it fell before each
+  // backward ended (when the host can see them: Communicator::host_timed).
+  if (!comm_.host_timed()) intervals_.clear(), stats_.timed = false;
   std::sort(intervals_.begin(), intervals_.end());
   std::vector<std::pair<Clock::time_point, Clock::time_point>> merged;
   for (const auto& iv : intervals_) {

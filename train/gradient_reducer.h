@@ -54,6 +54,7 @@ struct CommStats {
   double reduce_hidden_s = 0;  // the part of it while backward was still running
   double exposed_s = 0;        // time the step was blocked waiting on communication
   int64_t buckets = 0;         // reductions started
+  bool timed = true;           // reduce_s and reduce_hidden_s were measured (not under NCCL)
   double hidden_fraction() const { return reduce_s > 0 ? reduce_hidden_s / reduce_s : 0.0; }
 };
 

@@ -85,6 +85,7 @@ class Nccl final : public Communicator {
   int world() const override { return mpi_.world(); }
   int local_rank() const override { return mpi_.local_rank(); }
   std::string name() const override { return "NCCL"; }
+  bool host_timed() const override { return false; }
 
   void all_reduce_sum(Tensor& buffer) override {
     if (buffer.device().is_cpu()) return mpi_.all_reduce_sum(buffer);

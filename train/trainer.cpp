@@ -499,8 +499,10 @@ void Trainer::log_step(const StepOutcome& outcome, double step_seconds) {
     j["ranks"] = plan_.world;
     j["compute_s"] = step_seconds - outcome.comm.exposed_s;
     j["comm_s"] = outcome.comm.exposed_s;
-    j["reduce_s"] = outcome.comm.reduce_s;
-    j["reduce_hidden"] = outcome.comm.hidden_fraction();
+    if (outcome.comm.timed) {
+      j["reduce_s"] = outcome.comm.reduce_s;
+      j["reduce_hidden"] = outcome.comm.hidden_fraction();
+    }
   }
   std::vector<int64_t> used;
   std::vector<double> entropy;
@@ -535,9 +537,10 @@ void Trainer::log_step(const StepOutcome& outcome, double step_seconds) {
   } else if (!state_.lory_phase && config_.model.resolved.is_lory()) {
     std::printf(" | dense warm-up");
   }
-  if (plan_.world > 1)
-    std::printf(" | comm %.0f%% of step, %.0f%% of reduction hidden", 100.0 * window_comm_.exposed_s / window_seconds_,
-                100.0 * window_comm_.hidden_fraction());
+  if (plan_.world > 1) {
+    std::printf(" | comm %.0f%% of step", 100.0 * window_comm_.exposed_s / window_seconds_);
+    if (outcome.comm.timed) std::printf(", %.0f%% of reduction hidden", 100.0 * window_comm_.hidden_fraction());
+  }
   std::printf("\n");
   std::fflush(stdout);
   window_seconds_ = window_loss_ = 0;
