@@ -11,15 +11,16 @@
 // T = 64 is as many bytes as the segment GEMMs' own operands, and in backward
 // it does the same again with every G_s. Here neither is ever whole.
 //
-// How. W is cut into tiles of rows (forward, weights) or of columns
-// (transposed), sized so that the E expert tiles fit in the core's L2
-// (kTileBytes). A work item owns one tile and a run of segments; for each of
-// its segments it
-//   1. merges:  M = Σ_i e_si W_i[tile]          E·|tile| multiply-adds, from L2
-//   2. applies: y_s[:, tile] = x_s M^T (or x_s M) one small Eigen GEMM
+// How. W is cut into tiles of rows, sized so that the E expert tiles fit in
+// the core's L2 (kTileBytes). Forward and input gradient: a thread takes a
+// run of segments and walks the tiles; for each tile and each of its segments
+//   1. merges:  M = Σ_i e_si W_i[tile]            E·|tile| multiply-adds, from L2
+//   2. applies: y_s[:, tile] = x_s M^T            forward, one small Eigen GEMM
+//               dx_s += dy_s[:, tile] M            input gradient, the tiles adding up
 // so the merge costs E/T of the GEMM (Lory's real overhead, paper App. B),
-// and memory traffic is that of a dense linear. The weight gradient is the
-// same walk: per tile, G_s[tile] = dy_s[:, tile]^T x_s (one GEMM), then
+// and memory traffic is that of a dense linear. The weight gradient takes
+// tiles, not segments, per thread (a tile of dW_i has one owner): per tile
+// and segment, G_s[tile] = dy_s[:, tile]^T x_s (one GEMM), then
 // dW_i[tile] += e_si G_s[tile] and de_si += <G_s[tile], W_i[tile]> in one
 // pass over G. A tile's dW_i stays in a local accumulator over all segments
 // and is written once.
@@ -71,6 +72,14 @@ int64_t lines_per_tile(int64_t E, int64_t line, int64_t extent, int64_t elem_byt
   return std::max<int64_t>(1, std::min(n, extent));
 }
 
+// Segments are handled kSegmentBlock at a time: the merge of a tile for a
+// block of segments is one small GEMM (e_block [nb, E] x W[tile] [E, |tile|]),
+// and so is the weight gradient's update (dW[tile] += e_block^T G_block), so
+// the expert tiles and the accumulators are streamed once per block instead
+// of once per segment. Blocks start at multiples of kSegmentBlock, so their
+// shapes depend on S only.
+constexpr int64_t kSegmentBlock = 8;
+
 // x as A values: the tensor itself when it already is, else a widened copy.
 template <typename T, typename A>
 const A* as_compute(const T* x, int64_t n, std::vector<A>& copy) {
@@ -85,80 +94,105 @@ const A* as_compute(const T* x, int64_t n, std::vector<A>& copy) {
   }
 }
 
-// M [rows, cols] = Σ_i e[i] W_i[r0 : r0 + rows, c0 : c0 + cols], W_i the
-// i-th [out, in] matrix of W. Row by row, so a row of M stays in L1 while
-// the E experts are added into it (in expert order).
+// The E expert tiles W_i[r0 : r0 + rows] as an [E, rows * in] matrix of A:
+// a strided view of W itself (row i starts at expert i), or, for 16-bit
+// experts, a widened copy in `buffer`.
 template <typename T, typename A>
-void merge_tile(const T* W, int64_t E, int64_t out, int64_t in, const A* e, int64_t r0, int64_t rows, int64_t c0,
-                int64_t cols, A* M) {
-  for (int64_t r = 0; r < rows; ++r) {
-    A* m = M + r * cols;
-    const T* w = W + (r0 + r) * in + c0;
-    const A e0 = e[0];
-    LORY_SIMD
-    for (int64_t c = 0; c < cols; ++c) m[c] = e0 * static_cast<A>(w[c]);
-    for (int64_t i = 1; i < E; ++i) {
-      const T* wi = w + i * out * in;
-      const A ei = e[i];
-      LORY_SIMD
-      for (int64_t c = 0; c < cols; ++c) m[c] += ei * static_cast<A>(wi[c]);
+ConstRowMap<A> expert_tiles(const T* W, int64_t E, int64_t out, int64_t in, int64_t r0, int64_t rows,
+                            std::vector<A>& buffer) {
+  const int64_t n = rows * in;
+  if constexpr (std::is_same_v<T, A>) {
+    return ConstRowMap<A>(W + r0 * in, E, n, Eigen::OuterStride<>(out * in));
+  } else {
+    buffer.resize(static_cast<size_t>(E * n));
+    for (int64_t i = 0; i < E; ++i) {
+      const T* src = W + i * out * in + r0 * in;
+      A* dst = buffer.data() + i * n;
+      for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<A>(src[k]);
     }
+    return ConstRowMap<A>(buffer.data(), E, n, Eigen::OuterStride<>(n));
   }
 }
 
 // The forward (transposed = false) and its input gradient (transposed = true).
+// Both walk tiles of W's rows, so both merge the same tiles M_s = W̄_s[rows]:
+//   forward     y_s[:, rows]  = x_s M_s^T        (each tile writes its own columns of y_s)
+//   transposed  y_s          += x_s[:, rows] M_s (the tiles add up, in tile order)
+// A work item is a run of segment blocks (and, forward only, a group of
+// tiles when there are fewer runs than threads): it walks its tiles in order
+// and, for each, its segments a block at a time.
 template <typename T, typename A>
-void merged_linear_kernel(const T* x_in, const T* e_in, const T* W, T* y, int64_t S, int64_t Tn, int64_t E,
+void merged_linear_kernel(const T* x_in, const T* e_in, const T* W, T* y_out, int64_t S, int64_t Tn, int64_t E,
                           int64_t out, int64_t in, bool transposed) {
-  std::vector<A> x_copy, e_copy;
+  std::vector<A> x_copy, e_copy, y_acc;
   const int64_t k_dim = transposed ? out : in;  // x_s is [Tn, k_dim]
   const int64_t y_dim = transposed ? in : out;  // y_s is [Tn, y_dim]
   const A* x = as_compute<T, A>(x_in, S * Tn * k_dim, x_copy);
   const A* e = as_compute<T, A>(e_in, S * E, e_copy);
-  // Forward tiles are rows of W (a block of y's columns = W's rows);
-  // transposed tiles are columns of W (a block of y's columns = W's columns).
-  const int64_t tile = transposed ? lines_per_tile(E, out, in, sizeof(T)) : lines_per_tile(E, in, out, sizeof(T));
-  const int64_t tiles = (y_dim + tile - 1) / tile;
-  // More items than tiles when there are few tiles: runs of segments.
-  const int64_t runs = std::min<int64_t>(S, std::max<int64_t>(1, (2 * max_threads() + tiles - 1) / tiles));
-  const int64_t run_len = (S + runs - 1) / runs;
-  parallel_for(0, tiles * runs, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<A> merged, block;
+  // Where y is computed: y itself when T is the compute type, else an A
+  // buffer rounded once at the end (the transposed form accumulates in it).
+  A* y = nullptr;
+  if constexpr (std::is_same_v<T, A>) {
+    y = y_out;
+  } else {
+    y_acc.resize(static_cast<size_t>(S * Tn * y_dim));
+    y = y_acc.data();
+  }
+  const int64_t tile = lines_per_tile(E, in, out, sizeof(A));
+  const int64_t tiles = (out + tile - 1) / tile;
+  const int64_t blocks = (S + kSegmentBlock - 1) / kSegmentBlock;
+  const int64_t threads = max_threads();
+  const int64_t runs = std::min<int64_t>(blocks, threads);  // runs of whole blocks
+  // Forward only: when segments alone cannot feed every thread, tiles are split too.
+  const int64_t groups = transposed ? 1 : std::min<int64_t>(tiles, (threads + runs - 1) / runs);
+  const int64_t run_len = (blocks + runs - 1) / runs, group_len = (tiles + groups - 1) / groups;
+  parallel_for(0, runs * groups, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<A> merged(static_cast<size_t>(kSegmentBlock * tile * in)), widened;
     for (int64_t item = lo; item < hi; ++item) {
-      const int64_t t0 = (item / runs) * tile, width = std::min(tile, y_dim - t0);
-      const int64_t s0 = (item % runs) * run_len, s1 = std::min(S, s0 + run_len);
-      merged.resize(static_cast<size_t>(transposed ? out * width : width * in));
-      if constexpr (!std::is_same_v<T, A>) block.resize(static_cast<size_t>(Tn * width));
-      for (int64_t s = s0; s < s1; ++s) {
-        const ConstRowMap<A> xs(x + s * Tn * k_dim, Tn, k_dim, Eigen::OuterStride<>(k_dim));
-        A* ys = nullptr;  // where y_s[:, t0 : t0 + width] is computed: y itself, or an f32 block
-        int64_t ld = y_dim;
-        if constexpr (std::is_same_v<T, A>) {
-          ys = y + s * Tn * y_dim + t0;
-        } else {
-          ys = block.data();
-          ld = width;
-        }
-        RowMap<A> Y(ys, Tn, width, Eigen::OuterStride<>(ld));
-        if (transposed) {
-          merge_tile<T, A>(W, E, out, in, e + s * E, 0, out, t0, width, merged.data());  // [out, width]
-          const ConstRowMap<A> M(merged.data(), out, width, Eigen::OuterStride<>(width));
-          Y.noalias() = xs * M;
-        } else {
-          merge_tile<T, A>(W, E, out, in, e + s * E, t0, width, 0, in, merged.data());  // [width, in]
-          const ConstRowMap<A> M(merged.data(), width, in, Eigen::OuterStride<>(in));
-          Y.noalias() = xs * M.transpose();
-        }
-        if constexpr (!std::is_same_v<T, A>) {
-          T* dst = y + s * Tn * y_dim + t0;
-          for (int64_t r = 0; r < Tn; ++r)
-            for (int64_t c = 0; c < width; ++c) dst[r * y_dim + c] = cast_to<T>(block[static_cast<size_t>(r * width + c)]);
+      const int64_t b0 = (item / groups) * run_len, b1 = std::min(blocks, b0 + run_len);
+      const int64_t g0 = (item % groups) * group_len, g1 = std::min(tiles, g0 + group_len);
+      for (int64_t t = g0; t < g1; ++t) {
+        const int64_t r0 = t * tile, rows = std::min(tile, out - r0), n = rows * in;
+        const ConstRowMap<A> Wt = expert_tiles<T, A>(W, E, out, in, r0, rows, widened);
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t s0 = b * kSegmentBlock, nb = std::min(kSegmentBlock, S - s0);
+          // 1. the merge, for the block: M [nb, rows * in] = e_block [nb, E] W[tile] [E, rows * in]
+          RowMap<A> Mb(merged.data(), nb, n, Eigen::OuterStride<>(n));
+          Mb.noalias() = ConstRowMap<A>(e + s0 * E, nb, E, Eigen::OuterStride<>(E)) * Wt;
+          // 2. each segment's GEMM with its merged tile
+          for (int64_t j = 0; j < nb; ++j) {
+            const int64_t s = s0 + j;
+            const ConstRowMap<A> M(merged.data() + j * n, rows, in, Eigen::OuterStride<>(in));
+            if (transposed) {
+              const ConstRowMap<A> xs(x + s * Tn * out + r0, Tn, rows, Eigen::OuterStride<>(out));
+              RowMap<A> ys(y + s * Tn * in, Tn, in, Eigen::OuterStride<>(in));
+              if (t == 0)
+                ys.noalias() = xs * M;
+              else
+                ys.noalias() += xs * M;
+            } else {
+              const ConstRowMap<A> xs(x + s * Tn * in, Tn, in, Eigen::OuterStride<>(in));
+              RowMap<A> ys(y + s * Tn * out + r0, Tn, rows, Eigen::OuterStride<>(out));
+              ys.noalias() = xs * M.transpose();
+            }
+          }
         }
       }
     }
   });
+  if constexpr (!std::is_same_v<T, A>) {
+    parallel_for(0, S * Tn * y_dim, kParallelGrain, [&](int64_t b, int64_t e2) {
+      for (int64_t i = b; i < e2; ++i) y_out[i] = cast_to<T>(y[i]);
+    });
+  }
 }
 
+// The parameter gradients. A work item owns a tile of W's rows (so its slice
+// of every dW_i) and walks all segments a block at a time:
+//   G_j      = dy_s[:, tile]^T x_s                      [rows, in], each segment s = s0 + j
+//   dW[tile] += e_block^T G_block                       [E, rows * in], K = nb
+//   de_part[tile, block] = G_block W[tile]^T            [nb, E], K = rows * in
+// and de_si sums its tiles' parts in tile order afterwards.
 template <typename T, typename A>
 void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in, const T* W, T* dW, T* de, int64_t S,
                                    int64_t Tn, int64_t E, int64_t out, int64_t in) {
@@ -166,35 +200,31 @@ void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in,
   const A* dy = as_compute<T, A>(dy_in, S * Tn * out, dy_copy);
   const A* x = as_compute<T, A>(x_in, S * Tn * in, x_copy);
   const A* e = as_compute<T, A>(e_in, S * E, e_copy);
-  // Tiles of W's rows; each holds E accumulators and reads E expert tiles,
-  // hence the doubled element size in the budget.
+  // A tile holds the E expert tiles and E accumulators: twice the budget's element size.
   const int64_t tile = lines_per_tile(E, in, out, 2 * sizeof(A));
   const int64_t tiles = (out + tile - 1) / tile;
   std::vector<A> de_parts(static_cast<size_t>(tiles * S * E));  // [tile, s, i]: <G_s[tile], W_i[tile]>
   parallel_for(0, tiles, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<A> G, acc;
+    std::vector<A> G, acc, widened;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t r0 = t * tile, rows = std::min(tile, out - r0), n = rows * in;
-      G.resize(static_cast<size_t>(n));
-      acc.assign(static_cast<size_t>(E * n), A(0));  // dW_i[tile] for every i
-      RowMap<A> Gm(G.data(), rows, in, Eigen::OuterStride<>(in));
-      for (int64_t s = 0; s < S; ++s) {
-        const ConstRowMap<A> dys(dy + s * Tn * out + r0, Tn, rows, Eigen::OuterStride<>(out));
-        const ConstRowMap<A> xs(x + s * Tn * in, Tn, in, Eigen::OuterStride<>(in));
-        Gm.noalias() = dys.transpose() * xs;  // G_s[tile] = dy_s[:, tile]^T x_s
-        const A* g = G.data();
-        for (int64_t i = 0; i < E; ++i) {
-          const A ei = e[s * E + i];
-          A* a = acc.data() + i * n;
-          const T* w = W + i * out * in + r0 * in;  // W_i[tile], contiguous
-          A dot = 0;
-          LORY_SIMD_SUM(dot)
-          for (int64_t k = 0; k < n; ++k) {
-            a[k] += ei * g[k];
-            dot += g[k] * static_cast<A>(w[k]);
-          }
-          de_parts[static_cast<size_t>((t * S + s) * E + i)] = dot;
+      const ConstRowMap<A> Wt = expert_tiles<T, A>(W, E, out, in, r0, rows, widened);
+      G.resize(static_cast<size_t>(kSegmentBlock * n));
+      acc.assign(static_cast<size_t>(E * n), A(0));
+      RowMap<A> Acc(acc.data(), E, n, Eigen::OuterStride<>(n));
+      for (int64_t s0 = 0; s0 < S; s0 += kSegmentBlock) {
+        const int64_t nb = std::min(kSegmentBlock, S - s0);
+        for (int64_t j = 0; j < nb; ++j) {
+          const int64_t s = s0 + j;
+          const ConstRowMap<A> dys(dy + s * Tn * out + r0, Tn, rows, Eigen::OuterStride<>(out));
+          const ConstRowMap<A> xs(x + s * Tn * in, Tn, in, Eigen::OuterStride<>(in));
+          RowMap<A>(G.data() + j * n, rows, in, Eigen::OuterStride<>(in)).noalias() = dys.transpose() * xs;
         }
+        const ConstRowMap<A> Gb(G.data(), nb, n, Eigen::OuterStride<>(n));
+        const ConstRowMap<A> eb(e + s0 * E, nb, E, Eigen::OuterStride<>(E));
+        Acc.noalias() += eb.transpose() * Gb;
+        RowMap<A>(de_parts.data() + (t * S + s0) * E, nb, E, Eigen::OuterStride<>(E)).noalias() =
+            Gb * Wt.transpose();
       }
       for (int64_t i = 0; i < E; ++i) {
         T* dst = dW + i * out * in + r0 * in;
