@@ -214,8 +214,9 @@ class Backend {
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
                           const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) = 0;
   // out (f64 [1]) = Σ x[i]^2 over a contiguous f32 x, accumulated in f64 in
-  // a fixed order (chunks of 65536 elements, then the chunks in order): the
-  // squared global gradient norm, the same bits on every run.
+  // a fixed order (chunks of 65536 elements, each summed in vector lanes
+  // combined in a fixed order, then the chunks in order): the squared global
+  // gradient norm, the same bits on every run and thread count.
   virtual void sum_squares(const Tensor& x, Tensor& out) = 0;
 };
 
