@@ -7,6 +7,7 @@
 // Helpers in tests/cuda/compare.h; skipped where no GPU exists.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
