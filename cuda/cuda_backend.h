@@ -127,6 +127,14 @@ class CudaBackend final : public Backend {
   // general kernels (cuda/attention.cu) then run instead. On by default; the
   // tests turn it off to check one path against the other.
   void set_flash_attention(bool enabled);
+  // merged_linear and merged_linear_backward_weights (cuda/merged_linear.cu)
+  // take segments in chunks whose merged matrices (or weight gradients) fit
+  // this many bytes of workspace, at least one segment a chunk: the memory
+  // they add is bounded, whatever the batch. 0 restores the default; the
+  // tests lower it to run several chunks on small shapes.
+  static constexpr size_t kMergedLinearChunkBytes = size_t{64} << 20;
+  void set_merged_linear_chunk_bytes(size_t bytes) { merged_linear_chunk_bytes_ = bytes; }
+  size_t merged_linear_chunk_bytes() const;
 
  private:
   // Makes this backend's GPU current for the calling thread, checks that
@@ -141,6 +149,7 @@ class CudaBackend final : public Backend {
   std::once_flag gemm_once_;
   std::unique_ptr<cuda::GemmContext> gemm_;
   std::atomic<bool> flash_attention_{true};
+  std::atomic<size_t> merged_linear_chunk_bytes_{0};  // 0: kMergedLinearChunkBytes
 };
 
 }  // namespace lory

@@ -1,6 +1,8 @@
 // gemm.cu — the cuBLASLt wrapper (GemmContext, cuda/gemm.h) that
 // Backend::matmul (cuda/matmul.cu) runs its products on: out[b] = a[b] @ b[b]
-// for a: [B, M, K], b: [B, K, N], out: [B, M, N].
+// for a: [B, M, K], b: [B, K, N], out: [B, M, N]; and the fused Lory merge
+// (cuda/merged_linear.cu) its own, through gemm(): + beta * out[b], out
+// possibly f32 for 16-bit operands.
 //
 // cuBLAS is column-major; our matrices are row-major. A row-major [M, N]
 // matrix is, byte for byte, the column-major matrix of its transpose, so we
@@ -18,7 +20,8 @@
 // operands are then packed into fresh, aligned buffers.
 //
 // Precision: f32 in, f32 out, CUBLAS_COMPUTE_32F (TF32 only when allowed);
-// bf16/f16 in and out with f32 accumulate; f64 with cublasDgemmStridedBatched.
+// bf16/f16 in with f32 accumulate, out in the operands' type or (gemm() only)
+// f32; f64 with cublasDgemmStridedBatched. alpha is 1, beta 0 for matmul.
 #include <climits>
 #include <optional>
 
@@ -152,12 +155,16 @@ GemmContext::~GemmContext() {
   allocator_.deallocate(workspace_);
 }
 
-void GemmContext::matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
+void GemmContext::gemm(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream) {
+  LORY_CHECK(
+      out.dtype() == a.dtype() || (out.dtype() == DType::f32 && (a.dtype() == DType::bf16 || a.dtype() == DType::f16)),
+      "matmul: out must have the operands' dtype (or be f32 for bf16/f16 operands): a is ", a.describe(), ", out is ",
+      out.describe());
   if (out.dtype() == DType::f64) {
-    dgemm(a, b, out, stream);
+    dgemm(a, b, out, beta, stream);
     return;
   }
-  if (lt_matmul(a, b, out, stream)) return;
+  if (lt_matmul(a, b, out, beta, stream)) return;
   // No cuBLASLt algorithm for these pointer alignments (a view starting at an
   // odd offset): pack both operands into fresh, 512-byte aligned row-major
   // buffers. They live until the end of this call; their memory may be reused
@@ -167,17 +174,17 @@ void GemmContext::matmul(const Tensor& a, const Tensor& b, const Tensor& out, cu
     launch_copy(x, p, stream);
     return p;
   };
-  LORY_CHECK(lt_matmul(packed(a), packed(b), out, stream), "matmul: cuBLASLt has no algorithm for a ", a.describe(),
-             " @ b ", b.describe(), ", even with packed operands");
+  LORY_CHECK(lt_matmul(packed(a), packed(b), out, beta, stream), "matmul: cuBLASLt has no algorithm for a ",
+             a.describe(), " @ b ", b.describe(), ", even with packed operands");
 }
 
 // cuBLAS's A is our b (m = N, k = K), its B is our a (k = K, n = M), its C is
 // out^T (N x M, ld N).
-void GemmContext::dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
+void GemmContext::dgemm(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream) {
   const Operand oa = as_operand(a), ob = as_operand(b);
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   for (int64_t v : {M, N, K, B, oa.ld, ob.ld}) check_int(v, "a dimension", a, b);
-  const double alpha = 1.0, beta = 0.0;
+  const double alpha = 1.0;
   CUBLAS_CHECK(cublasSetStream(blas_, stream));
   CUBLAS_CHECK(cublasDgemmStridedBatched(
       blas_, ob.op, oa.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha,
@@ -186,17 +193,18 @@ void GemmContext::dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cud
       B == 1 ? 0 : M * N, static_cast<int>(B)));
 }
 
-bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
+bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream) {
   const Operand oa = as_operand(a), ob = as_operand(b);
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   check_int(B, "the batch size", a, b);
-  const cudaDataType_t type = cuda_type(out.dtype());
+  const cudaDataType_t type = cuda_type(a.dtype()), out_type = cuda_type(out.dtype());
   const cublasComputeType_t compute =
-      (out.dtype() == DType::f32 && allow_tf32_) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      (a.dtype() == DType::f32 && allow_tf32_) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   const int64_t out_stride = B == 1 ? 0 : M * N;
 
   Key key;
   key.data_type = static_cast<int>(type);
+  key.out_type = static_cast<int>(out_type);
   key.compute_type = static_cast<int>(compute);
   key.trans_a = static_cast<int>(ob.op);
   key.trans_b = static_cast<int>(oa.op);
@@ -209,7 +217,7 @@ bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out,
   LtMatmulDesc desc(compute, CUDA_R_32F, ob.op, oa.op);
   LtLayout layout_a(type, ob.rows, ob.cols, ob.ld, B, ob.batch_stride);
   LtLayout layout_b(type, oa.rows, oa.cols, oa.ld, B, oa.batch_stride);
-  LtLayout layout_c(type, N, M, N, B, out_stride);
+  LtLayout layout_c(out_type, N, M, N, B, out_stride);
 
   std::optional<cublasLtMatmulAlgo_t> algo;
   {
@@ -231,8 +239,8 @@ bool GemmContext::lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out,
     }
   }
   if (!algo) return false;
-  const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasLtMatmul(lt_, desc.desc, &alpha, ob.ptr, layout_a.layout, oa.ptr, layout_b.layout, &beta,
+  const float alpha = 1.0f, beta_f = static_cast<float>(beta);
+  CUBLAS_CHECK(cublasLtMatmul(lt_, desc.desc, &alpha, ob.ptr, layout_a.layout, oa.ptr, layout_b.layout, &beta_f,
                               out.data_ptr(), layout_c.layout, out.data_ptr(), layout_c.layout, &*algo, workspace_,
                               kWorkspaceBytes, stream));
   return true;

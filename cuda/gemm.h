@@ -1,5 +1,6 @@
-// gemm.h — batched matrix products on cuBLASLt (cuBLAS for f64): the GEMM
-// that Backend::matmul (cuda/matmul.cu) calls; not a Backend method itself.
+// gemm.h — batched matrix products on cuBLASLt (cuBLAS for f64): the GEMMs
+// that Backend::matmul (cuda/matmul.cu) and the fused Lory merge
+// (cuda/merged_linear.cu) run on; not a Backend method itself.
 //
 // One GemmContext per device holds the library handles, a 32 MiB workspace
 // from the caching allocator, and the algorithm cuBLASLt's heuristic picked
@@ -34,7 +35,16 @@ class GemmContext {
   // out[b] = a[b] @ b[b], for operands that meet Backend::matmul's contract
   // (check_matmul_args, tensor/kernel_args.h: each a gemm_operand), with
   // out.numel() > 0 and K > 0; cuda/matmul.cu checks both before calling.
-  void matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream) {
+    gemm(a, b, out, 0.0, stream);
+  }
+
+  // out[b] = a[b] @ b[b] + beta * out[b]: matmul with two freedoms the fused
+  // Lory merge needs (cuda/merged_linear.cu): out may be f32 when a and b are
+  // bf16/f16 (the f32 accumulator is stored, not rounded), and beta may be
+  // nonzero (out then accumulates; it must hold values). Otherwise as matmul:
+  // a and b meet check_matmul_args's layout rules, out is contiguous, K > 0.
+  void gemm(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream);
 
   // f32 GEMMs may use TF32 tensor cores (10-bit mantissa inputs, f32
   // accumulate): ~8x faster, but results then differ from the CPU's at the
@@ -44,17 +54,17 @@ class GemmContext {
 
   // Everything that decides cuBLASLt's choice of algorithm.
   struct Key {
-    int data_type = 0, compute_type = 0, trans_a = 0, trans_b = 0;
+    int data_type = 0, out_type = 0, compute_type = 0, trans_a = 0, trans_b = 0;
     int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0, stride_a = 0, stride_b = 0, stride_c = 0, batch = 0;
     uint32_t align_a = 0, align_b = 0, align_c = 0;
     auto operator<=>(const Key&) const = default;
   };
 
  private:
-  // a, b: as for matmul.
-  void dgemm(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);
+  // a, b, out, beta: as for gemm.
+  void dgemm(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream);
   // False when cuBLASLt has no algorithm for the operands' layout and alignment.
-  bool lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, cudaStream_t stream);
+  bool lt_matmul(const Tensor& a, const Tensor& b, const Tensor& out, double beta, cudaStream_t stream);
 
   int device_;
   CachingAllocator& allocator_;

@@ -1,11 +1,13 @@
 // The CUDA kernels of the model and the optimizer against the CPU backend:
 // gather/scatter-add, fused cross-entropy, RMSNorm (and its fused residual
-// add), RoPE, attention on both CUDA paths (FlashAttention on tensor cores,
-// and the general kernels), segment means, the fused AdamW and the gradient
+// add), RoPE, segment means, the fused expert merge (merged_linear, over
+// several workspace chunks), attention on both CUDA paths (FlashAttention on
+// tensor cores, and the general kernels), the fused AdamW and the gradient
 // norm, then a whole Lory layer and a whole Lory model, forward and backward.
 // Helpers in tests/cuda/compare.h; skipped where no GPU exists.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -237,6 +239,144 @@ TEST_CASE("cuda: segment_mean matches the CPU, forward and backward, with a shor
       check_grads(name_of("segment_mean backward T " + std::to_string(T), t), tol_for(t), {x},
                   [T](const std::vector<Tensor>& in) { return segment_mean(in[0], T); });
     }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The fused expert merge (merged_linear)
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// The CUDA merge's chunk budget for one scope (cuda/merged_linear.cu), then the default again.
+struct MergeChunkBytes {
+  explicit MergeChunkBytes(size_t bytes) { gpu_backend().set_merged_linear_chunk_bytes(bytes); }
+  ~MergeChunkBytes() { gpu_backend().set_merged_linear_chunk_bytes(0); }
+  MergeChunkBytes(const MergeChunkBytes&) = delete;
+  MergeChunkBytes& operator=(const MergeChunkBytes&) = delete;
+};
+
+struct MergeCase {
+  int64_t S, T, E, out, in;
+  int64_t chunk;  // segments the budget holds (0: the default budget, one chunk at these sizes)
+  std::string str() const {
+    return "S" + std::to_string(S) + " T" + std::to_string(T) + " E" + std::to_string(E) + " out" +
+           std::to_string(out) + " in" + std::to_string(in) + " chunk " + (chunk ? std::to_string(chunk) : "default");
+  }
+};
+
+// The chunks the CUDA kernel takes for c (its rule: as many segments as the
+// budget holds, evened out), to name them in the test's output.
+std::string merge_chunks(const MergeCase& c) {
+  const int64_t fit = c.chunk ? c.chunk : c.S, chunks = (c.S + fit - 1) / fit, nc = (c.S + chunks - 1) / chunks;
+  std::string s;
+  for (int64_t s0 = 0; s0 < c.S; s0 += nc) s += (s.empty() ? "" : "+") + std::to_string(std::min(nc, c.S - s0));
+  return s;
+}
+
+// The three kernel calls of one backend on inputs {x, dy, weights, experts}:
+// merged_linear, its transposed form (on dy) and the weight gradients.
+// Outputs start as NaN, so an element a kernel leaves unwritten shows.
+std::vector<Tensor> merged_linear_kernels(Backend& be, const std::vector<Tensor>& in) {
+  const Tensor &x = in[0], &dy = in[1], &w = in[2], &W = in[3];
+  const TensorOptions opt{W.dtype(), W.device(), false};
+  const double nan = std::nan("");
+  Tensor y = full(dy.shape(), nan, opt), dx = full(x.shape(), nan, opt), dW = full(W.shape(), nan, opt),
+         de = full(w.shape(), nan, opt);
+  be.merged_linear(x, w, W, /*transposed=*/false, y);
+  be.merged_linear(dy, w, W, /*transposed=*/true, dx);
+  be.merged_linear_backward_weights(dy, x, w, W, dW, de);
+  return {y, dx, dW, de};
+}
+
+std::vector<Tensor> merge_inputs(const MergeCase& c, DType t) {
+  return {randn_as({c.S, c.T, c.in}, t, 80), randn_as({c.S, c.T, c.out}, t, 81), randn_as({c.S, c.E}, t, 82),
+          randn_as({c.E, c.out, c.in}, t, 83)};
+}
+
+double merge_tol(DType t) {
+  return t == DType::f64 ? 1e-12 : (t == DType::f32 ? 1e-5 : (t == DType::f16 ? 3e-3 : 2e-2));
+}
+
+}  // namespace
+
+TEST_CASE("cuda: merged_linear matches the CPU kernel (forward, transposed, weight gradients) over several chunks") {
+  const std::vector<MergeCase> cases{
+      {7, 5, 3, 12, 10, 3},    // chunks of 3, 3 and 1: a partial last chunk
+      {7, 5, 3, 12, 10, 1},    // one segment a chunk
+      {9, 8, 4, 64, 48, 4},    // evened out: 3 + 3 + 3
+      {5, 4, 1, 8, 12, 2},     // E = 1, chunks 2 + 2 + 1
+      {1, 9, 4, 16, 24, 0},    // S = 1
+      {1, 3, 1, 5, 7, 1},      // S = 1 and E = 1
+      {10, 16, 8, 32, 24, 0},  // the default budget: one chunk
+  };
+  for (DType t : kFloatTypes) {
+    for (const MergeCase& c : cases) {
+      const std::string what =
+          std::string("merged_linear ") + dtype_name(t) + " " + c.str() + " (chunks " + merge_chunks(c) + ")";
+      const std::vector<Tensor> in = merge_inputs(c, t);
+      std::vector<Tensor> gpu_in;
+      for (const Tensor& x : in) gpu_in.push_back(x.to(kGpu));
+      const std::vector<Tensor> e = merged_linear_kernels(cpu_backend(), in);
+      MergeChunkBytes budget(static_cast<size_t>(c.chunk * c.out * c.in) * dtype_size(t));
+      const std::vector<Tensor> a = merged_linear_kernels(cuda_backend(0), gpu_in);
+      const char* names[] = {"y", "dx (transposed)", "dexperts", "dweights"};
+      for (int i = 0; i < 4; ++i) expect_close_normalized(e[i], a[i], merge_tol(t), what + ": " + names[i]);
+    }
+  }
+}
+
+TEST_CASE("cuda: merged_linear is deterministic over several chunks (bf16 dexperts summed in f32 across them)") {
+  const MergeCase c{11, 8, 4, 40, 24, 3};
+  for (DType t : {DType::f32, DType::bf16}) {
+    const std::vector<Tensor> in = merge_inputs(c, t);
+    std::vector<Tensor> gpu_in;
+    for (const Tensor& x : in) gpu_in.push_back(x.to(kGpu));
+    MergeChunkBytes budget(static_cast<size_t>(c.chunk * c.out * c.in) * dtype_size(t));
+    const std::vector<Tensor> a = merged_linear_kernels(cuda_backend(0), gpu_in),
+                              b = merged_linear_kernels(cuda_backend(0), gpu_in);
+    for (int i = 0; i < 4; ++i)
+      expect_close(a[i], b[i], Tol{0, 0}, name_of("merged_linear run twice, output " + std::to_string(i), t));
+  }
+}
+
+TEST_CASE("cuda: the merged_linear op's gradients match the CPU with several chunks, in f32 and bf16") {
+  const MergeCase c{6, 7, 3, 20, 12, 4};  // chunks 3 + 3
+  for (DType t : {DType::f32, DType::bf16}) {
+    const std::vector<Tensor> in = merge_inputs(c, t);
+    const std::vector<Tensor> params{in[0], in[2], in[3]};  // x, weights, experts
+    auto f = [](const std::vector<Tensor>& p) { return merged_linear(p[0], p[1], p[2]); };
+    MergeChunkBytes budget(static_cast<size_t>(c.chunk * c.out * c.in) * dtype_size(t));
+    const std::vector<Tensor> e = grads_on(cpu_device(), params, f, 84), a = grads_on(kGpu, params, f, 84);
+    const char* names[] = {"dx", "dweights", "dexperts"};
+    for (int i = 0; i < 3; ++i)
+      expect_close_normalized(e[i], a[i], merge_tol(t), name_of(std::string("merged_linear op ") + names[i], t));
+  }
+}
+
+TEST_CASE("cuda: merged_linear's workspace is one chunk, not an [S, out, in] buffer") {
+  CudaBackend& backend = gpu_backend();
+  const MergeCase c{32, 8, 4, 64, 48, 2};
+  const size_t budget = static_cast<size_t>(c.chunk * c.out * c.in) * sizeof(float);  // 24 KiB; all 32 W̄_s: 384 KiB
+  std::vector<Tensor> in;
+  for (const Tensor& x : merge_inputs(c, DType::f32)) in.push_back(x.to(kGpu));
+  const Tensor &x = in[0], &dy = in[1], &w = in[2], &W = in[3];
+  Tensor y = empty(dy.shape(), {DType::f32, kGpu}), dW = empty(W.shape(), {DType::f32, kGpu}),
+         de = empty(w.shape(), {DType::f32, kGpu});
+  MergeChunkBytes chunk(budget);
+  backend.merged_linear(x, w, W, false, y);  // creates the GEMM context and its workspace first
+  backend.synchronize();
+  for (int pass = 0; pass < 2; ++pass) {
+    backend.allocator().reset_peak();
+    const size_t before = backend.allocator().stats().allocated_bytes;
+    if (pass == 0)
+      backend.merged_linear(x, w, W, false, y);
+    else
+      backend.merged_linear_backward_weights(dy, x, w, W, dW, de);
+    backend.synchronize();
+    const size_t peak = backend.allocator().stats().peak_allocated_bytes;
+    CHECK_MESSAGE(peak - before <= budget, (pass == 0 ? "forward" : "backward"), " used ", peak - before,
+                  " bytes of workspace, budget ", budget);
   }
 }
 
