@@ -19,9 +19,9 @@ using Clock = std::chrono::steady_clock;
 
 enum class Kind : uint8_t { op, node, region };
 
-// What a record is kept under; the views point into the Record itself once
-// stored, or into the caller's strings for a lookup (hashing the text, so a
-// Node's std::string name finds the same record as every other Node's).
+// What a Row is kept under. The views point into the Row itself once it is
+// stored, or into the caller's strings for a lookup; equality and hashing
+// are by text, so every Node named "MulBackward" finds the same Row.
 struct Key {
   std::string_view name;
   Phase phase;
@@ -119,7 +119,9 @@ bool open_node(std::string_view name, const char* layer) {
   State& s = state();
   if (!on_owner_thread(s)) return false;
   s.phases.push_back(Phase::backward);
-  s.layers.push_back(layer);  // ops a backward runs again (checkpoint) open their own
+  // The Node's layer type is the current one while its backward runs (a
+  // block that checkpoint runs again opens its own inside).
+  s.layers.push_back(layer);
   return open(s, Kind::node, name, Phase::backward, layer);
 }
 
