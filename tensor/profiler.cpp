@@ -288,7 +288,7 @@ void print_table(std::FILE* out, const Summary& s, size_t max_rows) {
                "untracked", untracked * ms, pct(untracked));
 
   std::fprintf(out, "\n%-14s %12s %12s %12s %12s %8s\n", "layer type", "forward ms", "backward ms",
-               "optimizer..", "total ms", "% step");
+               "other phases", "total ms", "% step");
   for (const LayerTotal& l : s.layers()) {
     const double fwd = l.self_s[static_cast<int>(Phase::forward)], bwd = l.self_s[static_cast<int>(Phase::backward)];
     double rest = 0;  // optimizer, communication, other
