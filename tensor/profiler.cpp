@@ -297,12 +297,12 @@ void print_table(std::FILE* out, const Summary& s, size_t max_rows) {
                  rest * ms, l.total_s() * ms, pct(l.total_s()));
   }
 
-  std::fprintf(out, "\n%-28s %-13s %-10s %9s %12s %12s %8s %10s\n", "op / backward node / region", "phase", "layer",
+  std::fprintf(out, "\n%-28s %-13s %-13s %10s %12s %13s %8s %10s\n", "op / backward node / region", "phase", "layer",
                "calls/step", "self ms/step", "total ms/step", "% step", "us/call");
   const size_t shown = std::min(max_rows, s.rows.size());
   for (size_t i = 0; i < shown; ++i) {
     const Row& r = s.rows[i];
-    std::fprintf(out, "%-28s %-13s %-10s %9.1f %12.3f %12.3f %7.1f%% %10.1f\n", r.name.c_str(), phase_name(r.phase),
+    std::fprintf(out, "%-28s %-13s %-13s %10.1f %12.3f %13.3f %7.1f%% %10.1f\n", r.name.c_str(), phase_name(r.phase),
                  layer_label(r.layer), static_cast<double>(r.calls) / steps, r.self_s * ms, r.total_s * ms,
                  pct(r.self_s), r.calls ? 1e6 * r.total_s / static_cast<double>(r.calls) : 0.0);
   }
