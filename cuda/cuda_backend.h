@@ -18,6 +18,7 @@
 //   rms_norm.cu      rms_norm_forward, add_rms_norm_forward, rms_norm_backward
 //   rope.cu          rope                      segment_mean.cu  segment_mean
 //   attention.cu     attention_forward, attention_backward (picks flash_attention.cu or its own kernels)
+//   merged_linear.cu merged_linear, merged_linear_backward_weights (Lory's fused merge)
 //   optimizer.cu     adamw_step, sum_squares
 // Helpers that are not a Backend method keep descriptive names: gemm.h/.cu
 // (the cuBLASLt wrapper), flash_attention.cu, caching_allocator.h/.cu,
@@ -107,6 +108,12 @@ class CudaBackend final : public Backend {
                           const Tensor& lse, double scale, bool causal, Tensor& dq, Tensor& dk, Tensor& dv) override;
 
   void segment_mean(const Tensor& x, int64_t T, Tensor& out) override;
+
+  // ---- Lory expert merging (merged_linear.cu) ----
+  void merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts, bool transposed,
+                     Tensor& out) override;
+  void merged_linear_backward_weights(const Tensor& dy, const Tensor& x, const Tensor& weights, const Tensor& experts,
+                                      Tensor& dexperts, Tensor& dweights) override;
 
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
                   const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) override;

@@ -24,6 +24,8 @@ const std::vector<std::pair<InferenceRouting, const char*>> kInferenceRoutings =
     {InferenceRouting::prompt, "prompt"}, {InferenceRouting::segment, "segment"}};
 const std::vector<std::pair<FirstSegment, const char*>> kFirstSegments = {{FirstSegment::self, "self"},
                                                                           {FirstSegment::uniform, "uniform"}};
+const std::vector<std::pair<MergeKernel, const char*>> kMergeKernels = {{MergeKernel::fused, "fused"},
+                                                                        {MergeKernel::gemm, "gemm"}};
 
 template <typename E>
 const char* name_in(const std::vector<std::pair<E, const char*>>& table, E value) {
@@ -78,6 +80,11 @@ ForwardRouting parse_forward_routing(const std::string& name, const std::string&
 const char* first_segment_name(FirstSegment f) { return name_in(kFirstSegments, f); }
 FirstSegment parse_first_segment(const std::string& name, const std::string& where) {
   return parse_in(kFirstSegments, name, where);
+}
+
+const char* merge_kernel_name(MergeKernel k) { return name_in(kMergeKernels, k); }
+MergeKernel parse_merge_kernel(const std::string& name, const std::string& where) {
+  return parse_in(kMergeKernels, name, where);
 }
 
 int64_t llama_intermediate_size(int64_t d) { return 256 * ((8 * d / 3 + 255) / 256); }

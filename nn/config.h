@@ -70,6 +70,13 @@ InferenceRouting parse_inference_routing(const std::string& name, const std::str
 ForwardRouting parse_forward_routing(const std::string& name, const std::string& where = "routing");
 
 enum class FirstSegment { self, uniform };
+
+// How a Lory layer computes its merged linears (nn/merge_experts.h): fused
+// (tensor/ops/merged_linear.cpp: W̄_s formed a tile at a time, never stored;
+// the default) or gemm (the readable formulation that stores every W̄_s).
+enum class MergeKernel { fused, gemm };
+const char* merge_kernel_name(MergeKernel k);
+MergeKernel parse_merge_kernel(const std::string& name, const std::string& where = "merge kernel");
 const char* first_segment_name(FirstSegment f);
 FirstSegment parse_first_segment(const std::string& name, const std::string& where = "first_segment");
 

@@ -31,9 +31,11 @@ void LoryFFN::check_input(const Tensor& x) const {
 Tensor LoryFFN::segment_means(const Tensor& x, int64_t T) { return segment_mean(x, T); }
 
 Tensor LoryFFN::merged_ffn(const Tensor& xs, const Tensor& weights) const {
-  const Tensor gate = merged_linear(xs, weights, gate_experts, recompute_merged);
-  const Tensor up = merged_linear(xs, weights, up_experts, recompute_merged);
-  return merged_linear(swiglu(gate, up), weights, down_experts, recompute_merged);
+  auto linear = [&](const Tensor& x, const Tensor& experts) {
+    return merge_kernel == MergeKernel::fused ? merged_linear(x, weights, experts)
+                                              : merged_linear_gemm(x, weights, experts);
+  };
+  return linear(swiglu(linear(xs, gate_experts), linear(xs, up_experts)), down_experts);
 }
 
 Tensor LoryFFN::forward(const Tensor& x, const ForwardRouting& routing, int64_t prompt_length) {

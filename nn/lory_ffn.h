@@ -69,7 +69,7 @@ class LoryFFN : public Module {
   Linear router;                                  // weight [E, d]
   int64_t num_experts, segment_length;
   FirstSegment first_segment;
-  bool recompute_merged = false;  // recompute W̄ in backward instead of storing it
+  MergeKernel merge_kernel = MergeKernel::fused;  // how W̄ is applied (merge_experts.h)
 
  private:
   // Steps 1-3: the weights each segment of x is merged with, [B, N, E].

@@ -153,9 +153,9 @@ std::vector<Tensor> LoryLM::routing_weights() const {
   return out;
 }
 
-void LoryLM::set_recompute_merged(bool on) {
+void LoryLM::set_merge_kernel(MergeKernel kernel) {
   for (auto& layer : model.layers)
-    if (layer->lory_mlp) layer->lory_mlp->recompute_merged = on;
+    if (layer->lory_mlp) layer->lory_mlp->merge_kernel = kernel;
 }
 
 }  // namespace lory::nn

@@ -88,8 +88,8 @@ class LoryLM : public Module {
 
   // Per Lory layer, the routing weights of the last forward ([B, N, E]); empty for dense.
   std::vector<Tensor> routing_weights() const;
-  // Sets recompute-in-backward of the merged expert weights on every Lory layer.
-  void set_recompute_merged(bool on);
+  // Sets how every Lory layer applies its merged experts (fused by default).
+  void set_merge_kernel(MergeKernel kernel);
   // Activation recomputation per decoder layer (autograd/checkpoint.h): a
   // training forward keeps only each layer's input and runs the layer again
   // in backward. For long contexts, where activations dominate memory.

@@ -1,4 +1,6 @@
-// merge_experts.h — expert merging in parameter space, as GEMMs.
+// merge_experts.h — expert merging in parameter space: the readable GEMM
+// formulation, which the fused kernel (tensor/ops/merged_linear.cpp) is
+// tested against.
 //
 // The merge of the paper (lory-paper.md): SMEAR's merged FFN, eq. (2),
 //   o_x = FFN(h_x; Σ_{i=1}^{E} e_i · θ_i)
@@ -17,6 +19,13 @@
 //   de = dW̄ @ W^T      (de_si = <dW̄_s, W_i>)
 // which is what the matmul op's own backward computes, so merge_experts needs
 // no backward of its own.
+//
+// The price of writing it this way: every W̄_s [out, in] is written to memory
+// and read back by the segment GEMMs, and backward does the same with every
+// dW̄_s. That is S·out·in values per linear, at T = 64 as much traffic as the
+// GEMMs' own operands. The fused op computes the same values a tile at a time
+// and never holds W̄_s or dW̄_s whole; LoryFFN uses it unless told
+// MergeKernel::gemm.
 #pragma once
 
 #include "tensor/tensor.h"
@@ -26,14 +35,11 @@ namespace lory::nn {
 // weights: [S, E], experts: [E, out, in] -> merged [S, out, in].
 Tensor merge_experts(const Tensor& weights, const Tensor& experts);
 
-// Segment-batched linear through merged experts:
+// Segment-batched linear through merged experts, materialising every W̄_s:
 //   x: [S, T, in], weights: [S, E], experts: [E, out, in] -> [S, T, out],
 //   y_s = x_s W̄_s^T.
-// With recompute = false the merged W̄ [S, out, in] is kept for the backward
-// (by the batched matmul that uses it). With recompute = true it is not: the
-// backward merges again (one GEMM, E/T of the layer's FLOPs) and then
-//   dx = dy W̄,  dW̄ = dy^T x,  dW = e^T dW̄,  de = dW̄ W^T,
-// saving S*out*in values per call between forward and backward.
-Tensor merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts, bool recompute);
+// The merged W̄ [S, out, in] is kept for the backward (by the batched matmul
+// that uses it).
+Tensor merged_linear_gemm(const Tensor& x, const Tensor& weights, const Tensor& experts);
 
 }  // namespace lory::nn

@@ -171,6 +171,25 @@ class Backend {
   // (L - (N-1) T of them). Accumulates in f32 (f64 for f64), in token order.
   virtual void segment_mean(const Tensor& x, int64_t T, Tensor& out) = 0;
 
+  // ---- Lory expert merging (nn/merge_experts.h has the maths) ----
+  // The merged linear of a Lory layer, fused: for every segment s, with the
+  // merged matrix W̄_s = Σ_i weights[s, i] experts[i] (eq. (2)/(3)),
+  //   transposed = false:  out[s] = x[s] W̄_s^T   x: [S, T, in]   out: [S, T, out]
+  //   transposed = true:   out[s] = x[s] W̄_s     x: [S, T, out]  out: [S, T, in]
+  // (the second is the first's input gradient). experts: [E, out, in],
+  // weights: [S, E]; all contiguous, one floating dtype. W̄_s is never held
+  // whole: it is formed a tile at a time and used at once.
+  virtual void merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts, bool transposed,
+                             Tensor& out) = 0;
+  // Its parameter gradients, with G_s = dy[s]^T x[s] ([out, in], also never
+  // held whole), dy: [S, T, out], x: [S, T, in]:
+  //   dexperts[i] = Σ_s weights[s, i] G_s        [E, out, in]
+  //   dweights[s, i] = <G_s, experts[i]>         [S, E]
+  // accumulated in f32 (f64 for f64) in a fixed order: the same bits on
+  // every run and thread count. Same contiguity and dtype rules as above.
+  virtual void merged_linear_backward_weights(const Tensor& dy, const Tensor& x, const Tensor& weights,
+                                              const Tensor& experts, Tensor& dexperts, Tensor& dweights) = 0;
+
   // ---- optimizer ----
   // One AdamW update over flat f32 buffers, every parameter slot in one pass
   // (train/adamw.h has the formula). Per element i of each slot:
@@ -195,8 +214,9 @@ class Backend {
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,
                           const std::vector<AdamWSlot>& slots, const AdamWHyper& hyper) = 0;
   // out (f64 [1]) = Σ x[i]^2 over a contiguous f32 x, accumulated in f64 in
-  // a fixed order (chunks of 65536 elements, then the chunks in order): the
-  // squared global gradient norm, the same bits on every run.
+  // a fixed order (chunks of 65536 elements, each summed in vector lanes
+  // combined in a fixed order, then the chunks in order): the squared global
+  // gradient norm, the same bits on every run and thread count.
   virtual void sum_squares(const Tensor& x, Tensor& out) = 0;
 };
 

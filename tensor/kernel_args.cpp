@@ -356,6 +356,60 @@ int64_t check_segment_mean_args(const Tensor& x, int64_t T, const Tensor& out) {
   return N;
 }
 
+// ---- Lory expert merging ----
+
+namespace {
+void check_operand(const Tensor& t, const char* kernel, const char* what, const Tensor& like) {
+  LORY_CHECK(t.is_contiguous() && t.dtype() == like.dtype(), kernel, ": ", what, " must be contiguous with ",
+             dtype_name(like.dtype()), " like experts ", like.describe(), ", got ", t.describe());
+}
+}  // namespace
+
+void check_merged_linear_args(const Tensor& x, const Tensor& weights, const Tensor& experts, bool transposed,
+                              const Tensor& out) {
+  const char* kernel = "merged_linear";
+  LORY_CHECK(experts.dim() == 3 && is_floating(experts.dtype()), kernel,
+             ": experts must be [E, out, in] of a floating dtype, got ", experts.describe());
+  const int64_t E = experts.size(0), rows = experts.size(1), cols = experts.size(2);
+  const int64_t x_dim = transposed ? rows : cols, y_dim = transposed ? cols : rows;
+  LORY_CHECK(x.dim() == 3 && x.size(2) == x_dim, kernel, ": x must be [S, T, ", x_dim, "] for experts ",
+             experts.describe(), transposed ? " (transposed)" : "", ", got ", x.describe());
+  const int64_t S = x.size(0), T = x.size(1);
+  LORY_CHECK(weights.dim() == 2 && weights.size(0) == S && weights.size(1) == E, kernel, ": weights must be [", S,
+             ", ", E, "] (a weight per segment of x ", x.describe(), " and expert of ", experts.describe(), "), got ",
+             weights.describe());
+  LORY_CHECK(out.dim() == 3 && out.size(0) == S && out.size(1) == T && out.size(2) == y_dim, kernel,
+             ": out must be [", S, ", ", T, ", ", y_dim, "], got ", out.describe());
+  check_operand(x, kernel, "x", experts);
+  check_operand(weights, kernel, "weights", experts);
+  check_operand(experts, kernel, "experts", experts);
+  check_operand(out, kernel, "out", experts);
+}
+
+void check_merged_linear_backward_args(const Tensor& dy, const Tensor& x, const Tensor& weights,
+                                       const Tensor& experts, const Tensor& dexperts, const Tensor& dweights) {
+  const char* kernel = "merged_linear_backward_weights";
+  LORY_CHECK(experts.dim() == 3 && is_floating(experts.dtype()), kernel,
+             ": experts must be [E, out, in] of a floating dtype, got ", experts.describe());
+  const int64_t E = experts.size(0), rows = experts.size(1), cols = experts.size(2);
+  LORY_CHECK(x.dim() == 3 && x.size(2) == cols, kernel, ": x must be [S, T, ", cols, "] for experts ",
+             experts.describe(), ", got ", x.describe());
+  const int64_t S = x.size(0), T = x.size(1);
+  LORY_CHECK(dy.dim() == 3 && dy.size(0) == S && dy.size(1) == T && dy.size(2) == rows, kernel, ": dy must be [", S,
+             ", ", T, ", ", rows, "] for x ", x.describe(), " and experts ", experts.describe(), ", got ",
+             dy.describe());
+  LORY_CHECK(weights.dim() == 2 && weights.size(0) == S && weights.size(1) == E, kernel, ": weights must be [", S,
+             ", ", E, "], got ", weights.describe());
+  LORY_CHECK(dexperts.shape() == experts.shape(), kernel, ": dexperts must be shaped like experts ",
+             experts.describe(), ", got ", dexperts.describe());
+  LORY_CHECK(dweights.shape() == weights.shape(), kernel, ": dweights must be shaped like weights ",
+             weights.describe(), ", got ", dweights.describe());
+  for (const auto& [t, what] : {std::pair{&dy, "dy"}, std::pair{&x, "x"}, std::pair{&weights, "weights"},
+                                std::pair{&experts, "experts"}, std::pair{&dexperts, "dexperts"},
+                                std::pair{&dweights, "dweights"}})
+    check_operand(*t, kernel, what, experts);
+}
+
 // ---- optimizer ----
 
 void check_adamw_args(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,

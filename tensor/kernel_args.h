@@ -167,6 +167,19 @@ void check_segment_mean_input(const Tensor& x, int64_t T);
 // segment_mean: the above with x contiguous, out [B, ceil(L/T), d] like x. Returns N.
 int64_t check_segment_mean_args(const Tensor& x, int64_t T, const Tensor& out);
 
+// ---- Lory expert merging ----
+
+// merged_linear: x [S, T, in] (transposed: [S, T, out]), weights [S, E],
+// experts [E, out, in], out [S, T, out] (transposed: [S, T, in]); contiguous,
+// one floating dtype (the op's check and the kernel's). Names both shapes on
+// a mismatch.
+void check_merged_linear_args(const Tensor& x, const Tensor& weights, const Tensor& experts, bool transposed,
+                              const Tensor& out);
+// merged_linear_backward_weights: dy [S, T, out], x [S, T, in], weights
+// [S, E], experts [E, out, in], dexperts like experts, dweights like weights.
+void check_merged_linear_backward_args(const Tensor& dy, const Tensor& x, const Tensor& weights,
+                                       const Tensor& experts, const Tensor& dexperts, const Tensor& dweights);
+
 // ---- optimizer ----
 
 // adamw_step: four contiguous f32 buffers of one length (16-byte aligned, for

@@ -135,6 +135,12 @@ AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w
 // x: [B, L, d] -> [B, ceil(L / T), d]: the mean of each segment of T tokens,
 // the last (possibly shorter) segment over its real tokens (Lory §3.1).
 Tensor segment_mean(const Tensor& x, int64_t T);
+// Lory's merged linear, fused (tensor/ops/merged_linear.cpp): for every
+// segment s, y[s] = x[s] W̄_s^T with W̄_s = Σ_i weights[s, i] experts[i].
+// x: [S, T, in], weights: [S, E], experts: [E, out, in] -> [S, T, out].
+// W̄_s is formed a tile at a time and never held whole, in forward or
+// backward; nn/merge_experts.h has the GEMM formulation it equals.
+Tensor merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts);
 // x: [B, L, H, Dh] (sequence-major, as a projection produces it). Rotates
 // pairs (i, i + Dh/2) by angle (pos_offset + l) * theta^(-2i/Dh): the HF LLaMA
 // rotate_half convention. pos_offset is the number of cached positions.

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
           ->default_str("");
   train::MemoryPlanInput plan_in;
   std::string precision = "bf16", recompute = "none";
-  bool recompute_merged = false;
+  std::string merge_kernel = "fused";
   double gpu_gib = 80, bucket_mib = 25;
   app.add_option("--ranks", plan_in.world, "data-parallel ranks")->type_name("N")->check(CLI::PositiveNumber);
   app.add_option("--zero", plan_in.zero,
@@ -71,8 +71,11 @@ int main(int argc, char** argv) {
   app.add_option("--recompute", recompute, "activation recomputation per decoder layer (train.recompute)")
       ->type_name("R")
       ->check(CLI::IsMember({"none", "blocks"}));
-  app.add_flag("--recompute-merged", recompute_merged,
-               "recompute the merged expert weights in backward (train.recompute_merged)");
+  app.add_option("--merge-kernel", merge_kernel,
+                 "how Lory layers apply merged experts (train.merge_kernel): fused stores no merged matrix, gemm "
+                 "stores every segment's")
+      ->type_name("K")
+      ->check(CLI::IsMember({"fused", "gemm"}));
   app.add_option("--accumulation", plan_in.accumulation,
                  "micro-batches per step on each rank (global batch / (micro-batch x ranks x seq))")
       ->type_name("A")
@@ -132,7 +135,7 @@ int main(int argc, char** argv) {
     plan_in.seq_len = seq_opt->count() > 0 ? plan_in.seq_len : static_cast<int64_t>(L);
     plan_in.compute = precision == "bf16" ? DType::bf16 : DType::f32;
     plan_in.recompute_blocks = recompute == "blocks";
-    plan_in.recompute_merged = recompute_merged;
+    plan_in.merge_kernel = nn::parse_merge_kernel(merge_kernel, "--merge-kernel");
     plan_in.bucket_bytes = static_cast<int64_t>(bucket_mib * (1 << 20));
     const train::MemoryPlan plan = train::plan_memory(c, plan_in);
     const train::ActivationEstimate& act = plan.activations;
@@ -148,7 +151,7 @@ int main(int argc, char** argv) {
         static_cast<long long>(plan_in.world), multi ? "s" : "", plan_in.zero, c_name,
         static_cast<long long>(plan_in.micro_batch), static_cast<long long>(plan_in.seq_len),
         static_cast<long long>(plan_in.accumulation), recompute.c_str(),
-        recompute_merged ? " (and merged experts)" : "");
+        merge_kernel == "gemm" ? ", merged experts stored (gemm)" : "");
     std::printf("  flat parameters %lld elements (padded to 16 per parameter and 16 x ranks), shard %lld\n",
                 static_cast<long long>(plan.flat_elements), static_cast<long long>(plan.shard_elements));
     std::printf("                            GiB\n");

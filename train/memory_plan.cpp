@@ -21,9 +21,10 @@
 //   Lory FFN          the tokens grouped by segment, [S, T, d] (normed2
 //                     itself, or a zero-padded copy when T does not divide
 //                     L), gate, up and swiglu's output [S, T, f]            c·n'·d + 3 c·n'·f
-//                     the merged matrices W̄ of gate, up, down [S, f, d],
-//                     kept by the batched matmuls that use them, unless
-//                     train.recompute_merged                                3 c·S·f·d
+//                     with train.merge_kernel = "gemm" only: the merged
+//                     matrices W̄ of gate, up, down [S, f, d], kept by the
+//                     batched matmuls that use them (the fused kernel
+//                     never stores one)                                     3 c·S·f·d
 //                     routing: segment means [S, d] (router input), the
 //                     softmax output [S, E] and the shifted weights [S, E]  c·S·(d + 2E)
 //   the final add     nothing; its output is the next layer's input
@@ -137,22 +138,25 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   // set and its incoming gradient (transients of each op's backward):
   //   dense  down_proj: d(swiglu out) c·n·f and dW c·f·d; or swiglu's: its
   //          output freed, dgate and dup 2 c·n·f
-  //   Lory   down's batched matmul: d(swiglu out) c·n'·f and dW̄ c·S·f·d; or
-  //          the merge's backward: the experts' gradient c·E·f·d (swiglu's
-  //          output and W̄_down freed by then); or swiglu's, as dense, with
-  //          W̄_down freed. With recompute_merged, the merged linear's
-  //          backward holds d(its input), W̄ merged again, dW̄ and the experts'
-  //          gradient at once. When T does not divide L, the output's
-  //          gradient is padded back to [S, T, d] (a copy) on top.
+  //   Lory   fused: down's backward holds d(swiglu out) c·n'·f and the
+  //          experts' gradient c·E·f·d at once (no W̄ or dW̄ exists); or
+  //          swiglu's, as dense.
+  //          gemm: down's batched matmul: d(swiglu out) c·n'·f and dW̄
+  //          c·S·f·d; or the merge's backward: the experts' gradient c·E·f·d
+  //          (swiglu's output and W̄_down freed by then); or swiglu's, as
+  //          dense, with W̄_down freed.
+  //          When T does not divide L, the output's gradient is padded back
+  //          to [S, T, d] (a copy) on top.
   int64_t ffn_saved = 0, ffn_extra = 0, routing_kept = 0;
   if (m.is_lory()) {
     const int64_t E = m.num_experts, T = m.segment_length, N = (L + T - 1) / T, S = B * N, np = S * T;
     const int64_t merged = c * S * f * d;  // one W̄ stack [S, f, d]
     const int64_t expert_grad = c * E * f * d;
     const int64_t routing = c * S * d + c * S * E + (N > 1 ? c * S * E : 0);
-    ffn_saved = c * np * d + 3 * c * np * f + routing + (in.recompute_merged ? 0 : 3 * merged);
-    ffn_extra = in.recompute_merged ? c * np * f + 2 * merged + expert_grad
-                                    : std::max({c * np * f + merged, expert_grad, 2 * c * np * f - merged});
+    const bool fused = in.merge_kernel == nn::MergeKernel::fused;
+    ffn_saved = c * np * d + 3 * c * np * f + routing + (fused ? 0 : 3 * merged);
+    ffn_extra = fused ? std::max(c * np * f + expert_grad, 2 * c * np * f)
+                      : std::max({c * np * f + merged, expert_grad, 2 * c * np * f - merged});
     if (np != n) ffn_extra += c * np * d;
     // LoryFFN::last_routing_weights() keeps each layer's [B, N, E] weights
     // between steps: part of the saved set, except under recomputation.

@@ -54,7 +54,7 @@ struct MemoryPlanInput {
   int64_t seq_len = 4096;                    // L, tokens per sequence
   DType compute = DType::bf16;               // bf16 or f32 (train.precision)
   bool recompute_blocks = false;             // train.recompute = "blocks"
-  bool recompute_merged = false;             // train.recompute_merged
+  nn::MergeKernel merge_kernel = nn::MergeKernel::fused;  // train.merge_kernel
   int64_t bucket_bytes = int64_t{25} << 20;  // gradient bucket (stage 2 staging)
   int64_t accumulation = 1;                  // micro-batches per step on each rank
 };

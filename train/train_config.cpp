@@ -264,8 +264,10 @@ const std::vector<Key>& config_keys() {
                         "initialisation and data order"));
     k.push_back(str_key("train.recompute", [](C& c) -> std::string& { return c.train.recompute; }, {"none", "blocks"},
                         "activation recomputation per decoder layer"));
-    k.push_back(bool_key("train.recompute_merged", [](C& c) -> bool& { return c.train.recompute_merged; },
-                         "recompute merged expert weights in backward instead of keeping them"));
+    k.push_back(str_key("train.merge_kernel", [](C& c) -> std::string& { return c.train.merge_kernel; },
+                        {"fused", "gemm"},
+                        "how Lory layers apply merged experts: fused (never stores a merged matrix) or gemm (the "
+                        "reference that stores every segment's, nn/merge_experts.h)"));
     k.push_back(int_key("train.threads", [](C& c) -> int64_t& { return c.train.threads; }, Rule::non_negative,
                         "CPU threads per rank (0 = OpenMP's default)"));
     k.push_back(int_key("train.zero", [](C& c) -> int64_t& { return c.train.zero; }, Rule::zero_stage,

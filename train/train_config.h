@@ -60,7 +60,7 @@ struct TrainConfig {
     int64_t micro_batch = 1;                // sequences per forward/backward on one rank
     int64_t seed = 1;
     std::string recompute = "none";         // none | blocks (activation recomputation per decoder layer)
-    bool recompute_merged = false;          // recompute merged expert weights in backward
+    std::string merge_kernel = "fused";     // fused | gemm: how Lory layers apply merged experts (nn/merge_experts.h)
     int64_t threads = 0;                    // CPU threads (0 = OpenMP's default)
     int64_t zero = 1;         // ZeRO stage with several ranks: 0 (replicated), 1 (optimizer state sharded), 2 (+ gradients)
     double bucket_mb = 25;    // MiB of f32 gradients per reduce-scatter bucket (train/gradient_reducer.h)

@@ -197,7 +197,7 @@ void Trainer::report_memory(const char* when) {
   in.seq_len = plan_.seq_len;
   in.compute = compute_dtype(config_);
   in.recompute_blocks = config_.train.recompute == "blocks";
-  in.recompute_merged = config_.train.recompute_merged;
+  in.merge_kernel = nn::parse_merge_kernel(config_.train.merge_kernel, "train.merge_kernel");
   in.bucket_bytes = static_cast<int64_t>(config_.train.bucket_mb * 1024 * 1024);
   in.accumulation = plan_.accum;
   const MemoryPlan plan = plan_memory(model_->config, in);
@@ -379,7 +379,7 @@ std::unique_ptr<ZeroOptimizer> Trainer::make_optimizer(nn::LoryLM& model) {
 
 void Trainer::build_model(const nn::LoryConfig& model_config) {
   model_ = std::make_unique<nn::LoryLM>(model_config);  // initialised on the CPU: the same values on any device
-  model_->set_recompute_merged(config_.train.recompute_merged);
+  model_->set_merge_kernel(nn::parse_merge_kernel(config_.train.merge_kernel, "train.merge_kernel"));
   model_->recompute_activations = config_.train.recompute == "blocks";
   model_->train();
   zero_ = make_optimizer(*model_);  // moves the model to the run's device, parameter by parameter
@@ -403,7 +403,7 @@ void Trainer::upcycle() {
   const Tensor master = zero_->gather_master().to(cpu_device());
   for (size_t i = 0; i < dense.slots().size(); ++i) *dense.slots()[i].slot = dense.view(master, i).detach();
   std::unique_ptr<nn::LoryLM> lory = nn::upcycle(*model_, E);
-  lory->set_recompute_merged(config_.train.recompute_merged);
+  lory->set_merge_kernel(nn::parse_merge_kernel(config_.train.merge_kernel, "train.merge_kernel"));
   lory->recompute_activations = model_->recompute_activations;
   lory->train();
   // New flat buffers, cut into new shards; every moment goes to its new

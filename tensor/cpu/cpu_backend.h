@@ -23,6 +23,7 @@
 //   rope.cpp          rope (forward and inverse)
 //   attention.cpp     attention_forward, attention_backward
 //   segment_mean.cpp  segment_mean
+//   merged_linear.cpp merged_linear, merged_linear_backward_weights (Lory's fused merge)
 //   optimizer.cpp     adamw_step, sum_squares
 // Shared helpers: dispatch.h (dtype -> C++ type), strided.h (walking strided
 // views), parallel.h (OpenMP chunking that keeps results deterministic).
@@ -85,6 +86,12 @@ class CpuBackend final : public Backend {
 
   // ---- Lory routing (segment_mean.cpp) ----
   void segment_mean(const Tensor& x, int64_t T, Tensor& out) override;
+
+  // ---- Lory expert merging (merged_linear.cpp) ----
+  void merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts, bool transposed,
+                     Tensor& out) override;
+  void merged_linear_backward_weights(const Tensor& dy, const Tensor& x, const Tensor& weights, const Tensor& experts,
+                                      Tensor& dexperts, Tensor& dweights) override;
 
   // ---- optimizer (optimizer.cpp) ----
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* publish,

@@ -7,6 +7,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/dispatch.h"
+#include "tensor/cpu/parallel.h"
 #include "tensor/kernel_args.h"
 #include "tensor/philox.h"
 
@@ -82,6 +83,9 @@ void CpuBackend::sum_squares(const Tensor& x, Tensor& out) {
   for (int64_t c = 0; c < chunks; ++c) {
     double s = 0;
     const int64_t end = std::min(n, (c + 1) * kNormChunk);
+    // Vector lanes of partial sums (combined in a fixed order): without
+    // them the sum is one dependency chain, 4x slower than memory.
+    LORY_SIMD_SUM(s)
     for (int64_t i = c * kNormChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
     partial[static_cast<size_t>(c)] = s;
   }

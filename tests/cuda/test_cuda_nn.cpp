@@ -407,11 +407,11 @@ TEST_CASE("cuda: a Lory layer on the GPU matches the CPU Lory layer, forward and
   c.intermediate_size = 96;
   c.num_experts = 4;
   c.segment_length = 16;
-  for (bool recompute : {false, true}) {
+  for (nn::MergeKernel kernel : {nn::MergeKernel::fused, nn::MergeKernel::gemm}) {
     manual_seed(91);
     nn::LoryFFN cpu(c, nn::InitOptions{0.02, DType::f32, cpu_device()});
     nn::LoryFFN gpu(c, nn::InitOptions{0.02, DType::f32, kGpu});
-    cpu.recompute_merged = gpu.recompute_merged = recompute;
+    cpu.merge_kernel = gpu.merge_kernel = kernel;
     {
       NoGradGuard no_grad;
       auto cp = cpu.named_parameters(), gp = gpu.named_parameters();
@@ -431,7 +431,7 @@ TEST_CASE("cuda: a Lory layer on the GPU matches the CPU Lory layer, forward and
     const std::vector<Tensor> e = run(cpu, cpu_device()), a = run(gpu, kGpu);
     for (size_t i = 0; i < e.size(); ++i)
       expect_close(e[i], a[i], Tol{1e-4, 1e-6},
-                   std::string("Lory layer ") + (recompute ? "(recompute) " : "") + std::to_string(i));
+                   std::string("Lory layer (") + nn::merge_kernel_name(kernel) + ") " + std::to_string(i));
   }
 }
 
