@@ -5,6 +5,7 @@
 #include "autograd/engine.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 
 namespace lory {
 
@@ -60,6 +61,11 @@ void accumulate_into_leaf(Node* node, const Tensor& grad) {
 }  // namespace
 
 void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  // Profiling: the sweep is one region (its own time is the ordering and
+  // bookkeeping); each Node's backward, and adding what it returns into the
+  // gradients pending for its inputs, is timed under the Node's name and the
+  // layer type it was recorded in.
+  profiler::Region sweep("autograd_engine", profiler::Phase::backward);
   LORY_CHECK(root.defined(), "backward: called on an undefined tensor");
   LORY_CHECK(root.requires_grad(), "backward: tensor ", root.describe(),
              " does not require grad and has no grad_fn (did the computation run under NoGradGuard, or do no inputs "
@@ -84,10 +90,14 @@ void run_backward(const Tensor& root, const Tensor& gradient, bool retain_graph)
     const Tensor grad = it->second;
     pending.erase(it);
     if (node->is_accumulator()) {
-      accumulate_into_leaf(node, grad);
+      {
+        profiler::NodeScope timed(node->name, node->layer);
+        accumulate_into_leaf(node, grad);
+      }
       if (leaf_grad_hook()) leaf_grad_hook()(*node->leaf);
       continue;
     }
+    profiler::NodeScope timed(node->name, node->layer);
     LORY_CHECK(!node->released, "backward: trying to backward through the graph a second time (", node->name,
                " already freed its saved tensors); pass retain_graph=true to the first backward() if you need to "
                "call it twice");

@@ -5,8 +5,21 @@
 
 #include "autograd/checkpoint.h"
 #include "tensor/graph.h"
+#include "tensor/profiler.h"
 
 namespace lory::nn {
+
+namespace {
+// Runs f with `layer` as the layer type a profile charges its ops and their
+// backward Nodes to (tensor/profiler.h; nothing when not profiling). These
+// are the model's layer types: embedding, norm, attention, ffn / lory_ffn,
+// residual, lm_head, loss (and decoder_layer: a block recomputed in backward).
+template <typename F>
+auto in_layer(const char* layer, F&& f) {
+  profiler::LayerScope scope(layer);
+  return f();
+}
+}  // namespace
 
 DecoderLayer::DecoderLayer(const LoryConfig& c, const InitOptions& init)
     : input_layernorm(c.hidden_size, c.rms_norm_eps, init),
@@ -25,20 +38,29 @@ DecoderLayer::DecoderLayer(const LoryConfig& c, const InitOptions& init)
 }
 
 Tensor DecoderLayer::mlp_forward(const Tensor& x, const ForwardOptions& options) {
+  profiler::LayerScope layer(lory_mlp ? "lory_ffn" : "ffn");
   return lory_mlp ? lory_mlp->forward(x, options.routing, options.prompt_length) : dense_mlp->forward(x);
 }
 
 // h = x + attn(norm1(x));  out = h + mlp(norm2(h)). The add that makes h and
 // norm2 run as one fused op (add_rms_norm): one pass over [B, L, d] on CUDA.
 Tensor DecoderLayer::forward(const Tensor& x, const ForwardOptions& options) {
-  const auto [h, n] = post_attention_layernorm.add_and_forward(x, self_attn.forward(input_layernorm.forward(x)));
-  return h + mlp_forward(n, options);
+  const Tensor normed = in_layer("norm", [&] { return input_layernorm.forward(x); });
+  const Tensor attended = in_layer("attention", [&] { return self_attn.forward(normed); });
+  const auto [h, n] = in_layer("norm", [&] { return post_attention_layernorm.add_and_forward(x, attended); });
+  const Tensor mlp = mlp_forward(n, options);
+  return in_layer("residual", [&] { return h + mlp; });
 }
 
 Tensor DecoderLayer::forward_cached(const Tensor& x, InferenceState& state, size_t layer) {
-  const auto [h, n] = post_attention_layernorm.add_and_forward(
-      x, self_attn.forward(input_layernorm.forward(x), &state.kv[layer], state.capacity));
-  return h + (lory_mlp ? lory_mlp->forward_cached(n, state.routing, state.lory[layer]) : dense_mlp->forward(n));
+  const Tensor normed = in_layer("norm", [&] { return input_layernorm.forward(x); });
+  const Tensor attended =
+      in_layer("attention", [&] { return self_attn.forward(normed, &state.kv[layer], state.capacity); });
+  const auto [h, n] = in_layer("norm", [&] { return post_attention_layernorm.add_and_forward(x, attended); });
+  const Tensor mlp = in_layer(lory_mlp ? "lory_ffn" : "ffn", [&] {
+    return lory_mlp ? lory_mlp->forward_cached(n, state.routing, state.lory[layer]) : dense_mlp->forward(n);
+  });
+  return in_layer("residual", [&] { return h + mlp; });
 }
 
 Backbone::Backbone(const LoryConfig& c, const InitOptions& init)
@@ -72,16 +94,17 @@ Tensor LoryLM::forward(const Tensor& ids, const ForwardOptions& options) {
   LORY_CHECK(ids.dim() == 2, "LoryLM: ids must be [B, L], got ", ids.describe());
   LORY_CHECK(ids.size(1) <= config.max_position_embeddings, "LoryLM: sequence of ", ids.size(1),
              " tokens is longer than max_position_embeddings = ", config.max_position_embeddings);
-  return forward_embeddings(model.embed_tokens.forward(ids), options);
+  return forward_embeddings(in_layer("embedding", [&] { return model.embed_tokens.forward(ids); }), options);
 }
 
 Tensor LoryLM::forward_embeddings(const Tensor& embeddings, const ForwardOptions& options) {
-  return lm_head.forward(final_hidden(embeddings, options));
+  const Tensor hidden = final_hidden(embeddings, options);
+  return in_layer("lm_head", [&] { return lm_head.forward(hidden); });
 }
 
 Tensor LoryLM::hidden_states(const Tensor& ids, const ForwardOptions& options) {
   LORY_CHECK(ids.dim() == 2, "LoryLM: ids must be [B, L], got ", ids.describe());
-  return final_hidden(model.embed_tokens.forward(ids), options);
+  return final_hidden(in_layer("embedding", [&] { return model.embed_tokens.forward(ids); }), options);
 }
 
 Tensor LoryLM::final_hidden(const Tensor& embeddings, const ForwardOptions& options) {
@@ -91,12 +114,13 @@ Tensor LoryLM::final_hidden(const Tensor& embeddings, const ForwardOptions& opti
   for (auto& layer : model.layers) {
     if (recompute_activations) {
       DecoderLayer* block = layer.get();
+      profiler::LayerScope recomputed("decoder_layer");
       x = checkpoint([block, options](const Tensor& in) { return block->forward(in, options); }, x);
     } else {
       x = layer->forward(x, options);
     }
   }
-  return model.norm.forward(x);
+  return in_layer("norm", [&] { return model.norm.forward(x); });
 }
 
 Tensor LoryLM::forward_cached(const Tensor& ids, InferenceState& state) {
@@ -105,9 +129,10 @@ Tensor LoryLM::forward_cached(const Tensor& ids, InferenceState& state) {
              ids.size(1), " tokens exceed max_position_embeddings = ", config.max_position_embeddings);
   LORY_CHECK(state.kv.size() == model.layers.size(), "LoryLM: inference state has ", state.kv.size(),
              " layers, the model ", model.layers.size());
-  Tensor x = model.embed_tokens.forward(ids);
+  Tensor x = in_layer("embedding", [&] { return model.embed_tokens.forward(ids); });
   for (size_t i = 0; i < model.layers.size(); ++i) x = model.layers[i]->forward_cached(x, state, i);
-  return lm_head.forward(model.norm.forward(x));
+  const Tensor hidden = in_layer("norm", [&] { return model.norm.forward(x); });
+  return in_layer("lm_head", [&] { return lm_head.forward(hidden); });
 }
 
 Tensor LoryLM::loss(const Tensor& tokens) { return loss(tokens, ForwardOptions{config.routing}); }
@@ -118,7 +143,7 @@ Tensor LoryLM::loss(const Tensor& tokens, const ForwardOptions& options) {
   const int64_t B = tokens.size(0), L = tokens.size(1) - 1;
   const Tensor logits = forward(tokens.narrow(1, 0, L), options);
   const Tensor targets = tokens.narrow(1, 1, L).reshape({B * L});
-  return cross_entropy(logits.reshape({B * L, config.vocab_size}), targets);
+  return in_layer("loss", [&] { return cross_entropy(logits.reshape({B * L, config.vocab_size}), targets); });
 }
 
 std::vector<Tensor> LoryLM::routing_weights() const {

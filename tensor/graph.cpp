@@ -1,6 +1,8 @@
 // graph.cpp — recording the graph (record, SavedTensor) and the grad-mode switch.
 #include "tensor/graph.h"
 
+#include "tensor/profiler.h"
+
 namespace lory {
 
 namespace {
@@ -60,6 +62,7 @@ const Tensor& SavedTensor::get(const char* op) const {
 Tensor record(const char* name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
   auto node = std::make_shared<Node>();
   node->name = name;
+  node->layer = profiler::current_layer();
   node->backward = std::move(backward);
   for (const Tensor& in : inputs) {
     Edge edge;

@@ -63,6 +63,7 @@ struct Edge {
 
 struct Node {
   std::string name;                  // "MulBackward"
+  const char* layer = nullptr;       // the layer type the op ran in, when profiling (tensor/profiler.h)
   std::vector<Edge> next;            // one per input of the op
   std::vector<Shape> input_shapes;   // the engine checks each returned grad against these
   std::vector<DType> input_dtypes;   // and casts the grad to the input's dtype

@@ -6,6 +6,7 @@
 
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 
 namespace lory {
 
@@ -131,6 +132,7 @@ void check_inplace_allowed(const Tensor& t, const char* op) {
 }  // namespace
 
 Tensor& Tensor::fill_(double value) {
+  profiler::OpScope timed("fill_");
   check_inplace_allowed(*this, "fill_");
   if (is_contiguous()) {
     backend_for(device()).fill(*this, value);
@@ -142,6 +144,7 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  profiler::OpScope timed("copy_");
   check_inplace_allowed(*this, "copy_");
   NoGradGuard no_grad;
   LORY_CHECK(src.defined(), "copy_: source is undefined");
@@ -156,6 +159,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& src) {
+  profiler::OpScope timed("add_");
   check_inplace_allowed(*this, "add_");
   NoGradGuard no_grad;
   LORY_CHECK(src.defined(), "add_: source is undefined");

@@ -31,6 +31,7 @@
 #include "nn/lory_lm.h"
 #include "io/safetensors.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 #include "corpus/data_loader.h"
 #include "corpus/encode_corpus.h"
 #include "corpus/similarity_batching.h"
@@ -1025,6 +1026,51 @@ TEST_CASE("train: 50 steps on the fixture corpus bring the loss well below ln(vo
   CHECK(eval.at("loss").get<double>() < uniform - 1.0);
   CHECK(eval.at("num_experts").get<int64_t>() == 4);
   CHECK(eval.at("routing_weights").size() == 8);
+}
+
+TEST_CASE("train: --profile times N Lory steps after a warm-up step into profile.json, and trains the same") {
+  // 6 steps: step 1 dense, then upcycling; step 2 is the Lory warm-up.
+  const std::string plain_dir = fresh_dir("profile-plain"), dir = fresh_dir("profile");
+  Trainer plain(tiny_config(plain_dir), false, true);
+  const RunResult expected = plain.run();
+  Trainer t(tiny_config(dir), false, true);
+  t.profile(2);
+  const RunResult r = t.run();
+  REQUIRE(r.end == RunEnd::finished);
+  CHECK(r.losses == expected.losses);  // bit for bit: profiling only reads clocks
+  CHECK(!profiler::enabled());
+
+  const auto j = nlohmann::json::parse(read_text(dir + "/profile.json"));
+  CHECK(j.at("steps") == 2);
+  CHECK(j.at("title").get<std::string>().find("steps 3-4 (Lory model)") != std::string::npos);
+  CHECK(j.at("wall_s").get<double>() > 0);
+  std::map<std::string, int64_t> calls;  // "name/phase/layer"
+  for (const auto& row : j.at("rows"))
+    calls[row.at("name").get<std::string>() + "/" + row.at("phase").get<std::string>() + "/" +
+          row.at("layer").get<std::string>()] = row.at("calls").get<int64_t>();
+  // Per step: 2 micro-batches (256 tokens in micro-batches of 2 x 64), one update.
+  CHECK(calls["zero_grads/optimizer/"] == 2);
+  CHECK(calls["load_batch/other/"] == 4);
+  CHECK(calls["autograd_engine/backward/"] == 4);
+  CHECK(calls["accumulate_grads/optimizer/"] == 4);
+  CHECK(calls["grad_norm/optimizer/"] == 2);
+  CHECK(calls["adamw_step/optimizer/"] == 2);
+  CHECK(calls["check_weights_finite/optimizer/"] == 2);
+  CHECK(calls["cross_entropy/forward/loss"] == 4);
+  CHECK(calls["segment_mean/forward/lory_ffn"] == 2 * 2 * 2);  // 2 layers x 2 micro-batches x 2 steps
+  CHECK(calls["swiglu/forward/ffn"] == 0);                      // no dense FFN is left
+  double phases = 0;
+  for (const auto& [phase, seconds] : j.at("phases").items()) phases += seconds.get<double>();
+  CHECK(phases == doctest::Approx(j.at("wall_s").get<double>()).epsilon(1e-6));  // untracked included
+
+  // More steps asked than the run has: the ones it had (3-6), reported at the end.
+  const std::string rest_dir = fresh_dir("profile-rest");
+  Trainer rest(tiny_config(rest_dir), false, true);
+  rest.profile(10);
+  REQUIRE(rest.run().end == RunEnd::finished);
+  const auto k = nlohmann::json::parse(read_text(rest_dir + "/profile.json"));
+  CHECK(k.at("steps") == 4);
+  CHECK(k.at("title").get<std::string>().find("steps 3-6 (Lory model)") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------

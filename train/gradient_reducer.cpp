@@ -6,6 +6,7 @@
 #include "autograd/engine.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 
 namespace lory::train {
 
@@ -102,6 +103,7 @@ void GradientReducer::before_backward(bool last) {
 void GradientReducer::on_leaf_ready(const TensorImpl& leaf) {
   const auto it = slot_of_leaf_.find(&leaf);
   if (it == slot_of_leaf_.end()) return;  // not one of the flat parameters
+  profiler::Region timed("reduce_scatter_start", profiler::Phase::communication);
   const size_t k = it->second;
   // A parameter whose gradient arrives in two parts (used by two separate
   // backward sweeps) would be sent before its second part: refuse it.

@@ -1,6 +1,6 @@
 // lory_train.cpp — the command users run:
 //
-//   lory_train --config configs/cpu-lory-8e.toml [--section.key=value ...] [--resume]
+//   lory_train --config configs/cpu-lory-8e.toml [--section.key=value ...] [--resume] [--profile[=N]]
 //
 // The command line is CLI11's, as every tool's (tools/cli.h), plus config
 // overrides: any `--section.key=VALUE` or `--section.key VALUE` overrides one
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   app.allow_extras();  // the config overrides, read below
   std::string config_path;
   bool resume = false, print_config = false, quiet = false;
-  long long stop_after = -1;
+  long long stop_after = -1, profile_steps = 0;
   app.add_option("--config", config_path, "the run's TOML config (see configs/)")->type_name("FILE")->required();
   app.add_flag("--resume", resume, "continue from the newest checkpoint in checkpoint.dir");
   app.add_option("--stop-after", stop_after, "checkpoint and exit after step N (the schedule is unchanged)")
@@ -88,6 +88,13 @@ int main(int argc, char** argv) {
         return ec == std::errc() && end == v.data() + v.size() && x >= 1 ? std::string()
                                                                          : "must be a step >= 1, got '" + v + "'";
       });
+  app.add_option("--profile", profile_steps,
+                 "time every op, backward node and optimizer stage of N steps (3 when N is left out) after a "
+                 "warm-up step; print the table (tensor/profiler.h) and write profile.json next to metrics.jsonl")
+      ->expected(0, 1)
+      ->default_str("3")
+      ->type_name("N")
+      ->check(CLI::Range(1LL, 1000000LL));
   app.add_flag("--print-config", print_config, "print the resolved config and exit");
   app.add_flag_callback(
       "--help-config",
@@ -136,6 +143,7 @@ int main(int argc, char** argv) {
     try {
       trainer = std::make_unique<Trainer>(config, resume, quiet, &comm);
       if (stop_after > 0) trainer->stop_after(stop_after);
+      if (profile_steps > 0) trainer->profile(profile_steps);
       r = trainer->run();
     } catch (...) {
       // With other ranks, run_job ends the job at once (MPI_Abort); the

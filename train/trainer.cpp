@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 #include "train/memory_use.h"
 #include "train/nccl_communicator.h"
 #include "train/upcycle_moments.h"
@@ -435,10 +436,15 @@ double Trainer::train_step(RoutingStats* stats) {
   // every micro-batch would make the host wait for the GPU each time.
   Tensor loss_sum;
   for (int64_t a = 0; a < plan_.accum; ++a) {
-    const int32_t* batch = loader_->next();
-    std::copy(batch, batch + B * T1, batch_ids_.begin());
-    step_tokens_.push_back(from_vector(batch_ids_, {B, T1}, {DType::i64}));
-    const Tensor loss = model_->loss(step_tokens_.back().to(device_));
+    Tensor tokens;
+    {
+      profiler::Region timed("load_batch", profiler::Phase::other);
+      const int32_t* batch = loader_->next();
+      std::copy(batch, batch + B * T1, batch_ids_.begin());
+      step_tokens_.push_back(from_vector(batch_ids_, {B, T1}, {DType::i64}));
+      tokens = step_tokens_.back().to(device_);
+    }
+    const Tensor loss = model_->loss(tokens);
     // The gradient of the mean over the global batch (every micro-batch
     // holds the same number of tokens; the ranks' gradients are summed).
     // A NaN still runs backward: every rank must take part in the same
@@ -629,9 +635,18 @@ RunResult Trainer::run() {
   RunResult result;
   const int64_t E = config_.model.resolved.num_experts;
   while (state_.step < plan_.total_steps) {
-    if (!state_.lory_phase && E > 0 && state_.step >= plan_.dense_steps) upcycle();
+    if (!state_.lory_phase && E > 0 && state_.step >= plan_.dense_steps) upcycle(), steps_in_phase_ = 0;
+    // Profiled steps: after one warm-up step on this model (its first step
+    // allocates what the rest reuse, and fills the GEMM caches).
+    const bool profiled = profiled_steps_ < profile_steps_ && steps_in_phase_ >= 1;
+    if (profiled) {
+      if (profiled_steps_ == 0) profile_first_ = state_.step + 1;
+      profiler::enable(device_);
+    }
     const auto t0 = Clock::now();
     const StepOutcome step = optimizer_step();
+    if (profiled) profiler::disable(), ++profiled_steps_;
+    ++steps_in_phase_;
     if (!step.non_finite.empty()) {
       result.end = RunEnd::non_finite;
       result.message = step.non_finite;
@@ -643,6 +658,7 @@ RunResult Trainer::run() {
     state_.elapsed_s += dt;
     result.losses.push_back(step.loss);
     log_step(step, dt);
+    if (profiled && profiled_steps_ == profile_steps_) report_profile();
     if (state_.step == 1 || (state_.lory_phase && !memory_reported_lory_)) {
       report_memory(state_.lory_phase ? "first Lory step" : "first step");
       memory_reported_lory_ = state_.lory_phase;
@@ -653,9 +669,35 @@ RunResult Trainer::run() {
       break;
     }
   }
+  if (profiled_steps_ > 0 && !profile_reported_) report_profile();  // the run ended first
+  if (profile_steps_ > 0 && profiled_steps_ == 0 && prints())
+    std::printf("profile: no step was profiled (the run ended before a warm-up step on its %s model)\n",
+                state_.lory_phase ? "Lory" : "dense");
   finish_run(result);
   result.step = state_.step;
   return result;
+}
+
+// The profile of the steps just run: the table on rank 0's stdout, and
+// profile.json next to metrics.jsonl. Every rank profiled its own steps;
+// rank 0's are shown.
+void Trainer::report_profile() {
+  profile_reported_ = true;
+  profiler::Summary summary = profiler::summary(profiled_steps_);
+  profiler::reset();
+  summary.title = "lory_train " + config_.checkpoint.dir + ": steps " + std::to_string(profile_first_) + "-" +
+                  std::to_string(profile_first_ + profiled_steps_ - 1) + " (" +
+                  (state_.lory_phase ? "Lory" : "dense") + " model), " + std::to_string(plan_.tokens_per_step) +
+                  " tokens per step";
+  if (!comm_->is_root()) return;
+  const fs::path path = fs::path(metrics_path_of(config_)).parent_path() / "profile.json";
+  if (!path.parent_path().empty()) fs::create_directories(path.parent_path());
+  io::write_file_atomically(path.string(), profiler::to_json(summary));
+  if (!prints()) return;
+  std::printf("\n");
+  profiler::print_table(stdout, summary);
+  std::printf("(written to %s)\n\n", path.string().c_str());
+  std::fflush(stdout);
 }
 
 // One optimizer step over the global batch. No NaN/Inf may reach the weights

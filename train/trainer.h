@@ -83,6 +83,11 @@ class Trainer {
 
   // Stop (checkpoint and return) once `step` steps are done.
   void stop_after(int64_t step) { stop_after_ = step; }
+  // Profile `steps` steps (tensor/profiler.h): the first ones after one
+  // warm-up step of the model being trained (of the Lory model, in a run
+  // that upcycles before them). Rank 0 prints the table when they are done
+  // and writes it as profile.json next to metrics.jsonl.
+  void profile(int64_t steps) { profile_steps_ = steps; }
   // Set by lory_train's SIGINT/SIGTERM handler; checked after every step.
   static std::atomic<int> stop_signal;
 
@@ -126,6 +131,7 @@ class Trainer {
   void write_metrics(const std::string& json_line);
   bool prints() const { return !quiet_ && comm_->is_root(); }
   void report_memory(const char* when);
+  void report_profile();
 
   TrainConfig config_;
   std::string config_toml_;
@@ -154,6 +160,11 @@ class Trainer {
   double window_loss_ = 0;
   CommStats window_comm_;
   bool memory_reported_lory_ = false;
+  int64_t profile_steps_ = 0;    // steps to profile (0: none)
+  int64_t profiled_steps_ = 0;   // profiled so far
+  int64_t profile_first_ = 0;    // the first profiled step (1-based)
+  bool profile_reported_ = false;
+  int64_t steps_in_phase_ = 0;   // steps this process ran on the current model (dense, or Lory after upcycling)
 };
 
 }  // namespace lory::train

@@ -8,8 +8,12 @@
 #include "tensor/backend.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 
 namespace lory::train {
+
+using profiler::Phase;
+using profiler::Region;
 
 namespace {
 
@@ -44,6 +48,7 @@ ZeroOptimizer::ZeroOptimizer(nn::Module& model, DType compute_dtype, Communicato
 }
 
 void ZeroOptimizer::begin_step() {
+  Region timed("zero_grads", Phase::optimizer);
   flat_->zero_grads();
   if (reducer_) reducer_->begin_step();
 }
@@ -53,20 +58,35 @@ void ZeroOptimizer::before_backward(bool last) {
 }
 
 void ZeroOptimizer::after_backward() {
-  if (reducer_)
+  if (reducer_) {
+    // The buckets the backward's hook did not start (or, on a micro-batch
+    // that does not reduce, the bf16 gradients added into the f32 sum).
+    Region timed("after_backward", Phase::communication);
     reducer_->after_backward();
-  else
+  } else {
+    Region timed("accumulate_grads", Phase::optimizer);
     flat_->accumulate_micro_batch();
+  }
 }
 
 double ZeroOptimizer::reduce_and_norm() {
-  if (!reducer_) return std::sqrt(sum_of_squares(flat_->master_grads));
-  reducer_->finish();
+  if (!reducer_) {
+    Region timed("grad_norm", Phase::optimizer);
+    return std::sqrt(sum_of_squares(flat_->master_grads));
+  }
+  {
+    Region timed("reduce_scatter_wait", Phase::communication);
+    reducer_->finish();
+  }
   const auto t = Clock::now();
   // Each rank's partial sum, added in rank order: the same bits everywhere.
   double total = 0;
-  for (double part : comm_.all_gather_host(sum_of_squares(reduced_))) total += part;
+  {
+    Region timed("grad_norm", Phase::optimizer);
+    for (double part : comm_.all_gather_host(sum_of_squares(reduced_))) total += part;
+  }
   if (zero_.stage == 0) {
+    Region timed("all_gather_grads", Phase::communication);
     // Every rank runs the whole update: it needs the whole summed gradient.
     NoGradGuard no_grad;
     flat_->master_grads.narrow(0, flat_->shard_begin(comm_.rank()), flat_->shard_size()).copy_(reduced_);
@@ -108,8 +128,12 @@ StepReport ZeroOptimizer::step(double lr, double max_norm, double norm) {
   const FlatRange r = range();
   Tensor publish = flat_->has_separate_master() ? flat_->params.narrow(0, r.begin, r.size()) : Tensor();
   const Tensor& grads = (reducer_ && zero_.stage >= 1) ? reduced_ : flat_->master_grads;
-  adam_->update(*flat_, flat_->master, grads, publish.defined() ? &publish : nullptr, lr, report.clip_scale);
+  {
+    Region timed("adamw_step", Phase::optimizer);
+    adam_->update(*flat_, flat_->master, grads, publish.defined() ? &publish : nullptr, lr, report.clip_scale);
+  }
   if (reducer_ && zero_.stage >= 1) {
+    Region timed("all_gather_weights", Phase::communication);
     const auto t = Clock::now();
     comm_.all_gather(flat_->params);  // every rank's updated shard, to every rank
     stats_.exposed_s += seconds_since(t);
@@ -118,6 +142,7 @@ StepReport ZeroOptimizer::step(double lr, double max_norm, double norm) {
 }
 
 std::string ZeroOptimizer::first_non_finite_param() {
+  Region timed("check_weights_finite", Phase::optimizer);
   return agree_first_bad_slot(flat_->master, flat_->master_begin());
 }
 

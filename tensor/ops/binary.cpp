@@ -13,6 +13,7 @@ namespace {
 
 Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = op_name(op);
+  profiler::OpScope timed(name);
   check_same_device(a, b, name);
   const Shape shape = broadcast_operands(a, b, name);
   const DType dtype = promote_types(a.dtype(), b.dtype());

@@ -6,6 +6,7 @@ namespace lory {
 using namespace ops_detail;
 
 Tensor clone(const Tensor& x) {
+  profiler::OpScope timed("clone");
   check_defined(x, "clone");
   Tensor out = empty_on(x.shape(), x.dtype(), x);
   if (out.numel() > 0) kernels(x).copy(x, out);
@@ -16,12 +17,15 @@ Tensor clone(const Tensor& x) {
 
 Tensor contiguous(const Tensor& x) {
   check_defined(x, "contiguous");
-  return x.is_contiguous() ? x : clone(x);
+  if (x.is_contiguous()) return x;
+  profiler::OpScope timed("contiguous");
+  return clone(x);
 }
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   check_defined(x, "to");
   if (x.dtype() == dtype) return x;
+  profiler::OpScope timed("to_dtype");
   Tensor out = empty_on(x.shape(), dtype, x);
   if (out.numel() > 0) kernels(x).copy(x, out);
   // Gradients of a cast flow back unchanged; the engine casts them to x's dtype.
@@ -33,6 +37,7 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
 Tensor to_device(const Tensor& x, Device device) {
   check_defined(x, "to");
   if (x.device() == device) return x;
+  profiler::OpScope timed("to_device");
   const Tensor src = contiguous(x.detach());
   Tensor out = empty(x.shape(), {x.dtype(), device, false});
   if (out.numel() > 0) {

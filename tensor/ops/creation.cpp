@@ -26,6 +26,7 @@ Tensor empty(const Shape& shape, TensorOptions options) {
 }
 
 Tensor full(const Shape& shape, double value, TensorOptions options) {
+  profiler::OpScope timed("full");
   const bool requires_grad = options.requires_grad;
   options.requires_grad = false;
   Tensor t = empty(shape, options);
@@ -42,6 +43,7 @@ Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.devic
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device(), false}); }
 
 Tensor arange(double start, double end, double step, TensorOptions options) {
+  profiler::OpScope timed("arange");
   LORY_CHECK(step != 0.0, "arange: step must be nonzero");
   LORY_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step), "arange: start=", start,
              ", end=", end, ", step=", step, " must be finite");
@@ -120,6 +122,7 @@ void set_generator_state(GeneratorState state) {
 
 Tensor random_with_key(const Shape& shape, RandomDist dist, uint64_t seed, uint64_t offset, double a, double b,
                        TensorOptions options) {
+  profiler::OpScope timed("random");
   LORY_CHECK(is_floating(options.dtype), "random: dtype must be floating, got ", dtype_name(options.dtype));
   if (dist == RandomDist::normal) LORY_CHECK(b >= 0, "normal: std must be >= 0, got ", b);
   Tensor t = empty(shape, {options.dtype, options.device, false});

@@ -11,6 +11,7 @@ namespace lory {
 using namespace ops_detail;
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  profiler::OpScope timed("index_select");
   check_same_device(x, index, "index_select");
   check_index_operand(index, "index_select");
   LORY_CHECK(x.dim() > 0, "index_select: cannot index a 0-d tensor");
@@ -34,6 +35,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  profiler::OpScope timed("embedding");
   check_same_device(weight, ids, "embedding");
   LORY_CHECK(weight.dim() == 2, "embedding: weight must be [vocab, dim], got ", weight.describe());
   Shape shape = ids.shape();

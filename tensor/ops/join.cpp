@@ -7,6 +7,7 @@ using namespace ops_detail;
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   LORY_CHECK(!tensors.empty(), "cat: expected at least one tensor");
+  profiler::OpScope timed("cat");
   const Tensor& first = tensors[0];
   check_defined(first, "cat");
   LORY_CHECK(first.dim() > 0, "cat: cannot concatenate 0-d tensors (use stack)");

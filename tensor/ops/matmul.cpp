@@ -56,6 +56,7 @@ void check_matmul_dtypes(const Tensor& a, const Tensor& b, const char* op) {
 }  // namespace
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  profiler::OpScope timed("bmm");
   check_same_device(a, b, "bmm");
   check_bmm_operands(a, b, "bmm");
   Tensor out = empty_on({a.size(0), a.size(1), b.size(2)}, a.dtype(), a);
@@ -73,6 +74,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  profiler::OpScope timed("matmul");  // the bmm it becomes is part of it
   check_matmul_dtypes(a_in, b_in, "matmul");
   LORY_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: operands must have at least 1 dim, got a ",
              a_in.describe(), ", b ", b_in.describe());

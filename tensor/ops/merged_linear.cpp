@@ -24,6 +24,7 @@ using namespace ops_detail;
 
 Tensor merged_linear(const Tensor& x, const Tensor& weights, const Tensor& experts) {
   const char* op = "merged_linear";
+  profiler::OpScope timed(op);
   check_defined(x, op, "x");
   check_defined(weights, op, "weights");
   check_defined(experts, op, "experts");

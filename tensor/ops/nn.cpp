@@ -20,6 +20,7 @@ namespace lory {
 using namespace ops_detail;
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  profiler::OpScope timed("swiglu");
   check_same_device(gate, up, "swiglu");
   check_floating(gate, "swiglu");
   LORY_CHECK(gate.shape() == up.shape() && gate.dim() >= 1,
@@ -59,6 +60,7 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  profiler::OpScope timed("cross_entropy");
   check_same_device(logits, targets, "cross_entropy");
   check_cross_entropy_inputs(logits, targets, "cross_entropy");
   const int64_t N = logits.size(0);
@@ -123,6 +125,7 @@ BackwardFn rms_norm_backward_fn(const Tensor& x2, const Tensor& w, const Tensor&
 //   backward  RmsNormBackward: rms_norm_backward_fn above, a kernel of its own
 //   tests     tests/test_ops.cpp, tests/test_autograd.cpp, tests/cuda/test_cuda_nn.cpp
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  profiler::OpScope timed("rms_norm");
   check_same_device(x, weight, "rms_norm");
   check_floating(x, "rms_norm");
   LORY_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1),
@@ -155,6 +158,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
 //   tests     tests/test_fused_kernels.cpp (fused = unfused, bit for bit),
 //             tests/cuda/test_cuda_nn.cpp
 AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& weight, double eps) {
+  profiler::OpScope timed("add_rms_norm");
   check_same_device(x, residual, "add_rms_norm");
   check_same_device(x, weight, "add_rms_norm");
   check_floating(x, "add_rms_norm");
@@ -188,6 +192,7 @@ AddRmsNorm add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w
 }
 
 Tensor segment_mean(const Tensor& x, int64_t T) {
+  profiler::OpScope timed("segment_mean");
   check_defined(x, "segment_mean");
   check_segment_mean_input(x, T);
   const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = (L + T - 1) / T;
@@ -213,6 +218,7 @@ Tensor segment_mean(const Tensor& x, int64_t T) {
 }
 
 Tensor rope(const Tensor& x, double theta, int64_t pos_offset) {
+  profiler::OpScope timed("rope");
   check_defined(x, "rope");
   check_rope_input(x, "rope");
   LORY_CHECK(theta > 0, "rope: theta must be positive, got ", theta);
@@ -236,6 +242,7 @@ Tensor rope(const Tensor& x, double theta, int64_t pos_offset) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     std::optional<double> scale_arg) {
+  profiler::OpScope timed("scaled_dot_product_attention");
   check_same_device(q, k, "scaled_dot_product_attention");
   check_same_device(q, v, "scaled_dot_product_attention");
   check_attention_inputs(q, k, v, causal, "scaled_dot_product_attention");

@@ -7,6 +7,7 @@
 #include "tensor/graph.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tensor/profiler.h"
 #include "tensor/tensor.h"
 
 namespace lory::ops_detail {

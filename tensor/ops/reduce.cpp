@@ -72,6 +72,7 @@ DType sum_dtype(DType t) { return (t == DType::boolean || t == DType::u8) ? DTyp
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  profiler::OpScope timed("sum");
   check_defined(x, "sum");
   const ReducePlan p = plan_reduction(x, dims, "sum");
   Tensor out = reduce_forward(ReduceOp::sum, x, p, keepdim, sum_dtype(x.dtype()));
@@ -83,6 +84,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  profiler::OpScope timed("mean");
   check_defined(x, "mean");
   const ReducePlan p = plan_reduction(x, dims, "mean");
   LORY_CHECK(p.cols > 0, "mean: reducing over zero elements of input ", x.describe());
@@ -95,6 +97,7 @@ namespace {
 // extreme (PyTorch's amax convention), so ties stay differentiable.
 Tensor extreme(ReduceOp op, const char* name, const char* node, const Tensor& x, const std::vector<int64_t>& dims,
                bool keepdim) {
+  profiler::OpScope timed(name);
   check_defined(x, name);
   const ReducePlan p = plan_reduction(x, dims, name);
   Tensor out = reduce_forward(op, x, p, keepdim, x.dtype());

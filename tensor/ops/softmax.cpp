@@ -13,6 +13,7 @@ namespace {
 
 Tensor softmax_forward(const Tensor& x, int64_t dim, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
+  profiler::OpScope timed(name);
   check_defined(x, name);
   NoGradGuard no_grad;
   const Tensor in = is_floating(x.dtype()) ? x : x.to(DType::f32);

@@ -15,6 +15,7 @@ namespace {
 
 // Transcendental functions of integer tensors compute in f32, as in PyTorch.
 Tensor unary_forward(UnaryOp op, const Tensor& x, double scalar = 0.0, bool promote_int = true) {
+  profiler::OpScope timed(op_name(op));
   check_defined(x, op_name(op));
   NoGradGuard no_grad;
   const Tensor in = (promote_int && !is_floating(x.dtype())) ? x.to(DType::f32) : x;

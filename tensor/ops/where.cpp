@@ -11,6 +11,7 @@ namespace lory {
 using namespace ops_detail;
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  profiler::OpScope timed("where");
   check_same_device(a, b, "where");
   check_same_device(cond, a, "where");
   check_where_condition(cond);
@@ -37,6 +38,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  profiler::OpScope timed("masked_fill");
   check_defined(x, "masked_fill");
   check_defined(mask, "masked_fill", "mask");
   LORY_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill: mask ", mask.describe(),
