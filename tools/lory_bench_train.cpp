@@ -525,9 +525,9 @@ int bench_main(int argc, char** argv) {
         for (int i = 1; i < warmup; ++i) step.run();
         // ---- PROFILE HOOK (issue 16) ----
         // The one place the timed steps run. A --profile flag wraps exactly
-        // this call with the per-op profiler (tensor/profiler.h, being
-        // written): start it before, print its per-op table after. Nothing
-        // else in the loop needs to change.
+        // this call with the per-op profiler being written for the tensor
+        // layer (profiler.h): start it before, print its per-op table
+        // after. Nothing else in the loop needs to change.
         const Timing timing = time_steps(step, steps, rounds);
         r.loss = timing.last_loss;
         r.step_ms = 1e3 * timing.best_round_s / steps;
