@@ -48,6 +48,9 @@ for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
 done
 json_py=${torch_py:-python3}  # the table itself needs only the standard library
 
+# Other work on the machine slows either program: the load averages around
+# the run are printed under the table.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 echo "== engine: $bin/lory_bench_train ($OMP_NUM_THREADS threads)"
 "$bin/lory_bench_train" --lory "$rows" --dtype f32,bf16 --json "$out/engine.json" "$@" | tee "$out/engine.log"
 rm -f "$out/pytorch.json"
@@ -62,7 +65,8 @@ else
 fi
 
 echo
-"$json_py" - "$out/engine.json" "$out/pytorch.json" <<'EOF' | tee "$out/table.md"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+"$json_py" - "$out/engine.json" "$out/pytorch.json" "$load_before" "$load_after" <<'EOF' | tee "$out/table.md"
 import json, os, sys
 
 engine = json.load(open(sys.argv[1]))
@@ -103,4 +107,5 @@ if torch:
 else:
     line += "; PyTorch: not run (no torch)"
 print(line)
+print(f"load average (1, 5, 15 min) before the run: {sys.argv[3]}, after: {sys.argv[4]}; cores: {os.cpu_count()}")
 EOF
