@@ -6,7 +6,7 @@
 #   cmake -D EXE=build/bin/lory_bench_train -D OUT=/tmp/bench.json -P tests/bench_train_check.cmake
 #
 # Checked, for the dense row and each Lory row of --quick (E=4 T=32, E=8 T=64):
-#   - positive step time and tokens/s
+#   - positive step time, tokens/s and CPU share
 #   - the loss of the first step is near ln(V) (random init, random tokens) and
 #     the last step's is lower: the steps train on one fixed batch, so AdamW
 #     must have moved the weights downhill
@@ -39,13 +39,13 @@ check("expected 3 rows (dense, lory E=4 T=32, lory E=8 T=64), got ${n}"
 
 math(EXPR last "${n} - 1")
 foreach(i RANGE ${last})
-  foreach(key model kind dtype params_total step_ms tokens_per_s first_loss loss peak_tensor_bytes plan_bytes
-              lory_dense_ratio goal goal_met)
+  foreach(key model kind dtype params_total step_ms tokens_per_s cpu_share first_loss loss peak_tensor_bytes
+              plan_bytes lory_dense_ratio goal goal_met)
     string(JSON ${key} GET "${json}" rows ${i} ${key})
   endforeach()
   set(row "row ${i} (${model}, ${dtype})")
-  check("${row}: step_ms ${step_ms}, tokens_per_s ${tokens_per_s}"
-      step_ms GREATER 0 AND tokens_per_s GREATER 0)
+  check("${row}: step_ms ${step_ms}, tokens_per_s ${tokens_per_s}, cpu_share ${cpu_share}"
+      step_ms GREATER 0 AND tokens_per_s GREATER 0 AND cpu_share GREATER 0)
   check("${row}: first loss ${first_loss}, expected about ln(512) = 6.24"
       first_loss GREATER 5.7 AND first_loss LESS 6.8)
   check("${row}: the loss did not go down on a fixed batch (${first_loss} -> ${loss})"

@@ -68,7 +68,7 @@ for r in rows:
     assert r["tokens_per_s"] > 0 and r["step_ms"] > 0, r
     assert abs(r["first_loss"] - math.log(report["shape"]["vocab"])) < 0.5, r
     assert r["loss"] < r["first_loss"], r
-    assert r["lory_dense_ratio"] > 0 and r["peak_rss_bytes"] > 0, r
+    assert r["lory_dense_ratio"] > 0 and r["peak_rss_bytes"] > 0 and r["cpu_share"] > 0, r
 assert rows[0]["lory_dense_ratio"] == 1.0
 assert rows[2]["goal"] == 0.9 and rows[2]["goal_met"] == (rows[2]["lory_dense_ratio"] >= 0.9), rows[2]
 print(f"{len(rows)} rows checked")

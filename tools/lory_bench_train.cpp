@@ -38,6 +38,10 @@
 //             next to it memory_plan.h's prediction ("plan"), and the
 //             process's peak RSS over the steps (reset per row where Linux
 //             allows; it includes freed heap malloc kept)
+//   CPU       the CPU time of the counted round over its wall time x
+//             threads: near 100% when the steps had the cores to
+//             themselves; well under it, other work on the machine took
+//             some and the row is slower than the engine is
 //   lory/dense   the row's tokens/s over the dense row's (same run, dtype)
 //   goal      issue 16: Lory 8E >= 0.90 of dense at T=64, >= 0.95 at
 //             T=256, 32E >= 0.85 at T=256 (ok / BELOW); other rows: none
@@ -50,6 +54,7 @@
 // tools/bench/perf-table.sh runs it next to the same model in PyTorch
 // (tools/bench/pytorch_baseline.py) and prints one table.
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -233,19 +238,36 @@ class TrainStep {
   std::vector<Tensor> batches_;  // host [B, L+1] i64, one per micro-batch
 };
 
+// CPU seconds this process has used (all threads, user + system).
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
 struct Timing {
   double best_round_s = 0;
+  // CPU time of the best round over its wall time x threads: about 1 when the
+  // steps had the cores to themselves (OpenMP threads spin while they wait),
+  // well under 1 when other work on the machine took some.
+  double cpu_share = NAN;
   double last_loss = NAN;
 };
 
 // --rounds rounds of --steps steps; the fastest round counts.
-Timing time_steps(TrainStep& step, int steps, int rounds) {
+Timing time_steps(TrainStep& step, int steps, int rounds, int threads) {
   Timing t;
   t.best_round_s = 1e30;
   for (int r = 0; r < rounds; ++r) {
     const auto t0 = Clock::now();
+    const double cpu0 = process_cpu_seconds();
     for (int i = 0; i < steps; ++i) t.last_loss = step.run();
-    t.best_round_s = std::min(t.best_round_s, seconds_since(t0));
+    const double wall = seconds_since(t0);
+    if (wall < t.best_round_s) {
+      t.best_round_s = wall;
+      t.cpu_share = (process_cpu_seconds() - cpu0) / (wall * threads);
+    }
   }
   return t;
 }
@@ -259,6 +281,7 @@ struct Row {
   bool rss_per_row = false;
   double first_loss = NAN, loss = NAN;
   double ratio = NAN, goal = NAN;
+  double cpu_share = NAN;
 };
 
 struct Reference {
@@ -274,8 +297,8 @@ std::string gib(int64_t bytes) {
 }
 
 void print_header() {
-  std::printf("%-18s %-5s %9s %9s %10s %10s %6s %10s %8s %8s %7s %-8s %s\n", "model", "dtype", "params M", "active M",
-              "step ms", "tokens/s", "MFU", "peak GiB", "plan GiB", "RSS GiB", "/dense", "goal", "");
+  std::printf("%-18s %-5s %9s %9s %10s %10s %6s %10s %8s %8s %5s %7s %-8s %s\n", "model", "dtype", "params M",
+              "active M", "step ms", "tokens/s", "MFU", "peak GiB", "plan GiB", "RSS GiB", "CPU", "/dense", "goal", "");
 }
 
 void print_row(const Row& r) {
@@ -285,10 +308,11 @@ void print_row(const Row& r) {
     std::snprintf(goal, sizeof goal, ">= %.2f", r.goal);
     std::snprintf(verdict, sizeof verdict, "%s", r.ratio >= r.goal ? "ok" : "BELOW");
   }
-  std::printf("%-18s %-5s %9.2f %9.2f %10.1f %10.0f %5.1f%% %10s %8s %8s %7s %-8s %s\n", r.variant.name().c_str(),
-              r.dtype.c_str(), static_cast<double>(r.params_total) / 1e6, static_cast<double>(r.params_active) / 1e6,
-              r.step_ms, r.tokens_per_s, 100.0 * r.mfu, gib(r.peak_tensor_bytes).c_str(), gib(r.plan_bytes).c_str(),
-              gib(r.peak_rss_bytes).c_str(), ratio, goal, verdict);
+  std::printf("%-18s %-5s %9.2f %9.2f %10.1f %10.0f %5.1f%% %10s %8s %8s %4.0f%% %7s %-8s %s\n",
+              r.variant.name().c_str(), r.dtype.c_str(), static_cast<double>(r.params_total) / 1e6,
+              static_cast<double>(r.params_active) / 1e6, r.step_ms, r.tokens_per_s, 100.0 * r.mfu,
+              gib(r.peak_tensor_bytes).c_str(), gib(r.plan_bytes).c_str(), gib(r.peak_rss_bytes).c_str(),
+              100.0 * r.cpu_share, ratio, goal, verdict);
   std::fflush(stdout);
 }
 
@@ -332,6 +356,7 @@ std::string json_report(const std::vector<Row>& rows, const std::vector<Referenc
         {"plan_bytes", r.plan_bytes},
         {"peak_rss_bytes", r.peak_rss_bytes},
         {"rss_scope", r.rss_per_row ? "row" : "process"},
+        {"cpu_share", num(r.cpu_share)},
         {"first_loss", num(r.first_loss)},
         {"loss", num(r.loss)},
         {"lory_dense_ratio", num(r.ratio)},
@@ -528,8 +553,9 @@ int bench_main(int argc, char** argv) {
         // this call with the per-op profiler being written for the tensor
         // layer (profiler.h): start it before, print its per-op table
         // after. Nothing else in the loop needs to change.
-        const Timing timing = time_steps(step, steps, rounds);
+        const Timing timing = time_steps(step, steps, rounds, used_threads);
         r.loss = timing.last_loss;
+        r.cpu_share = timing.cpu_share;
         r.step_ms = 1e3 * timing.best_round_s / steps;
         r.tokens_per_s = static_cast<double>(s.tokens_per_step()) * steps / timing.best_round_s;
         r.peak_tensor_bytes = train::peak_tensor_bytes(device);
@@ -545,7 +571,8 @@ int bench_main(int argc, char** argv) {
   }
   std::printf("\nMFU: model FLOPs (6 x active matmul parameters + causal attention per token; Lory's expert merge "
               "not counted) x tokens/s / peak.\npeak GiB: tensor memory at the steps' peak (plan: "
-              "train/memory_plan.h's prediction); /dense: tokens/s over the dense row's.\n");
+              "train/memory_plan.h's prediction); CPU: CPU time of the timed round / (wall x threads), well under "
+              "100%% when other work shared the cores;\n/dense: tokens/s over the dense row's.\n");
   if (!json_path.empty()) {
     io::write_file_atomically(json_path, json_report(rows, refs, s, device.str(), used_threads, steps, warmup, rounds, quick));
     std::printf("wrote %s\n", json_path.c_str());

@@ -108,4 +108,12 @@ else:
     line += "; PyTorch: not run (no torch)"
 print(line)
 print(f"load average (1, 5, 15 min) before the run: {sys.argv[3]}, after: {sys.argv[4]}; cores: {os.cpu_count()}")
+shares = [(name, r["cpu_share"]) for name, report in (("engine", engine), ("PyTorch", torch)) if report
+          for r in report["rows"] if r.get("cpu_share") is not None]
+line = "CPU share of the counted rounds (CPU time / (wall x threads)): " + ", ".join(
+    f"{name} {100 * min(s for n, s in shares if n == name):.0f}% at the lowest" for name in ("engine", "PyTorch")
+    if any(n == name for n, _ in shares))
+if any(s < 0.9 for _, s in shares):
+    line += "; UNDER 90%: other work on the machine slowed some rows, measure again on a quiet machine"
+print(line)
 EOF

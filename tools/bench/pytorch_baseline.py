@@ -39,7 +39,9 @@ FLOPs = 3 x (2(4d^2 + 3df) per layer + 2dV + causal attention 4d(L+1)/2 per
 layer) per token: 6 x active matmul parameters + attention, Lory's merge not
 counted) against a GEMM timed in this run or --peak-tflops; peak tensor
 memory (CUDA: torch.cuda.max_memory_allocated; CPU: PyTorch keeps no count,
-null), peak RSS, and the Lory/dense ratio of tokens/s with the issue's goals.
+null), peak RSS, the CPU share of the counted round (CPU time / (wall x
+threads): well under 1 when other work took the cores) and the Lory/dense
+ratio of tokens/s with the issue's goals.
 
 Install (Debian 12): apt-get install python3-torch (torch 1.13, CPU); or in a
 venv: python3 -m venv .venv && .venv/bin/pip install torch. Without torch the
@@ -123,6 +125,11 @@ def reset_peak_rss():
         return True
     except OSError:
         return False
+
+
+def process_cpu_seconds():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def peak_rss_bytes():
@@ -341,18 +348,20 @@ def run_row(torch, shape, experts, segment, dtype_name, device, args):
     first_loss = step()
     for _ in range(args.warmup - 1):
         step()
-    best, loss = 1e30, None
+    best, loss, cpu_share = 1e30, None, None
     for _ in range(args.rounds):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), process_cpu_seconds()
         for _ in range(args.steps):
             loss = step()
-        best = min(best, time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        if wall < best:  # the CPU time of the counted round over wall x threads: under 1, other work took cores
+            best, cpu_share = wall, (process_cpu_seconds() - cpu0) / (wall * torch.get_num_threads())
     peak_tensor = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     total, active = parameter_counts(shape["layers"], shape["hidden"], shape["ffn"], shape["vocab"], experts)
     tokens = shape["batch"] * shape["seq"] * A
     return dict(first_loss=first_loss, loss=loss, step_ms=1e3 * best / args.steps,
                 tokens_per_s=tokens * args.steps / best, peak_tensor_bytes=peak_tensor,
-                peak_rss_bytes=peak_rss_bytes(), rss_scope="row" if rss_per_row else "process",
+                peak_rss_bytes=peak_rss_bytes(), rss_scope="row" if rss_per_row else "process", cpu_share=cpu_share,
                 params_total=total, params_active=active)
 
 
@@ -546,7 +555,7 @@ def main():
         refs.append(dict(dtype=dtype_name, gemm_tflops=gemm, peak_tflops=peak, peak_source=source))
         print(f"\n{dtype_name}: reference GEMM {gemm:.4g} TFLOP/s; MFU against {peak:.4g} TFLOP/s ({source})")
         print(f"{'model':<18} {'dtype':<5} {'params M':>9} {'active M':>9} {'step ms':>10} {'tokens/s':>10} {'MFU':>6} "
-              f"{'peak GiB':>10} {'RSS GiB':>8} {'/dense':>7} {'goal':<8}")
+              f"{'peak GiB':>10} {'RSS GiB':>8} {'CPU':>5} {'/dense':>7} {'goal':<8}")
         dense_tps = None
         for experts, segment in variants:
             name = "dense" if experts == 0 else f"lory E={experts} T={segment}"
@@ -561,7 +570,7 @@ def main():
                        tokens_per_step=tokens_per_step, step_ms=r["step_ms"], tokens_per_s=r["tokens_per_s"],
                        model_flops_per_token=flops, mfu=flops * r["tokens_per_s"] / (peak * 1e12),
                        peak_tensor_bytes=r["peak_tensor_bytes"], plan_bytes=None,
-                       peak_rss_bytes=r["peak_rss_bytes"], rss_scope=r["rss_scope"],
+                       peak_rss_bytes=r["peak_rss_bytes"], rss_scope=r["rss_scope"], cpu_share=r["cpu_share"],
                        first_loss=r["first_loss"], loss=r["loss"], lory_dense_ratio=ratio, goal=goal,
                        goal_met=None if goal is None else ratio >= goal)
             rows.append(row)
@@ -571,9 +580,11 @@ def main():
             goal_text = "" if goal is None else f">= {goal:.2f}"
             print(f"{name:<18} {dtype_name:<5} {row['params_total'] / 1e6:9.2f} {row['params_active'] / 1e6:9.2f} "
                   f"{row['step_ms']:10.1f} {row['tokens_per_s']:10.0f} {100 * row['mfu']:5.1f}% {peak_text:>10} "
-                  f"{row['peak_rss_bytes'] / gib:8.3f} {ratio:7.3f} {goal_text:<8} {verdict}", flush=True)
+                  f"{row['peak_rss_bytes'] / gib:8.3f} {100 * row['cpu_share']:4.0f}% {ratio:7.3f} {goal_text:<8} {verdict}",
+                  flush=True)
     print("\nMFU: model FLOPs (6 x active matmul parameters + causal attention per token; Lory's expert merge not "
-          "counted) x tokens/s / peak.\npeak GiB: CUDA tensor memory (PyTorch counts none on the CPU); "
+          "counted) x tokens/s / peak.\npeak GiB: CUDA tensor memory (PyTorch counts none on the CPU); CPU: CPU time "
+          "of the timed round / (wall x threads), well under 100% when other work shared the cores;\n"
           "/dense: tokens/s over the dense row's.")
     if args.json:
         report = dict(program="pytorch_baseline", engine="pytorch", torch_version=torch.__version__, device=str(device),
