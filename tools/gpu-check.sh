@@ -4,7 +4,10 @@
 #   2. the CUDA test suite (every CUDA kernel against the CPU): make test-cuda;
 #   3. the same suite under compute-sanitizer memcheck and racecheck (when the
 #      toolkit has it), on the kernels that read and write memory the most;
-#   4. lory_bench_kernels at the 0.3B model's shapes, as a table and JSON;
+#   4. lory_bench_kernels at the 0.3B model's shapes, as a table and JSON,
+#      and lory_bench_train --preset paper-0.3b: whole training steps of the
+#      0.3B dense and 8E models in bf16 (tokens/s, MFU, peak memory against
+#      the plan, Lory/dense against issue 16's goal);
 #   5. lory_train on the GPU: the 0.3B-8E config in bf16 for TRAIN_STEPS
 #      steps (default 300) on the main job's data (made here with
 #      tools/prepare-data.sh when data/main is missing): loss, tokens/s, MFU
@@ -12,7 +15,8 @@
 #   6. with two or more GPUs, the data-parallel tests at one rank per GPU:
 #      NCCL ranks on the GPUs against MPI ranks on the CPU (mpi-tests.log).
 # Logs and results go to OUTDIR (default runs/gpu-check): tests.log,
-# memcheck.log, racecheck.log, bench.txt, bench.json. Exits non-zero when a
+# memcheck.log, racecheck.log, bench.txt, bench.json, bench-train.txt,
+# bench-train.json. Exits non-zero when a
 # step fails, after running the rest.
 #
 #   bash tools/gpu-check.sh [OUTDIR]
@@ -37,9 +41,10 @@ rc=${PIPESTATUS[0]}
 
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$sanitizer" ]; then
-  # The kernels with hand-written indexing and shared memory; the whole suite
+  # The kernels with hand-written indexing and shared memory, and the chunked
+  # expert merge (workspace offsets, beta accumulation); the whole suite
   # under racecheck would take too long.
-  cases='*index*,*cross_entropy*,*rms_norm*,*rope*,*segment*,*FlashAttention*,*general attention*,*AdamW*,*swiglu*'
+  cases='*index*,*cross_entropy*,*rms_norm*,*rope*,*segment*,*FlashAttention*,*general attention*,*AdamW*,*swiglu*,*merged_linear*'
   for tool in memcheck racecheck; do
     step "compute-sanitizer --tool $tool"
     "$sanitizer" --tool "$tool" --error-exitcode 9 ./build/bin/lory_cuda_tests --test-case="$cases" \
@@ -55,6 +60,10 @@ fi
 step "lory_bench_kernels"
 ./build/bin/lory_bench_kernels --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: benchmark failed"; status=1; }
+
+step "lory_bench_train: 0.3B dense and 8E, bf16, whole training steps"
+./build/bin/lory_bench_train --preset paper-0.3b --json "$out/bench-train.json" 2>&1 | tee "$out/bench-train.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: training benchmark failed"; status=1; }
 
 step "lory_train: 0.3B-8E, bf16, one GPU"
 data=data/main

@@ -3,6 +3,8 @@
 
 #include <sys/resource.h>
 
+#include <fstream>
+
 #include "tensor/backend.h"
 #include "tensor/memory_stats.h"
 #ifdef LORY_HAVE_CUDA
@@ -31,6 +33,20 @@ int64_t peak_tensor_bytes(Device device) {
     return static_cast<int64_t>(cuda->allocator().stats().peak_allocated_bytes);
 #endif
   return 0;
+}
+
+void reset_peak_tensor_bytes(Device device) {
+  if (device.is_cpu()) return reset_host_memory_peak();
+#ifdef LORY_HAVE_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(&backend_for(device))) cuda->allocator().reset_peak();
+#endif
+}
+
+bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";  // resets the mm's high-water RSS mark, which getrusage's ru_maxrss reads
+  clear.close();
+  return static_cast<bool>(clear);
 }
 
 int64_t peak_rss_bytes() {

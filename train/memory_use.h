@@ -15,9 +15,17 @@ namespace lory::train {
 
 // The bytes `zero` holds, in memory_plan.h's categories (activations: 0).
 MemoryPlan held_memory(const ZeroOptimizer& zero);
-// The most tensor memory live on `device` at once so far.
+// The most tensor memory live on `device` at once so far (since the last reset).
 int64_t peak_tensor_bytes(Device device);
-// The process's peak resident set (getrusage).
+// Starts a new tensor-memory peak on `device` from what is live now (to
+// measure one phase of a run, e.g. the training steps of one model).
+void reset_peak_tensor_bytes(Device device);
+// The process's peak resident set (getrusage) since it started or the last
+// reset_peak_rss().
 int64_t peak_rss_bytes();
+// Starts a new RSS peak from the current resident set (Linux: "5" written to
+// /proc/self/clear_refs). False where the kernel does not allow it; the
+// peak then stays the process's.
+bool reset_peak_rss();
 
 }  // namespace lory::train
