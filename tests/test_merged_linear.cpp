@@ -5,8 +5,9 @@
 //
 // Shapes are chosen to exercise the tiling: widths that are not multiples of
 // a tile (70, 37), enough rows for several tiles, E large enough that a tile
-// shrinks to fit the L2 budget, and fewer tiles than work items (so the
-// forward also splits segments into runs).
+// shrinks to fit the L2 budget, fewer tiles than work items (so the forward
+// also splits segments into runs), several blocks of segments, and more
+// experts than the row combination takes in one pass.
 #include <doctest/doctest.h>
 
 #include <vector>
@@ -59,6 +60,8 @@ TEST_CASE("merged_linear: the fused kernel equals the GEMM formulation, forward 
       {5, 7, 3, 70, 37},    // odd sizes: partial tiles everywhere
       {6, 16, 8, 200, 96},  // several tiles of rows and of columns
       {3, 64, 32, 24, 40},  // E = 32: tiles shrink; fewer tiles than items
+      {19, 3, 4, 130, 20},  // several segment blocks, the last one partial
+      {2, 4, 70, 9, 5},     // E = 70: more experts than one pass of the row combination takes
       {1, 1, 1, 1, 1},
   };
   struct Tolerance {

@@ -12,17 +12,17 @@
 // it does the same again with every G_s. Here neither is ever whole.
 //
 // How. W is cut into tiles of rows, sized so that the E expert tiles fit in
-// the core's L2 (kTileBytes). Forward and input gradient: a thread takes a
+// the core's L2 where they can (kTileBytes, kMinLines). Forward and input gradient: a thread takes a
 // run of segments and walks the tiles; for each tile and each of its segments
-//   1. merges:  M = Σ_i e_si W_i[tile]            E·|tile| multiply-adds, from L2
+//   1. merges:  M = Σ_i e_si W_i[tile]            E·|tile| multiply-adds, from L2 (combine_rows)
 //   2. applies: y_s[:, tile] = x_s M^T            forward, one small Eigen GEMM
 //               dx_s += dy_s[:, tile] M            input gradient, the tiles adding up
 // so the merge costs E/T of the GEMM (Lory's real overhead, paper App. B),
 // and memory traffic is that of a dense linear. The weight gradient takes
 // tiles, not segments, per thread (a tile of dW_i has one owner): per tile
 // and segment, G_s[tile] = dy_s[:, tile]^T x_s (one GEMM), then
-// dW_i[tile] += e_si G_s[tile] and de_si += <G_s[tile], W_i[tile]> in one
-// pass over G. A tile's dW_i stays in a local accumulator over all segments
+// dW_i[tile] += e_si G_s[tile] (combine_rows) and de_si += <G_s[tile], W_i[tile]>
+// (a GEMM) a block of segments at a time. A tile's dW_i stays in a local accumulator over all segments
 // and is written once.
 //
 // Determinism: every output element has one owner, segments are visited in
@@ -34,6 +34,7 @@
 // experts, and outputs are rounded once.
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
@@ -48,9 +49,14 @@ using namespace cpu;
 namespace {
 
 // The E expert tiles a work item reads for every one of its segments should
-// stay in L2 (1-2 MiB a core on current x86): half a MiB leaves room for x_s,
-// the merged tile and the output block.
-constexpr int64_t kTileBytes = 512 * 1024;
+// stay in L2 (2 MiB a core on the Xeon this was tuned on; kTileBytes leaves
+// room for x_s and the output block). But a tile is also the N (forward) or
+// M (weight gradient) of the segment GEMMs, and Eigen packs the other operand
+// again for every tile: below 64 lines that packing, not the arithmetic, is
+// the cost (measured: at E = 32 the weight gradient took 2x longer with the
+// 8-line tiles an L2-only rule gives). So a tile has at least kMinLines lines
+// even where its E expert tiles spill to L3.
+constexpr int64_t kTileBytes = 1536 * 1024;
 
 template <typename A>
 using RowMatrix = Eigen::Matrix<A, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -60,25 +66,97 @@ template <typename A>
 using RowMap = Eigen::Map<RowMatrix<A>, 0, Eigen::OuterStride<>>;
 
 // Lines of W (rows of length `line` elements) per tile: as many as fit E
-// times in kTileBytes, a multiple of 8, between 8 and 64, and small enough
-// that there are at least kMinTiles tiles when `extent` allows. It depends on
+// times in kTileBytes, a multiple of 8, between kMinLines and kMaxLines, and
+// small enough that there are at least kMinTiles tiles (work items for the
+// threads) when that leaves kMinLines a tile. It depends on
 // the shapes only, never on the thread count: the tiling decides the GEMMs'
 // shapes, hence their summation order, hence the bits.
-constexpr int64_t kMinTiles = 8;
+constexpr int64_t kMinTiles = 4, kMinLines = 64, kMaxLines = 256;
 int64_t lines_per_tile(int64_t E, int64_t line, int64_t extent, int64_t elem_bytes) {
-  int64_t n = kTileBytes / std::max<int64_t>(1, E * line * elem_bytes);
-  n = std::clamp<int64_t>(n / 8 * 8, 8, 64);
-  while (n > 8 && (extent + n - 1) / n < kMinTiles) n /= 2;
+  int64_t n = kTileBytes / std::max<int64_t>(1, E * line * elem_bytes) / 8 * 8;
+  n = std::clamp(n, kMinLines, kMaxLines);
+  while (n > kMinLines && (extent + n - 1) / n < kMinTiles) n = std::max(kMinLines, n / 2);
   return std::max<int64_t>(1, std::min(n, extent));
 }
 
 // Segments are handled kSegmentBlock at a time: the merge of a tile for a
-// block of segments is one small GEMM (e_block [nb, E] x W[tile] [E, |tile|]),
-// and so is the weight gradient's update (dW[tile] += e_block^T G_block), so
+// block of segments is one weighted sum of rows (combine_rows below:
+// M_block = e_block [nb, E] x W[tile] [E, |tile|]), and so is the weight
+// gradient's update (dW[tile] += e_block^T G_block), so
 // the expert tiles and the accumulators are streamed once per block instead
 // of once per segment. Blocks start at multiples of kSegmentBlock, so their
 // shapes depend on S only.
 constexpr int64_t kSegmentBlock = 8;
+
+// The merge and the weight gradient's update are both a weighted sum of a few
+// long rows with a few coefficients each:
+//   out[r, :] (+)= Σ_c coef[r, c] · in[c, :]        r < R, c < C, rows of n values
+// (merge: r a segment, c an expert, K = E; update: r an expert, c a segment
+// of the block). With K = E or K = 8 a general GEMM spends more time packing
+// its operands than multiplying, so this is a loop of its own: kRows outputs
+// at a time, a chunk of kChunk columns each, held in registers (8 x 32 f32 =
+// 16 AVX-512 registers) while the C input rows stream past once. The sum
+// over c runs in order, so the result does not depend on anything but the
+// shapes.
+constexpr int64_t kRows = 8;
+// A 64-byte vector of A (GCC/Clang vector extension; the compiler splits it
+// where the machine's registers are narrower), loaded and stored by memcpy.
+template <typename A>
+struct Vector64;
+template <>
+struct Vector64<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vector64<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <typename A>
+void combine_rows(A* out, int64_t out_stride, int64_t R, const A* in, int64_t in_stride, int64_t C, const A* coef,
+                  int64_t coef_r, int64_t coef_c, int64_t n, bool accumulate) {
+  using V = typename Vector64<A>::type;
+  constexpr int64_t kLanes = 64 / sizeof(A), kChunk = 2 * kLanes;
+  const int64_t n_full = n / kChunk * kChunk;
+  for (int64_t r0 = 0; r0 < R; r0 += kRows) {
+    const int64_t nr = std::min(kRows, R - r0);
+    for (int64_t c0 = 0; c0 < C; c0 += 64) {
+      const int64_t nc = std::min<int64_t>(64, C - c0);
+      const bool first = !accumulate && c0 == 0;
+      A w[64][kRows];  // the block's coefficients by input row, zero past nr
+      for (int64_t c = 0; c < nc; ++c)
+        for (int64_t r = 0; r < kRows; ++r) w[c][r] = r < nr ? coef[(r0 + r) * coef_r + (c0 + c) * coef_c] : A(0);
+      for (int64_t k0 = 0; k0 < n_full; k0 += kChunk) {
+        V acc[kRows][2];
+#pragma GCC unroll 8
+        for (int64_t r = 0; r < kRows; ++r) {
+          if (first || r >= nr) {
+            acc[r][0] = V{} , acc[r][1] = V{};
+          } else {
+            std::memcpy(&acc[r][0], out + (r0 + r) * out_stride + k0, sizeof(V));
+            std::memcpy(&acc[r][1], out + (r0 + r) * out_stride + k0 + kLanes, sizeof(V));
+          }
+        }
+        for (int64_t c = 0; c < nc; ++c) {
+          V x0, x1;
+          std::memcpy(&x0, in + (c0 + c) * in_stride + k0, sizeof(V));
+          std::memcpy(&x1, in + (c0 + c) * in_stride + k0 + kLanes, sizeof(V));
+#pragma GCC unroll 8
+          for (int64_t r = 0; r < kRows; ++r) acc[r][0] += w[c][r] * x0, acc[r][1] += w[c][r] * x1;
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+          std::memcpy(out + (r0 + r) * out_stride + k0, &acc[r][0], sizeof(V));
+          std::memcpy(out + (r0 + r) * out_stride + k0 + kLanes, &acc[r][1], sizeof(V));
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r)  // the last columns, one at a time, the same sums in the same order
+        for (int64_t k = n_full; k < n; ++k) {
+          A sum = first ? A(0) : out[(r0 + r) * out_stride + k];
+          for (int64_t c = 0; c < nc; ++c) sum += w[c][r] * in[(c0 + c) * in_stride + k];
+          out[(r0 + r) * out_stride + k] = sum;
+        }
+    }
+  }
+}
 
 // x as A values: the tensor itself when it already is, else a widened copy.
 template <typename T, typename A>
@@ -157,8 +235,7 @@ void merged_linear_kernel(const T* x_in, const T* e_in, const T* W, T* y_out, in
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t s0 = b * kSegmentBlock, nb = std::min(kSegmentBlock, S - s0);
           // 1. the merge, for the block: M [nb, rows * in] = e_block [nb, E] W[tile] [E, rows * in]
-          RowMap<A> Mb(merged.data(), nb, n, Eigen::OuterStride<>(n));
-          Mb.noalias() = ConstRowMap<A>(e + s0 * E, nb, E, Eigen::OuterStride<>(E)) * Wt;
+          combine_rows<A>(merged.data(), n, nb, Wt.data(), Wt.outerStride(), E, e + s0 * E, E, 1, n, false);
           // 2. each segment's GEMM with its merged tile
           for (int64_t j = 0; j < nb; ++j) {
             const int64_t s = s0 + j;
@@ -211,7 +288,6 @@ void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in,
       const ConstRowMap<A> Wt = expert_tiles<T, A>(W, E, out, in, r0, rows, widened);
       G.resize(static_cast<size_t>(kSegmentBlock * n));
       acc.assign(static_cast<size_t>(E * n), A(0));
-      RowMap<A> Acc(acc.data(), E, n, Eigen::OuterStride<>(n));
       for (int64_t s0 = 0; s0 < S; s0 += kSegmentBlock) {
         const int64_t nb = std::min(kSegmentBlock, S - s0);
         for (int64_t j = 0; j < nb; ++j) {
@@ -221,8 +297,7 @@ void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in,
           RowMap<A>(G.data() + j * n, rows, in, Eigen::OuterStride<>(in)).noalias() = dys.transpose() * xs;
         }
         const ConstRowMap<A> Gb(G.data(), nb, n, Eigen::OuterStride<>(n));
-        const ConstRowMap<A> eb(e + s0 * E, nb, E, Eigen::OuterStride<>(E));
-        Acc.noalias() += eb.transpose() * Gb;
+        combine_rows<A>(acc.data(), n, E, G.data(), n, nb, e + s0 * E, 1, E, n, true);
         RowMap<A>(de_parts.data() + (t * S + s0) * E, nb, E, Eigen::OuterStride<>(E)).noalias() =
             Gb * Wt.transpose();
       }
