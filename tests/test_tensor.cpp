@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tensor/graph.h"
+#include "tensor/memory_stats.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 
@@ -676,4 +677,35 @@ TEST_CASE("random: random_with_key at an offset equals the matching slice of a l
   const std::vector<float> d32 = random_with_key({9}, RandomDist::normal, 8, 2, 0, 1).to_vector<float>();
   for (size_t i = 0; i < d64.size(); ++i) CHECK(d32[i] == doctest::Approx(d64[i]).epsilon(1e-6));
   CHECK_THROWS_AS(random_with_key({2}, RandomDist::uniform, 1, 0, 0, 1, {DType::i32}), Error);
+}
+
+TEST_CASE("host memory: a freed large block is cached and reused for the same size; small ones are not") {
+  // cpu_backend.cpp keeps freed blocks of 1 MiB or more (the page faults of a
+  // fresh mmap every step cost more than the kernels that fill them).
+  release_cached_host_memory();
+  const HostMemoryStats before = host_memory_stats();
+  CHECK(before.cached_bytes == 0);
+  const int64_t n = (3 << 20) / 4;  // 3 MiB of f32: its own rounded size, within the peak it makes
+  {
+    Tensor a = zeros({n});
+    a.fill_(2.0);
+  }
+  const HostMemoryStats freed = host_memory_stats();
+  CHECK(freed.live_bytes == before.live_bytes);
+  CHECK(freed.cached_bytes == 4 * n);  // kept
+  {
+    Tensor b = empty({n});  // the same size: the cached block, not a new one
+    const HostMemoryStats reused = host_memory_stats();
+    CHECK(reused.live_bytes == before.live_bytes + 4 * n);
+    CHECK(reused.cached_bytes == 0);
+    b.fill_(1.0);
+    CHECK(sum(b).item() == doctest::Approx(static_cast<double>(n)));
+  }
+  {
+    Tensor small = zeros({1000});  // 4 KB: malloc's business, never cached
+  }
+  CHECK(host_memory_stats().cached_bytes == freed.cached_bytes);
+  release_cached_host_memory();
+  CHECK(host_memory_stats().cached_bytes == 0);
+  CHECK(host_memory_stats().live_bytes == before.live_bytes);
 }

@@ -1,9 +1,12 @@
 // cpu_backend.cpp — host memory and the one CpuBackend instance.
 #include "tensor/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "tensor/error.h"
 #include "tensor/memory_stats.h"
@@ -25,11 +28,40 @@ void count_allocation(int64_t nbytes) {
   while (live > peak && !peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
   }
 }
+
+// Large blocks are kept for reuse instead of being returned to the C
+// library. glibc serves every allocation above its mmap threshold (at most
+// 32 MiB) with a fresh mmap and unmaps it on free, so a training step that
+// allocates the same 64 MiB logits gradient every step pays for 16k page
+// faults (the kernel zeroing each page) every step: measured 19 ms of a
+// 6 ms cross-entropy backward, and 11% of a dense step. A step allocates the
+// same sizes every time, so a cache of freed blocks by (rounded) size finds
+// them again, like the CUDA caching allocator but without splitting blocks.
+//
+// Only blocks of kCachedMinBytes or more (rounded up to kCachedGranule) are
+// cached, and the cache never holds more than the peak of live tensor bytes
+// (what one step needed at once), so a run's RSS grows by at most its peak
+// of large temporaries; a block that does not fit is freed at once.
+constexpr size_t kCachedMinBytes = size_t{1} << 20, kCachedGranule = size_t{64} << 10;
+
+struct BlockCache {
+  std::mutex mutex;
+  std::multimap<size_t, void*> free_blocks;  // rounded size -> block
+  size_t cached_bytes = 0;
+};
+BlockCache& block_cache() {
+  static auto* cache = new BlockCache;  // never destroyed: tensors may outlive static destructors
+  return *cache;
+}
 }  // namespace
 
 HostMemoryStats host_memory_stats() {
-  return {live_bytes.load(std::memory_order_relaxed), peak_bytes.load(std::memory_order_relaxed),
-          allocations.load(std::memory_order_relaxed)};
+  HostMemoryStats stats{live_bytes.load(std::memory_order_relaxed), peak_bytes.load(std::memory_order_relaxed),
+                        allocations.load(std::memory_order_relaxed), 0};
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  stats.cached_bytes = static_cast<int64_t>(cache.cached_bytes);
+  return stats;
 }
 
 void reset_host_memory_peak() {
@@ -38,9 +70,23 @@ void reset_host_memory_peak() {
 
 void* CpuBackend::allocate(size_t nbytes) {
   if (nbytes == 0) return nullptr;
-  // std::aligned_alloc requires the size to be a multiple of the alignment.
-  const size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded);
+  void* p = nullptr;
+  if (nbytes >= kCachedMinBytes) {
+    const size_t rounded = (nbytes + kCachedGranule - 1) / kCachedGranule * kCachedGranule;
+    BlockCache& cache = block_cache();
+    {
+      std::lock_guard<std::mutex> lock(cache.mutex);
+      if (auto it = cache.free_blocks.find(rounded); it != cache.free_blocks.end()) {
+        p = it->second;
+        cache.free_blocks.erase(it);
+        cache.cached_bytes -= rounded;
+      }
+    }
+    if (p == nullptr) p = std::aligned_alloc(kAlignment, rounded);
+  } else {
+    // std::aligned_alloc requires the size to be a multiple of the alignment.
+    p = std::aligned_alloc(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
+  }
   LORY_CHECK(p != nullptr, "cpu: out of host memory allocating ", nbytes, " bytes");
   count_allocation(static_cast<int64_t>(nbytes));
   return p;
@@ -48,8 +94,27 @@ void* CpuBackend::allocate(size_t nbytes) {
 
 void CpuBackend::deallocate(void* ptr, size_t nbytes) {
   if (ptr == nullptr) return;
-  std::free(ptr);
   live_bytes.fetch_sub(static_cast<int64_t>(nbytes), std::memory_order_relaxed);
+  if (nbytes >= kCachedMinBytes) {
+    const size_t rounded = (nbytes + kCachedGranule - 1) / kCachedGranule * kCachedGranule;
+    const size_t limit = static_cast<size_t>(std::max<int64_t>(0, peak_bytes.load(std::memory_order_relaxed)));
+    BlockCache& cache = block_cache();
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    if (cache.cached_bytes + rounded <= limit) {
+      cache.free_blocks.emplace(rounded, ptr);
+      cache.cached_bytes += rounded;
+      return;
+    }
+  }
+  std::free(ptr);
+}
+
+void release_cached_host_memory() {
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  for (auto& [size, block] : cache.free_blocks) std::free(block);
+  cache.free_blocks.clear();
+  cache.cached_bytes = 0;
 }
 
 void CpuBackend::copy_from_host(void* dst, const void* src, size_t nbytes) {
