@@ -76,6 +76,7 @@
 #include "tools/cli.h"
 #include "train/memory_plan.h"
 #include "train/memory_use.h"
+#include "train/trainer.h"
 #include "train/zero_optimizer.h"
 
 using namespace lory;
@@ -154,28 +155,6 @@ nn::LoryConfig model_config(const Shape& s, const Variant& v) {
 double model_flops_per_token(const nn::LoryConfig& c, int64_t seq) {
   const nn::FlopsPerToken f = nn::flops_per_token(c, seq);
   return 3.0 * (f.matmul + f.attention);
-}
-
-// Best-of-5 FLOP/s of an n x n x n GEMM in `dtype` on `device` (as lory_train
-// measures its MFU reference).
-double measure_gemm_flops(DType dtype, Device device) {
-  NoGradGuard no_grad;
-  const int64_t n = device.is_cuda() ? 8192 : 1024;
-  const TensorOptions options{dtype, device, false};
-  const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, options);
-  const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, options);
-  auto gemm = [&] {
-    (void)matmul(a, b);
-    backend_for(device).synchronize();
-  };
-  gemm();
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t = Clock::now();
-    gemm();
-    best = std::min(best, seconds_since(t));
-  }
-  return 2.0 * static_cast<double>(n * n * n) / best;
 }
 
 // One model being trained: the model, its flat buffers and AdamW state, and
@@ -521,7 +500,7 @@ int bench_main(int argc, char** argv) {
   for (DType dtype : dtypes) {
     Reference ref;
     ref.dtype = dtype_name(dtype);
-    ref.gemm_tflops = measure_gemm_flops(dtype, device) / 1e12;
+    ref.gemm_tflops = train::measure_gemm_flops(dtype, device) / 1e12;
     if (peak_opt->count() > 0) {
       ref.peak_tflops = peak_arg, ref.peak_source = "--peak-tflops";
     } else if (device.is_cuda() && dtype == DType::bf16) {

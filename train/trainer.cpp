@@ -47,28 +47,6 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
-// Best-of-5 time of an n x n x n GEMM in `dtype`: the FLOP/s an MFU estimate
-// on this CPU is measured against (the machine's peak in practice, not on
-// paper). Other work on the machine while it runs lowers it (and raises the
-// MFU printed); set log.peak_tflops to pin it.
-double measure_gemm_flops(DType dtype, Device device) {
-  NoGradGuard no_grad;
-  const int64_t n = device.is_cuda() ? 8192 : 1024;  // big enough to reach a GPU's peak
-  const TensorOptions options{dtype, device, false};
-  const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, options);
-  const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, options);
-  // Reading one element waits for the GEMM (a GPU runs it asynchronously).
-  auto gemm = [&] { return matmul(a, b).select(0, 0).select(0, 0).item(); };
-  gemm();  // warm-up
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t = Clock::now();
-    gemm();
-    best = std::min(best, seconds_since(t));
-  }
-  return 2.0 * static_cast<double>(n * n * n) / best;
-}
-
 DType compute_dtype(const TrainConfig& c) { return c.train.precision == "bf16" ? DType::bf16 : DType::f32; }
 
 AdamWOptions adamw_options(const TrainConfig& c) {
@@ -131,6 +109,28 @@ std::vector<std::string> metrics_lines_up_to(const std::string& path, int64_t st
 }
 
 }  // namespace
+
+// Best-of-5 time of an n x n x n GEMM in `dtype`: the FLOP/s an MFU estimate
+// on this CPU is measured against (the machine's peak in practice, not on
+// paper). Other work on the machine while it runs lowers it (and raises the
+// MFU printed); set log.peak_tflops to pin it.
+double measure_gemm_flops(DType dtype, Device device) {
+  NoGradGuard no_grad;
+  const int64_t n = device.is_cuda() ? 8192 : 1024;  // big enough to reach a GPU's peak
+  const TensorOptions options{dtype, device, false};
+  const Tensor a = random_with_key({n, n}, RandomDist::normal, 7, 0, 0.0, 1.0, options);
+  const Tensor b = random_with_key({n, n}, RandomDist::normal, 7, 1 << 20, 0.0, 1.0, options);
+  // Reading one element waits for the GEMM (a GPU runs it asynchronously).
+  auto gemm = [&] { return matmul(a, b).select(0, 0).select(0, 0).item(); };
+  gemm();  // warm-up
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t = Clock::now();
+    gemm();
+    best = std::min(best, seconds_since(t));
+  }
+  return 2.0 * static_cast<double>(n * n * n) / best;
+}
 
 RunPlan plan_run(const TrainConfig& c, int64_t instance_tokens, int64_t world) {
   RunPlan p;

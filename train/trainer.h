@@ -167,4 +167,9 @@ class Trainer {
   int64_t steps_in_phase_ = 0;   // steps this process ran on the current model (dense, or Lory after upcycling)
 };
 
+// Best-of-5 FLOP/s of an n x n x n GEMM in `dtype` on `device` (n = 1024 on
+// the CPU, 8192 on a GPU): the reference MFU is measured against, here and in
+// lory_bench_train.
+double measure_gemm_flops(DType dtype, Device device);
+
 }  // namespace lory::train
