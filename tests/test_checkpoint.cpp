@@ -12,8 +12,10 @@
 #include "tensor/graph.h"
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
+#include "tests/compare.h"
 
 using namespace lory;
+using lory::test::max_abs_diff;
 using namespace lory::nn;
 
 namespace {
@@ -52,11 +54,6 @@ std::string load_error(const std::string& path) {
 }
 
 Tensor ids(const std::vector<int64_t>& v) { return from_vector(v, {1, static_cast<int64_t>(v.size())}, {DType::i64}); }
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  NoGradGuard no_grad;
-  return amax(abs(a.to(DType::f64) - b.to(DType::f64))).item();
-}
 
 }  // namespace
 

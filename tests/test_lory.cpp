@@ -16,8 +16,11 @@
 #include "nn/lory_lm.h"
 #include "nn/merge_experts.h"
 #include "tensor/ops.h"
+#include "tests/compare.h"
 
 using namespace lory;
+using lory::test::max_abs_diff;
+using lory::test::max_abs;
 using namespace lory::nn;
 
 namespace {
@@ -40,16 +43,6 @@ std::vector<int64_t> sequence(int64_t n, int64_t seed = 3) {
   std::vector<int64_t> ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = (seed * 17 + i * 29 + i * i * 7) % 64;
   return ids;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  NoGradGuard no_grad;
-  return amax(abs(a.to(DType::f64) - b.to(DType::f64))).item();
-}
-
-double max_abs(const Tensor& a) {
-  NoGradGuard no_grad;
-  return amax(abs(a.to(DType::f64))).item();
 }
 
 // Logits [1, L, V] for ids, with no graph.

@@ -20,20 +20,13 @@
 #include "nn/merge_experts.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
+#include "tests/compare.h"
 
 using namespace lory;
+using lory::test::max_abs_diff;
+using lory::test::max_abs;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  NoGradGuard no_grad;
-  return amax(abs(a.to(DType::f64) - b.to(DType::f64))).item();
-}
-
-double max_abs(const Tensor& a) {
-  NoGradGuard no_grad;
-  return amax(abs(a.to(DType::f64))).item();
-}
 
 struct Case {
   int64_t S, T, E, out, in;
