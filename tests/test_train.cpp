@@ -1387,3 +1387,32 @@ TEST_CASE("train: routing stats count an expert as used above 2/E within the win
   CHECK(stats.take_entropy() == std::vector<double>{0.0, 0.0});  // reset by take
   CHECK_THROWS_WITH_AS(stats.add(1, {peaked}), doctest::Contains("expected 2"), Error);
 }
+
+TEST_CASE("train: a resume rewrites metrics.jsonl whole on disk before its first step (a kill then loses nothing)") {
+  // What a SIGKILL right after a resume leaves is what is on disk at that
+  // moment: the kept history must already be there, not in a stdio buffer
+  // of a file truncated in place.
+  const std::string dir = fresh_dir("metrics-kill");
+  const TrainConfig c = tiny_config(dir);
+  {
+    Trainer t(c, false, true);
+    t.stop_after(3);
+    REQUIRE(t.run().end == RunEnd::stopped);
+  }
+  const auto train_steps = [&] {
+    std::vector<int64_t> steps;
+    std::ifstream metrics(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) {
+      const auto j = nlohmann::json::parse(line);  // every line whole
+      if (j.at("type") == "train") steps.push_back(j.at("step").get<int64_t>());
+    }
+    return steps;
+  };
+  REQUIRE(train_steps() == std::vector<int64_t>{1, 2, 3});
+  Trainer resumed(c, true, true);  // the resume has rewritten the file; nothing has run
+  CHECK(train_steps() == std::vector<int64_t>{1, 2, 3});
+  for (const auto& entry : fs::directory_iterator(dir))  // no temporary left behind by the rewrite
+    CHECK(entry.path().filename().string().rfind(".metrics.jsonl.tmp", 0) != 0);
+  REQUIRE(resumed.run().end == RunEnd::finished);
+  CHECK(train_steps() == std::vector<int64_t>{1, 2, 3, 4, 5, 6});  // appended, each step once
+}

@@ -314,11 +314,18 @@ void Trainer::start_new_run() {
   open_metrics(metrics, {});
 }
 
-// metrics.jsonl, rewritten with `kept` (the lines a resumed run keeps).
+// metrics.jsonl, rewritten with `kept` (the lines a resumed run keeps), then
+// appended to a record at a time (write_metrics flushes each). The rewrite
+// is atomic (a temporary file, fsynced, renamed over the old one): a run
+// killed at any moment after a resume leaves either the old file or the kept
+// history whole, never a file truncated in place with its history still in a
+// stdio buffer (which lost records to SIGKILL before).
 void Trainer::open_metrics(const std::string& path, const std::vector<std::string>& kept) {
-  metrics_ = std::fopen(path.c_str(), "w");
-  LORY_CHECK(metrics_, path, ": cannot open for writing");
-  for (const std::string& line : kept) std::fprintf(metrics_, "%s\n", line.c_str());
+  std::string contents;
+  for (const std::string& line : kept) contents += line + "\n";
+  io::write_file_atomically(path, contents);
+  metrics_ = std::fopen(path.c_str(), "a");
+  LORY_CHECK(metrics_, path, ": cannot open for appending");
 }
 
 // The data loader (seeded order, from the position the run has reached) and,
