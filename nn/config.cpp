@@ -239,11 +239,71 @@ std::string string_of(const Json& v, const std::string& where) {
   return v.get<std::string>();
 }
 
-// Keys transformers writes into a LlamaConfig's config.json that do not
-// change the model we build; accepted and ignored so HF checkpoints load.
-const char* const kIgnoredHfKeys[] = {"architectures",     "model_type",   "torch_dtype",    "transformers_version",
-                                      "use_cache",         "pad_token_id", "pretraining_tp", "attention_bias",
-                                      "attention_dropout", "mlp_bias",     "head_dim",       "_name_or_path"};
+// Keys transformers writes into a config.json (LlamaConfig's and every
+// PretrainedConfig's) that do not change the model we build: accepted and
+// ignored, so a directory saved by LlamaForCausalLM.save_pretrained loads.
+const char* const kIgnoredHfKeys[] = {
+    "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path", "use_cache",
+    "pad_token_id", "pretraining_tp",  // pretraining_tp splits HF's linears into slices: the same maths
+    "return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16", "tf_legacy_loss",
+    "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size",
+    "add_cross_attention", "tie_encoder_decoder", "max_length", "min_length", "do_sample", "early_stopping",
+    "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+    "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens", "finetuning_task", "id2label", "label2id", "tokenizer_class", "prefix",
+    "sep_token_id", "decoder_start_token_id", "task_specific_params", "problem_type"};
+
+// LlamaConfig keys whose default we build and whose other values we do not
+// implement: the default is accepted, anything else refused naming the key,
+// the value and what is supported (rather than loading a model that
+// computes something else than the checkpoint's).
+struct DefaultOnlyKey {
+  const char* name;
+  bool (*is_default)(const Json&);
+  const char* supported;
+};
+const DefaultOnlyKey kDefaultOnlyHfKeys[] = {
+    {"attention_bias", [](const Json& v) { return v.is_boolean() && !v.get<bool>(); },
+     "false (biases in the attention projections are not implemented)"},
+    {"mlp_bias", [](const Json& v) { return v.is_boolean() && !v.get<bool>(); },
+     "false (biases in the MLP are not implemented)"},
+    {"rope_scaling", [](const Json& v) { return v.is_null(); }, "null (RoPE scaling is not implemented)"},
+    {"attention_dropout", [](const Json& v) { return v.is_number() && v.get<double>() == 0.0; },
+     "0.0 (attention dropout is not implemented)"},
+    {"quantization_config", [](const Json& v) { return v.is_null(); },
+     "null (quantized checkpoints are not supported)"},
+};
+
+// A token id: an integer, null (the default stays), or a list whose first
+// element is taken (LLaMA 3 lists several end-of-sequence ids).
+Key token_id_key(int64_t LoryConfig::*field) {
+  return {[field](LoryConfig& c, const Json& v, const std::string& where) {
+            if (v.is_null()) return;
+            const Json& id = v.is_array() && !v.empty() ? v.front() : v;
+            LORY_CHECK(id.is_number_integer(), where, " must be an integer token id (or a list of them), got ",
+                       v.dump());
+            c.*field = id.get<int64_t>();
+          },
+          [field](const LoryConfig& c) { return Json(c.*field); }};
+}
+
+// Levenshtein distance, for "did you mean" on a misspelt key.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
 
 const std::vector<std::pair<std::string, Key>>& keys() {
   static const std::vector<std::pair<std::string, Key>> table = {
@@ -258,8 +318,8 @@ const std::vector<std::pair<std::string, Key>>& keys() {
       {"rope_theta", double_key(&LoryConfig::rope_theta)},
       {"initializer_range", double_key(&LoryConfig::initializer_range)},
       {"tie_word_embeddings", bool_key(&LoryConfig::tie_word_embeddings)},
-      {"bos_token_id", int_key(&LoryConfig::bos_token_id)},
-      {"eos_token_id", int_key(&LoryConfig::eos_token_id)},
+      {"bos_token_id", token_id_key(&LoryConfig::bos_token_id)},
+      {"eos_token_id", token_id_key(&LoryConfig::eos_token_id)},
       {"hidden_act",
        {[](LoryConfig&, const Json& v, const std::string& where) {
           LORY_CHECK(string_of(v, where) == "silu", where, " must be \"silu\" (SwiGLU), got ", v.dump());
@@ -292,6 +352,8 @@ LoryConfig parse_config(const std::string& text, const std::string& where) {
   }
   LORY_CHECK(j.is_object(), where, ": expected a JSON object, got ", j.type_name());
   LoryConfig c;
+  bool kv_heads_given = false;
+  Json head_dim;
   for (const auto& [key, value] : j.items()) {
     const std::string at = where + ": key '" + key + "'";
     bool known = false;
@@ -301,11 +363,32 @@ LoryConfig parse_config(const std::string& text, const std::string& where) {
       known = true;
     }
     for (const char* ignored : kIgnoredHfKeys) known = known || key == ignored;
+    for (const DefaultOnlyKey& d : kDefaultOnlyHfKeys) {
+      if (key != d.name) continue;
+      LORY_CHECK(d.is_default(value), at, " is ", value.dump(), "; supported: ", d.supported);
+      known = true;
+    }
+    if (key == "head_dim") head_dim = value, known = true;
+    kv_heads_given = kv_heads_given || key == "num_key_value_heads";
     if (!known) {
-      std::string all;
-      for (const auto& [name, k] : keys()) all += (all.empty() ? "" : ", ") + name;
+      // The nearest key we know, when it is near: a typo of ours, not a key of another model.
+      std::string nearest, all;
+      size_t best = key.size() / 3 + 1;
+      for (const auto& [name, k] : keys()) {
+        all += (all.empty() ? "" : ", ") + name;
+        if (const size_t d = edit_distance(key, name); d < best) best = d, nearest = name;
+      }
+      if (!nearest.empty()) fail(at, " is not a config key; did you mean '", nearest, "'?");
       fail(at, " is not a config key; known keys: ", all);
     }
+  }
+  // As in transformers: without num_key_value_heads, every head has its own keys and values.
+  if (!kv_heads_given) c.num_key_value_heads = c.num_attention_heads;
+  if (!head_dim.is_null()) {
+    LORY_CHECK(head_dim.is_number_integer() && c.num_attention_heads > 0 &&
+                   head_dim.get<int64_t>() * c.num_attention_heads == c.hidden_size,
+               where, ": key 'head_dim' is ", head_dim.dump(), "; supported: hidden_size / num_attention_heads = ",
+               c.hidden_size, " / ", c.num_attention_heads, " (or null)");
   }
   c.validate(where);
   return c;

@@ -194,6 +194,50 @@ TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and
   CHECK(error_of("{\"vocab_size\": 10,").find("run/config.json: not valid JSON") == 0);
   // Keys transformers writes are accepted.
   CHECK(error_of(R"({"model_type": "llama", "torch_dtype": "bfloat16", "use_cache": true})") == "no error");
+  // A misspelt key of ours gets the nearest one; a key of some other model the list.
+  CHECK(error_of(R"({"hidden_sise": 64})") ==
+        "run/config.json: key 'hidden_sise' is not a config key; did you mean 'hidden_size'?");
+  CHECK(error_of(R"({"n_embd": 64})").find("run/config.json: key 'n_embd' is not a config key; known keys: vocab_size") ==
+        0);
+  // LlamaConfig keys we read at their defaults only: anything else is refused, naming it.
+  CHECK(error_of(R"({"attention_bias": true})") ==
+        "run/config.json: key 'attention_bias' is true; supported: false (biases in the attention projections are "
+        "not implemented)");
+  CHECK(error_of(R"({"mlp_bias": true})").find("key 'mlp_bias' is true; supported: false") != std::string::npos);
+  CHECK(error_of(R"({"rope_scaling": {"type": "linear", "factor": 2.0}})") ==
+        "run/config.json: key 'rope_scaling' is {\"type\":\"linear\",\"factor\":2.0}; supported: null (RoPE scaling "
+        "is not implemented)");
+  CHECK(error_of(R"({"attention_dropout": 0.1})").find("key 'attention_dropout' is 0.1; supported: 0.0") !=
+        std::string::npos);
+  CHECK(error_of(R"({"hidden_size": 64, "num_attention_heads": 4, "head_dim": 32})") ==
+        "run/config.json: key 'head_dim' is 32; supported: hidden_size / num_attention_heads = 64 / 4 (or null)");
+  CHECK(error_of(R"({"eos_token_id": "</s>"})").find("key 'eos_token_id' must be an integer token id") !=
+        std::string::npos);
+}
+
+TEST_CASE("config: a config.json as transformers' LlamaConfig.save_pretrained writes it loads with HF's defaults") {
+  // transformers 4.4x, LlamaConfig(hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+  // num_attention_heads=4, vocab_size=256).save_pretrained(...), key for key; LLaMA 3 style list of eos ids.
+  const LoryConfig c = parse_config(R"({
+    "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 1, "eos_token_id": [2, 7], "head_dim": 16, "hidden_act": "silu", "hidden_size": 64,
+    "initializer_range": 0.02, "intermediate_size": 176, "max_position_embeddings": 2048, "mlp_bias": false,
+    "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2, "pad_token_id": null,
+    "pretraining_tp": 1, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 10000.0,
+    "tie_word_embeddings": false, "torch_dtype": "float32", "transformers_version": "4.46.0",
+    "use_cache": true, "vocab_size": 256})",
+                                    "hf/config.json");
+  CHECK(c.hidden_size == 64);
+  CHECK(c.num_attention_heads == 4);
+  CHECK(c.num_key_value_heads == 4);  // absent: one key/value head per head, as in transformers
+  CHECK(c.eos_token_id == 2);         // the first of the list
+  CHECK(c.bos_token_id == 1);
+  CHECK(c.rms_norm_eps == 1e-6);
+  CHECK(c.max_position_embeddings == 2048);
+  CHECK(!c.is_lory());
+  // bos/eos null keep their defaults.
+  CHECK(parse_config(R"({"bos_token_id": null, "num_attention_heads": 4, "hidden_size": 64})", "x").bos_token_id ==
+        LoryConfig{}.bos_token_id);
   CHECK_THROWS_WITH_AS(load_config("/nonexistent/config.json"),
                        doctest::Contains("/nonexistent/config.json: cannot open config file"), Error);
 }
