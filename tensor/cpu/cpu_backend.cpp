@@ -43,6 +43,7 @@ void count_allocation(int64_t nbytes) {
 // (what one step needed at once), so a run's RSS grows by at most its peak
 // of large temporaries; a block that does not fit is freed at once.
 constexpr size_t kCachedMinBytes = size_t{1} << 20, kCachedGranule = size_t{64} << 10;
+size_t cached_size(size_t nbytes) { return (nbytes + kCachedGranule - 1) / kCachedGranule * kCachedGranule; }
 
 struct BlockCache {
   std::mutex mutex;
@@ -72,7 +73,7 @@ void* CpuBackend::allocate(size_t nbytes) {
   if (nbytes == 0) return nullptr;
   void* p = nullptr;
   if (nbytes >= kCachedMinBytes) {
-    const size_t rounded = (nbytes + kCachedGranule - 1) / kCachedGranule * kCachedGranule;
+    const size_t rounded = cached_size(nbytes);
     BlockCache& cache = block_cache();
     {
       std::lock_guard<std::mutex> lock(cache.mutex);
@@ -96,7 +97,7 @@ void CpuBackend::deallocate(void* ptr, size_t nbytes) {
   if (ptr == nullptr) return;
   live_bytes.fetch_sub(static_cast<int64_t>(nbytes), std::memory_order_relaxed);
   if (nbytes >= kCachedMinBytes) {
-    const size_t rounded = (nbytes + kCachedGranule - 1) / kCachedGranule * kCachedGranule;
+    const size_t rounded = cached_size(nbytes);
     const size_t limit = static_cast<size_t>(std::max<int64_t>(0, peak_bytes.load(std::memory_order_relaxed)));
     BlockCache& cache = block_cache();
     std::lock_guard<std::mutex> lock(cache.mutex);

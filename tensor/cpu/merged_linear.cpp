@@ -12,18 +12,19 @@
 // it does the same again with every G_s. Here neither is ever whole.
 //
 // How. W is cut into tiles of rows, sized so that the E expert tiles fit in
-// the core's L2 where they can (kTileBytes, kMinLines). Forward and input gradient: a thread takes a
-// run of segments and walks the tiles; for each tile and each of its segments
-//   1. merges:  M = Σ_i e_si W_i[tile]            E·|tile| multiply-adds, from L2 (combine_rows)
-//   2. applies: y_s[:, tile] = x_s M^T            forward, one small Eigen GEMM
-//               dx_s += dy_s[:, tile] M            input gradient, the tiles adding up
+// the core's L2 where they can (kTileBytes, kMinLines). Forward and input
+// gradient: a thread takes a run of segments and walks the tiles; for each
+// tile and each of its segments
+//   1. merges:  M = Σ_i e_si W_i[tile]     E·|tile| multiply-adds, from L2 (combine_rows)
+//   2. applies: y_s[:, tile] = x_s M^T     forward, one small Eigen GEMM
+//               dx_s += dy_s[:, tile] M     input gradient, the tiles adding up
 // so the merge costs E/T of the GEMM (Lory's real overhead, paper App. B),
 // and memory traffic is that of a dense linear. The weight gradient takes
-// tiles, not segments, per thread (a tile of dW_i has one owner): per tile
-// and segment, G_s[tile] = dy_s[:, tile]^T x_s (one GEMM), then
-// dW_i[tile] += e_si G_s[tile] (combine_rows) and de_si += <G_s[tile], W_i[tile]>
-// (a GEMM) a block of segments at a time. A tile's dW_i stays in a local accumulator over all segments
-// and is written once.
+// tiles, not segments, per thread (a tile of dW_i has one owner): per tile,
+// a block of segments at a time, G_s[tile] = dy_s[:, tile]^T x_s (one GEMM
+// each), then dW_i[tile] += e_si G_s[tile] (combine_rows) and
+// de_si += <G_s[tile], W_i[tile]> (one GEMM). A tile of dW_i is summed in
+// place over all segments and written once.
 //
 // Determinism: every output element has one owner, segments are visited in
 // order, and de_si adds the tiles' partial dot products in tile order, so the
@@ -130,7 +131,8 @@ void combine_rows(A* out, int64_t out_stride, int64_t R, const A* in, int64_t in
 #pragma GCC unroll 8
         for (int64_t r = 0; r < kRows; ++r) {
           if (first || r >= nr) {
-            acc[r][0] = V{} , acc[r][1] = V{};
+            acc[r][0] = V{};
+            acc[r][1] = V{};
           } else {
             std::memcpy(&acc[r][0], out + (r0 + r) * out_stride + k0, sizeof(V));
             std::memcpy(&acc[r][1], out + (r0 + r) * out_stride + k0 + kLanes, sizeof(V));
@@ -287,7 +289,16 @@ void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in,
       const int64_t r0 = t * tile, rows = std::min(tile, out - r0), n = rows * in;
       const ConstRowMap<A> Wt = expert_tiles<T, A>(W, E, out, in, r0, rows, widened);
       G.resize(static_cast<size_t>(kSegmentBlock * n));
-      acc.assign(static_cast<size_t>(E * n), A(0));
+      // Where dW_i[tile] is summed: dW itself when T is the compute type
+      // (row i at stride out * in), else an A buffer rounded once at the end.
+      A* dW_tile = nullptr;
+      int64_t dW_stride = n;
+      if constexpr (std::is_same_v<T, A>) {
+        dW_tile = dW + r0 * in, dW_stride = out * in;
+      } else {
+        acc.resize(static_cast<size_t>(E * n));
+        dW_tile = acc.data();
+      }
       for (int64_t s0 = 0; s0 < S; s0 += kSegmentBlock) {
         const int64_t nb = std::min(kSegmentBlock, S - s0);
         for (int64_t j = 0; j < nb; ++j) {
@@ -297,14 +308,16 @@ void merged_linear_backward_kernel(const T* dy_in, const T* x_in, const T* e_in,
           RowMap<A>(G.data() + j * n, rows, in, Eigen::OuterStride<>(in)).noalias() = dys.transpose() * xs;
         }
         const ConstRowMap<A> Gb(G.data(), nb, n, Eigen::OuterStride<>(n));
-        combine_rows<A>(acc.data(), n, E, G.data(), n, nb, e + s0 * E, 1, E, n, true);
+        combine_rows<A>(dW_tile, dW_stride, E, G.data(), n, nb, e + s0 * E, 1, E, n, /*accumulate=*/s0 > 0);
         RowMap<A>(de_parts.data() + (t * S + s0) * E, nb, E, Eigen::OuterStride<>(E)).noalias() =
             Gb * Wt.transpose();
       }
-      for (int64_t i = 0; i < E; ++i) {
-        T* dst = dW + i * out * in + r0 * in;
-        const A* a = acc.data() + i * n;
-        for (int64_t k = 0; k < n; ++k) dst[k] = cast_to<T>(a[k]);
+      if constexpr (!std::is_same_v<T, A>) {
+        for (int64_t i = 0; i < E; ++i) {
+          T* dst = dW + i * out * in + r0 * in;
+          const A* a = acc.data() + i * n;
+          for (int64_t k = 0; k < n; ++k) dst[k] = cast_to<T>(a[k]);
+        }
       }
     }
   });
