@@ -1,8 +1,12 @@
 // attention.cu — scaled dot-product attention on CUDA: the Backend methods,
 // which pick a kernel, and the general kernels behind the fast path.
 //
-// Semantics as tensor/cpu/attention.cpp: q [B, H, L, Dh], k, v [B, H, S, Dh]
+// Semantics as tensor/cpu/attention.cpp: q [B, H, L, Dh], k, v [B, Hkv, S, Dh]
 // contiguous; causal query i sees keys j <= i + S - L; lse f32 [B, H, L].
+// Grouped-query attention: with group = H / Hkv, query head bh of [B * H]
+// reads key/value head bh / group of [B * Hkv] (b H + h over group is
+// b Hkv + h / group); dK and dV of a key/value head sum its group's query
+// heads inside one thread or block, in a fixed order (no atomics).
 //
 //   * bf16/f16 heads of dim 64 or 128 (the models' heads): the tensor-core
 //     FlashAttention-2 kernels of cuda/flash_attention.cu.
@@ -76,12 +80,13 @@ __device__ __forceinline__ A row_dot(const A (&r)[kPer], const T* row, int64_t D
 
 template <int kPer, typename T>
 __global__ void attention_forward_simt_kernel(const T* q, const T* k, const T* v, T* out, float* lse, int64_t BH,
-                                              int64_t L, int64_t S, int64_t Dh, double scale, bool causal) {
+                                              int64_t group, int64_t L, int64_t S, int64_t Dh, double scale,
+                                              bool causal) {
   using A = float_math_t<T>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= BH * L) return;
   const int lane = threadIdx.x % 32;
-  const int64_t bh = row / L, i = row % L;
+  const int64_t bh = row / L, i = row % L, kvh = bh / group;
   A qv[kPer], o[kPer];
   load_row(qv, q + row * Dh, Dh, lane);
 #pragma unroll
@@ -90,12 +95,12 @@ __global__ void attention_forward_simt_kernel(const T* q, const T* k, const T* v
   const A sc = static_cast<A>(scale);
   const int64_t n = visible_keys(i, L, S, causal);
   for (int64_t j = 0; j < n; ++j) {
-    const A s = row_dot(qv, k + (bh * S + j) * Dh, Dh, lane) * sc;
+    const A s = row_dot(qv, k + (kvh * S + j) * Dh, Dh, lane) * sc;
     const A m_new = max_nan(m, s);
     const A correction = m == lowest<A>() ? A(0) : m_exp(m - m_new);
     const A e = m_exp(s - m_new);
     l = l * correction + e;
-    const T* vr = v + (bh * S + j) * Dh;
+    const T* vr = v + (kvh * S + j) * Dh;
 #pragma unroll
     for (int p = 0; p < kPer; ++p) {
       const int64_t d = lane + 32 * p;
@@ -115,8 +120,9 @@ __global__ void attention_forward_simt_kernel(const T* q, const T* k, const T* v
 // D_i = dO_i . O_i, and the lse the backward uses (f64: recomputed in f64).
 template <int kPer, typename T>
 __global__ void attention_row_prep_kernel(const T* q, const T* k, const T* dout, const T* out, const float* lse,
-                                          float_math_t<T>* D, float_math_t<T>* lse_out, int64_t BH, int64_t L,
-                                          int64_t S, int64_t Dh, double scale, bool causal, bool recompute_lse) {
+                                          float_math_t<T>* D, float_math_t<T>* lse_out, int64_t BH, int64_t group,
+                                          int64_t L, int64_t S, int64_t Dh, double scale, bool causal,
+                                          bool recompute_lse) {
   using A = float_math_t<T>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= BH * L) return;
@@ -126,12 +132,12 @@ __global__ void attention_row_prep_kernel(const T* q, const T* k, const T* dout,
   const A dot = row_dot(r, out + row * Dh, Dh, lane);
   A l_row = static_cast<A>(lse[row]);
   if (recompute_lse) {
-    const int64_t bh = row / L, i = row % L;
+    const int64_t kvh = row / L / group, i = row % L;
     load_row(r, q + row * Dh, Dh, lane);
     A m = lowest<A>(), l = 0;
     const int64_t n = visible_keys(i, L, S, causal);
     for (int64_t j = 0; j < n; ++j) {
-      const A s = row_dot(r, k + (bh * S + j) * Dh, Dh, lane) * static_cast<A>(scale);
+      const A s = row_dot(r, k + (kvh * S + j) * Dh, Dh, lane) * static_cast<A>(scale);
       const A m_new = max_nan(m, s);
       l = (m == lowest<A>() ? A(0) : l * m_exp(m - m_new)) + m_exp(s - m_new);
       m = m_new;
@@ -148,12 +154,13 @@ __global__ void attention_row_prep_kernel(const T* q, const T* k, const T* dout,
 template <int kPer, typename T>
 __global__ void attention_dq_simt_kernel(const T* q, const T* k, const T* v, const T* dout,
                                          const float_math_t<T>* lse, const float_math_t<T>* D, T* dq, int64_t BH,
-                                         int64_t L, int64_t S, int64_t Dh, double scale, bool causal) {
+                                         int64_t group, int64_t L, int64_t S, int64_t Dh, double scale,
+                                         bool causal) {
   using A = float_math_t<T>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= BH * L) return;
   const int lane = threadIdx.x % 32;
-  const int64_t bh = row / L, i = row % L;
+  const int64_t kvh = row / L / group, i = row % L;
   A qv[kPer], dov[kPer], acc[kPer];
   load_row(qv, q + row * Dh, Dh, lane);
   load_row(dov, dout + row * Dh, Dh, lane);
@@ -162,9 +169,9 @@ __global__ void attention_dq_simt_kernel(const T* q, const T* k, const T* v, con
   const A sc = static_cast<A>(scale), l_row = lse[row], d_row = D[row];
   const int64_t n = visible_keys(i, L, S, causal);
   for (int64_t j = 0; j < n; ++j) {
-    const T* kr = k + (bh * S + j) * Dh;
+    const T* kr = k + (kvh * S + j) * Dh;
     const A prob = m_exp(row_dot(qv, kr, Dh, lane) * sc - l_row);
-    const A ds = prob * (row_dot(dov, v + (bh * S + j) * Dh, Dh, lane) - d_row);
+    const A ds = prob * (row_dot(dov, v + (kvh * S + j) * Dh, Dh, lane) - d_row);
 #pragma unroll
     for (int p = 0; p < kPer; ++p) {
       const int64_t d = lane + 32 * p;
@@ -178,16 +185,18 @@ __global__ void attention_dq_simt_kernel(const T* q, const T* k, const T* v, con
   }
 }
 
-// dV_j = Σ_i P_ij dO_i,  dK_j = scale Σ_i P_ij (dP_ij - D_i) q_i, one warp per key row.
+// dV_j = Σ_i P_ij dO_i,  dK_j = scale Σ_i P_ij (dP_ij - D_i) q_i, one warp per
+// key row of [B * Hkv * S]; i runs over the queries of every head in its group.
 template <int kPer, typename T>
 __global__ void attention_dkdv_simt_kernel(const T* q, const T* k, const T* v, const T* dout,
                                            const float_math_t<T>* lse, const float_math_t<T>* D, T* dk, T* dv,
-                                           int64_t BH, int64_t L, int64_t S, int64_t Dh, double scale, bool causal) {
+                                           int64_t BHkv, int64_t group, int64_t L, int64_t S, int64_t Dh,
+                                           double scale, bool causal) {
   using A = float_math_t<T>;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  if (row >= BH * S) return;
+  if (row >= BHkv * S) return;
   const int lane = threadIdx.x % 32;
-  const int64_t bh = row / S, j = row % S;
+  const int64_t kvh = row / S, j = row % S;
   A kv[kPer], vv[kPer], dk_acc[kPer], dv_acc[kPer];
   load_row(kv, k + row * Dh, Dh, lane);
   load_row(vv, v + row * Dh, Dh, lane);
@@ -195,17 +204,19 @@ __global__ void attention_dkdv_simt_kernel(const T* q, const T* k, const T* v, c
   for (int p = 0; p < kPer; ++p) dk_acc[p] = dv_acc[p] = 0;
   const A sc = static_cast<A>(scale);
   const int64_t first = causal ? max_i64(0, j - (S - L)) : 0;
-  for (int64_t i = first; i < L; ++i) {
-    const T* qr = q + (bh * L + i) * Dh;
-    const T* dor = dout + (bh * L + i) * Dh;
-    const A prob = m_exp(row_dot(kv, qr, Dh, lane) * sc - lse[bh * L + i]);
-    const A ds = prob * (row_dot(vv, dor, Dh, lane) - D[bh * L + i]);
+  for (int64_t bh = kvh * group; bh < (kvh + 1) * group; ++bh) {
+    for (int64_t i = first; i < L; ++i) {
+      const T* qr = q + (bh * L + i) * Dh;
+      const T* dor = dout + (bh * L + i) * Dh;
+      const A prob = m_exp(row_dot(kv, qr, Dh, lane) * sc - lse[bh * L + i]);
+      const A ds = prob * (row_dot(vv, dor, Dh, lane) - D[bh * L + i]);
 #pragma unroll
-    for (int p = 0; p < kPer; ++p) {
-      const int64_t d = lane + 32 * p;
-      if (d < Dh) {
-        dv_acc[p] += prob * cast<A>(dor[d]);
-        dk_acc[p] += ds * cast<A>(qr[d]);
+      for (int p = 0; p < kPer; ++p) {
+        const int64_t d = lane + 32 * p;
+        if (d < Dh) {
+          dv_acc[p] += prob * cast<A>(dor[d]);
+          dk_acc[p] += ds * cast<A>(qr[d]);
+        }
       }
     }
   }
@@ -267,14 +278,15 @@ void CudaBackend::attention_forward(const Tensor& q, const Tensor& k, const Tens
     cuda::launch_flash_attention_forward(q, k, v, scale, causal, out, lse, stream);
     return;
   }
-  const int64_t BH = q.size(0) * q.size(1), L = q.size(2), S = k.size(2), Dh = q.size(3);
+  const int64_t BH = q.size(0) * q.size(1), group = q.size(1) / k.size(1), L = q.size(2), S = k.size(2),
+                Dh = q.size(3);
   cuda::dispatch_simt(q, [&](auto tag, auto per) {
     using T = typename decltype(tag)::type;
     cuda::attention_forward_simt_kernel<decltype(per)::value, T>
         <<<cuda::row_blocks(BH * L), cuda::kRowsPerBlock * 32, 0, stream>>>(
             static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
-            static_cast<const T*>(v.data_ptr()), static_cast<T*>(out.data_ptr()), lse.data<float>(), BH, L, S, Dh,
-            scale, causal);
+            static_cast<const T*>(v.data_ptr()), static_cast<T*>(out.data_ptr()), lse.data<float>(), BH, group, L,
+            S, Dh, scale, causal);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -285,7 +297,9 @@ void CudaBackend::attention_backward(const Tensor& dout, const Tensor& q, const 
   const char* kernel = "scaled_dot_product_attention_backward";
   const cudaStream_t stream = enter(kernel, {&dout, &q, &k, &v, &out, &lse, &dq, &dk, &dv});
   check_attention_backward_args(dout, q, k, v, out, lse, causal, dq, dk, dv);
-  const int64_t BH = q.size(0) * q.size(1), L = q.size(2), S = k.size(2), Dh = q.size(3);
+  const int64_t BH = q.size(0) * q.size(1), BHkv = k.size(0) * k.size(1), L = q.size(2), S = k.size(2),
+                Dh = q.size(3);
+  const int64_t group = BHkv > 0 ? BH / BHkv : 1;
   if (q.numel() == 0 || k.numel() == 0) {
     for (Tensor* t : {&dq, &dk, &dv})
       if (t->numel() > 0) fill(*t, 0.0);
@@ -302,8 +316,8 @@ void CudaBackend::attention_backward(const Tensor& dout, const Tensor& q, const 
         <<<cuda::row_blocks(BH * L), cuda::kRowsPerBlock * 32, 0, stream>>>(
             static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()),
             static_cast<const T*>(dout.data_ptr()), static_cast<const T*>(out.data_ptr()), lse.data<float>(),
-            static_cast<A*>(D.data_ptr()), f64 ? static_cast<A*>(lse_acc.data_ptr()) : nullptr, BH, L, S, Dh, scale,
-            causal, f64);
+            static_cast<A*>(D.data_ptr()), f64 ? static_cast<A*>(lse_acc.data_ptr()) : nullptr, BH, group, L, S, Dh,
+            scale, causal, f64);
     CUDA_CHECK_LAUNCH();
   });
   if (flash_attention_ && cuda::flash_attention_supports(q, {&k, &v, &dout, &dq, &dk, &dv})) {
@@ -321,11 +335,11 @@ void CudaBackend::attention_backward(const Tensor& dout, const Tensor& q, const 
     const A* lp = static_cast<const A*>(lse_acc.data_ptr());
     const A* Dp = static_cast<const A*>(D.data_ptr());
     cuda::attention_dq_simt_kernel<kPer, T><<<cuda::row_blocks(BH * L), cuda::kRowsPerBlock * 32, 0, stream>>>(
-        qp, kp, vp, dop, lp, Dp, static_cast<T*>(dq.data_ptr()), BH, L, S, Dh, scale, causal);
+        qp, kp, vp, dop, lp, Dp, static_cast<T*>(dq.data_ptr()), BH, group, L, S, Dh, scale, causal);
     CUDA_CHECK_LAUNCH();
-    cuda::attention_dkdv_simt_kernel<kPer, T><<<cuda::row_blocks(BH * S), cuda::kRowsPerBlock * 32, 0, stream>>>(
-        qp, kp, vp, dop, lp, Dp, static_cast<T*>(dk.data_ptr()), static_cast<T*>(dv.data_ptr()), BH, L, S, Dh, scale,
-        causal);
+    cuda::attention_dkdv_simt_kernel<kPer, T><<<cuda::row_blocks(BHkv * S), cuda::kRowsPerBlock * 32, 0, stream>>>(
+        qp, kp, vp, dop, lp, Dp, static_cast<T*>(dk.data_ptr()), static_cast<T*>(dv.data_ptr()), BHkv, group, L, S,
+        Dh, scale, causal);
     CUDA_CHECK_LAUNCH();
   });
 }

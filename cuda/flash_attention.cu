@@ -2,7 +2,8 @@
 // heads of dim 64 or 128 (FlashAttention-2, Dao 2023), forward and backward.
 //
 // Semantics are the CPU kernel's (tensor/cpu/attention.cpp): q [B, H, L, Dh],
-// k, v [B, H, S, Dh], scores = scale q k^T, causal query i sees keys
+// k, v [B, Hkv, S, Dh] (query head bh reads key/value head bh / group,
+// group = H / Hkv: grouped-query attention), scores = scale q k^T, causal query i sees keys
 // j <= i + S - L, out = softmax(scores) v, lse = log Σ_j exp(score_ij) (f32).
 // No [L, S] matrix exists anywhere: scores live in registers one tile at a
 // time, so any L works (8192 and beyond) with memory linear in L.
@@ -18,8 +19,9 @@
 //
 // Backward (P recomputed from q, k and lse; D_i = dO_i . O_i precomputed):
 //   dV = P^T dO,  dP = dO V^T,  dS = P (dP - D),  dK = scale dS^T Q,  dQ = scale dS K
-// as two kernels that each own their outputs: one block per 64 keys computes
-// dK and dV (walking the query tiles that see them), one block per 64 queries
+// as two kernels that each own their outputs: one block per 64 keys of a
+// key/value head computes dK and dV (walking the query tiles that see them,
+// of every query head in its group), one block per 64 queries
 // computes dQ (walking the key tiles). Nothing is accumulated with atomics, so
 // the backward is deterministic, bit for bit, at the price of computing S and
 // dP twice (7 tile products per tile pair instead of FlashAttention-2's 5).
@@ -146,8 +148,8 @@ constexpr size_t forward_smem() {
 
 template <typename T, int kD>
 __global__ void __launch_bounds__(kBlockThreads) flash_forward_kernel(const T* q, const T* k, const T* v, T* out,
-                                                                      float* lse, int64_t L, int64_t S,
-                                                                      float scale_log2, bool causal) {
+                                                                      float* lse, int64_t group, int64_t L,
+                                                                      int64_t S, float scale_log2, bool causal) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kStride = row_stride<kD>();
   T* sQ = reinterpret_cast<T*>(smem_raw);
@@ -159,8 +161,8 @@ __global__ void __launch_bounds__(kBlockThreads) flash_forward_kernel(const T* q
   // do not form a tail at the end of the grid.
   const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kFwdRows;
   const T* qh = q + bh * L * kD;
-  const T* kh = k + bh * S * kD;
-  const T* vh = v + bh * S * kD;
+  const T* kh = k + (bh / group) * S * kD;
+  const T* vh = v + (bh / group) * S * kD;
 
   int64_t n_tiles = (S + kFwdKeys - 1) / kFwdKeys;
   if (causal) n_tiles = min_i64(n_tiles, (min_i64(q0 + kFwdRows - 1, L - 1) + S - L) / kFwdKeys + 1);
@@ -267,7 +269,8 @@ constexpr size_t dkdv_smem() {
 template <typename T, int kD>
 __global__ void __launch_bounds__(kBlockThreads)
     flash_backward_dkdv_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* D,
-                               T* dk, T* dv, int64_t L, int64_t S, float scale, float scale_log2, bool causal) {
+                               T* dk, T* dv, int64_t group, int64_t L, int64_t S, float scale, float scale_log2,
+                               bool causal) {
   constexpr int kQ = dkdv_query_tile<kD>();
   constexpr int kStride = row_stride<kD>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -278,21 +281,24 @@ __global__ void __launch_bounds__(kBlockThreads)
   float* sL = reinterpret_cast<float*>(sdO + kQ * kStride);  // lse * log2 e of the tile's queries
   float* sD = sL + kQ;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
-  const int64_t bh = blockIdx.y, k0 = static_cast<int64_t>(blockIdx.x) * kBwdKeys;
-  const T* qh = q + bh * L * kD;
-  const T* doh = dout + bh * L * kD;
+  const int64_t kvh = blockIdx.y, k0 = static_cast<int64_t>(blockIdx.x) * kBwdKeys;
 
-  load_tile<kBwdKeys, kD>(sK, k + bh * S * kD, k0, S);
-  load_tile<kBwdKeys, kD>(sV, v + bh * S * kD, k0, S);
+  load_tile<kBwdKeys, kD>(sK, k + kvh * S * kD, k0, S);
+  load_tile<kBwdKeys, kD>(sV, v + kvh * S * kD, k0, S);
   cp_async_commit();
 
   float dK[kD / 8][4] = {}, dV[kD / 8][4] = {};
   const int64_t key_base = k0 + warp * 16 + g;  // this thread's keys: key_base, key_base + 8
   // The first query that sees any of this block's keys.
   const int64_t first_query = causal ? max_i64(0, k0 - (S - L)) : 0;
-  const int64_t n_qt = (L + kQ - 1) / kQ;
+  const int64_t first_qt = first_query / kQ, tiles_per_head = (L + kQ - 1) / kQ - first_qt;
 
-  for (int64_t qt = first_query / kQ; qt < n_qt; ++qt) {
+  // Every (query head of the group, query tile) pair, heads in order: dK and
+  // dV sum over the group's heads in registers.
+  for (int64_t it = 0; it < group * tiles_per_head; ++it) {
+    const int64_t bh = kvh * group + it / tiles_per_head, qt = first_qt + it % tiles_per_head;
+    const T* qh = q + bh * L * kD;
+    const T* doh = dout + bh * L * kD;
     __syncthreads();  // everyone is done with the previous query tile
     load_tile<kQ, kD>(sQ, qh, qt * kQ, L);
     load_tile<kQ, kD>(sdO, doh, qt * kQ, L);
@@ -328,8 +334,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     mma_pb<kQ, kD>(dV, pt, sdO, 0);
     mma_pb<kQ, kD>(dK, dpt, sQ, 0);
   }
-  store_rows<kD>(dk + bh * S * kD, dK, k0 + warp * 16, S, scale, scale);
-  store_rows<kD>(dv + bh * S * kD, dV, k0 + warp * 16, S, 1.f, 1.f);
+  store_rows<kD>(dk + kvh * S * kD, dK, k0 + warp * 16, S, scale, scale);
+  store_rows<kD>(dv + kvh * S * kD, dV, k0 + warp * 16, S, 1.f, 1.f);
 }
 
 // ---------------------------------------------------------------- backward: dQ
@@ -349,7 +355,8 @@ constexpr size_t dq_smem() {
 template <typename T, int kD>
 __global__ void __launch_bounds__(kBlockThreads)
     flash_backward_dq_kernel(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* D,
-                             T* dq, int64_t L, int64_t S, float scale, float scale_log2, bool causal) {
+                             T* dq, int64_t group, int64_t L, int64_t S, float scale, float scale_log2,
+                             bool causal) {
   constexpr int kK = dq_key_tile<kD>();
   constexpr int kStride = row_stride<kD>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -359,8 +366,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   T* sV = sK + kK * kStride;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4;
   const int64_t bh = blockIdx.y, q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBwdQueries;  // longest first
-  const T* kh = k + bh * S * kD;
-  const T* vh = v + bh * S * kD;
+  const T* kh = k + (bh / group) * S * kD;
+  const T* vh = v + (bh / group) * S * kD;
 
   load_tile<kBwdQueries, kD>(sQ, q + bh * L * kD, q0, L);
   load_tile<kBwdQueries, kD>(sdO, dout + bh * L * kD, q0, L);
@@ -461,7 +468,7 @@ bool flash_attention_supports(const Tensor& q, std::initializer_list<const Tenso
 
 void launch_flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                                     const Tensor& out, const Tensor& lse, cudaStream_t stream) {
-  const int64_t B = q.size(0), H = q.size(1), L = q.size(2), S = k.size(2);
+  const int64_t B = q.size(0), H = q.size(1), group = H / k.size(1), L = q.size(2), S = k.size(2);
   const dim3 grid(static_cast<unsigned>((L + kFwdRows - 1) / kFwdRows), static_cast<unsigned>(B * H));
   const float scale_log2 = static_cast<float>(scale) * kLog2e;
   dispatch_flash(q, [&](auto tag, auto dim) {
@@ -471,7 +478,7 @@ void launch_flash_attention_forward(const Tensor& q, const Tensor& k, const Tens
     allow_smem(flash_forward_kernel<T, kD>, smem);
     flash_forward_kernel<T, kD><<<grid, kBlockThreads, smem, stream>>>(
         static_cast<const T*>(q.data_ptr()), static_cast<const T*>(k.data_ptr()), static_cast<const T*>(v.data_ptr()),
-        static_cast<T*>(out.data_ptr()), lse.data<float>(), L, S, scale_log2, causal);
+        static_cast<T*>(out.data_ptr()), lse.data<float>(), group, L, S, scale_log2, causal);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -479,7 +486,7 @@ void launch_flash_attention_forward(const Tensor& q, const Tensor& k, const Tens
 void launch_flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                      const Tensor& lse, const Tensor& D, double scale, bool causal, const Tensor& dq,
                                      const Tensor& dk, const Tensor& dv, cudaStream_t stream) {
-  const int64_t B = q.size(0), H = q.size(1), L = q.size(2), S = k.size(2);
+  const int64_t B = q.size(0), H = q.size(1), Hkv = k.size(1), group = H / Hkv, L = q.size(2), S = k.size(2);
   const float sc = static_cast<float>(scale), scale_log2 = sc * kLog2e;
   dispatch_flash(q, [&](auto tag, auto dim) {
     using T = typename decltype(tag)::type;
@@ -491,10 +498,10 @@ void launch_flash_attention_backward(const Tensor& dout, const Tensor& q, const 
     {
       constexpr size_t smem = dkdv_smem<kD>();
       allow_smem(flash_backward_dkdv_kernel<T, kD>, smem);
-      const dim3 grid(static_cast<unsigned>((S + kBwdKeys - 1) / kBwdKeys), static_cast<unsigned>(B * H));
+      const dim3 grid(static_cast<unsigned>((S + kBwdKeys - 1) / kBwdKeys), static_cast<unsigned>(B * Hkv));
       flash_backward_dkdv_kernel<T, kD><<<grid, kBlockThreads, smem, stream>>>(
           qp, kp, vp, dop, lse.data<float>(), D.data<float>(), static_cast<T*>(dk.data_ptr()),
-          static_cast<T*>(dv.data_ptr()), L, S, sc, scale_log2, causal);
+          static_cast<T*>(dv.data_ptr()), group, L, S, sc, scale_log2, causal);
       CUDA_CHECK_LAUNCH();
     }
     {
@@ -502,8 +509,8 @@ void launch_flash_attention_backward(const Tensor& dout, const Tensor& q, const 
       allow_smem(flash_backward_dq_kernel<T, kD>, smem);
       const dim3 grid(static_cast<unsigned>((L + kBwdQueries - 1) / kBwdQueries), static_cast<unsigned>(B * H));
       flash_backward_dq_kernel<T, kD><<<grid, kBlockThreads, smem, stream>>>(
-          qp, kp, vp, dop, lse.data<float>(), D.data<float>(), static_cast<T*>(dq.data_ptr()), L, S, sc, scale_log2,
-          causal);
+          qp, kp, vp, dop, lse.data<float>(), D.data<float>(), static_cast<T*>(dq.data_ptr()), group, L, S, sc,
+          scale_log2, causal);
       CUDA_CHECK_LAUNCH();
     }
   });

@@ -1,9 +1,12 @@
 // attention.h — causal multi-head self-attention with rotary positions.
 //
-// x: [B, L, d] -> q, k, v projections [B, L, H, Dh] -> RoPE on q and k
-// (position offset = tokens already in the KV cache) -> [B, H, L, Dh] ->
-// softmax(q k^T / sqrt(Dh) + causal mask) v (one fused op with its own
-// backward) -> [B, L, d] -> o_proj.
+// x: [B, L, d] -> q [B, L, H, Dh], k and v [B, L, Hkv, Dh] -> RoPE on q and
+// k (position offset = tokens already in the KV cache) -> heads-major
+// [B, H, L, Dh] / [B, Hkv, L, Dh] -> softmax(q k^T / sqrt(Dh) + causal mask) v
+// (one fused op with its own backward) -> [B, L, d] -> o_proj.
+// Hkv = num_key_value_heads: H (multi-head attention, the paper's models) or
+// a divisor of H (grouped-query attention: H / Hkv query heads share one key
+// and value head, as in LLaMA-2 70B and LLaMA-3).
 #pragma once
 
 #include "nn/config.h"
@@ -15,7 +18,7 @@ namespace lory::nn {
 // Preallocated to `capacity` positions; forward() writes the new positions
 // in place and attends over [0, length).
 struct KVCache {
-  Tensor k, v;         // [B, H, capacity, Dh]
+  Tensor k, v;         // [B, Hkv, capacity, Dh]
   int64_t length = 0;  // positions filled
 };
 
@@ -27,7 +30,7 @@ class Attention : public Module {
   Tensor forward(const Tensor& x, KVCache* cache = nullptr, int64_t capacity = 0) const;
 
   Linear q_proj, k_proj, v_proj, o_proj;
-  int64_t num_heads, head_dim;
+  int64_t num_heads, num_kv_heads, head_dim;
   double rope_theta;
 };
 

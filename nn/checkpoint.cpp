@@ -2,6 +2,7 @@
 #include "nn/checkpoint.h"
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "tensor/graph.h"
@@ -27,42 +28,103 @@ const char* torch_dtype_name(DType t) {
 }
 }  // namespace
 
-void save_pretrained(LoryLM& model, const std::string& dir, DType dtype) {
+namespace {
+// Removes what an earlier save into `dir` left that this one does not
+// overwrite: a single-file save leaves no shards or index behind, a sharded
+// one no model.safetensors (a reader would otherwise find two checkpoints).
+void remove_stale_weights(const std::string& dir, const std::set<std::string>& written) {
+  namespace fs = std::filesystem;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name == "model.safetensors" || name == "model.safetensors.index.json" ||
+                      (name.rfind("model-", 0) == 0 && name.find("-of-") != std::string::npos &&
+                       name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
+    if (ours && !written.count(name)) fs::remove(entry.path());
+  }
+}
+}  // namespace
+
+void save_pretrained(LoryLM& model, const std::string& dir, DType dtype, int64_t max_shard_bytes) {
   const char* torch_dtype = torch_dtype_name(dtype);
   std::filesystem::create_directories(dir);
-  io::NamedTensors tensors;
+  // Shards as transformers cuts them: parameters in order, a new shard when
+  // the next one would take the current shard past the limit (a parameter
+  // larger than the limit gets a shard of its own).
+  std::vector<io::NamedTensors> shards(1);
+  int64_t shard_bytes = 0;
+  uint64_t total_bytes = 0;
   {
     NoGradGuard no_grad;
-    for (auto& [name, slot] : model.named_parameters()) tensors.emplace_back(name, slot->to(dtype));
+    for (auto& [name, slot] : model.named_parameters()) {
+      Tensor t = slot->to(dtype);
+      const int64_t bytes = t.numel() * static_cast<int64_t>(dtype_size(dtype));
+      if (max_shard_bytes > 0 && !shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+        shards.emplace_back();
+        shard_bytes = 0;
+      }
+      shards.back().emplace_back(name, std::move(t));
+      shard_bytes += bytes;
+      total_bytes += static_cast<uint64_t>(bytes);
+    }
   }
-  io::save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  std::set<std::string> written{"model.safetensors"};
+  if (shards.size() == 1) {
+    io::save_safetensors(dir + "/model.safetensors", shards[0], {{"format", "pt"}});
+  } else {
+    // Shards first, the index last: a reader finds an index only when every
+    // file it names is complete.
+    written = {"model.safetensors.index.json"};
+    std::vector<std::pair<std::string, std::string>> weight_map;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const std::string file = io::shard_file_name("model", static_cast<int64_t>(i), static_cast<int64_t>(shards.size()));
+      io::save_safetensors(dir + "/" + file, shards[i], {{"format", "pt"}});
+      for (const auto& [name, t] : shards[i]) weight_map.emplace_back(name, file);
+      written.insert(file);
+    }
+    io::write_safetensors_index(dir + "/model.safetensors.index.json", weight_map, total_bytes);
+  }
+  remove_stale_weights(dir, written);
   save_config(model.config, dir + "/config.json", torch_dtype);
 }
 
-void load_parameters(Module& model, const io::SafetensorsFile& file) {
+void load_parameters(Module& model, const io::SafetensorsFile& file, const std::set<std::string>& ignored) {
+  std::map<std::string, const Tensor*> in_file;
+  for (const auto& [n, t] : file.tensors) in_file.emplace(n, &t);
   std::set<std::string> used;
   for (auto& [name, slot] : model.named_parameters()) {
-    const Tensor* found = nullptr;
-    for (const auto& [n, t] : file.tensors)
-      if (n == name) found = &t;
-    LORY_CHECK(found, file.path, ": missing tensor '", name, "' (the model has it, the file does not)");
-    LORY_CHECK(found->shape() == slot->shape(), file.path, ": tensor '", name, "' has shape ",
-               shape_str(found->shape()), " in the file but ", shape_str(slot->shape()), " in the model");
-    LORY_CHECK(is_floating(found->dtype()), file.path, ": tensor '", name, "' is ", dtype_name(found->dtype()),
+    const auto it = in_file.find(name);
+    LORY_CHECK(it != in_file.end(), file.path, ": missing tensor '", name, "' (the model has it, the file does not)");
+    const Tensor& found = *it->second;
+    LORY_CHECK(found.shape() == slot->shape(), file.path, ": tensor '", name, "' has shape ",
+               shape_str(found.shape()), " in the file but ", shape_str(slot->shape()), " in the model");
+    LORY_CHECK(is_floating(found.dtype()), file.path, ": tensor '", name, "' is ", dtype_name(found.dtype()),
                ", not a floating dtype");
     NoGradGuard no_grad;
-    slot->copy_(*found);
+    slot->copy_(found);
     used.insert(name);
   }
   for (const auto& [n, t] : file.tensors)
-    LORY_CHECK(used.count(n), file.path, ": unexpected tensor '", n, "' ", shape_str(t.shape()),
+    LORY_CHECK(used.count(n) || ignored.count(n), file.path, ": unexpected tensor '", n, "' ", shape_str(t.shape()),
                " (the model has no parameter of that name: is the config right?)");
 }
 
-std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype) {
+std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DType> dtype) {
   const LoryConfig config = load_config(dir + "/config.json");
-  auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, dtype, cpu_device()});
-  load_parameters(*model, io::load_safetensors_dir(dir));
+  const io::SafetensorsFile file = io::load_safetensors_dir(dir);
+  DType param_dtype = dtype.value_or(DType::f32);
+  if (!dtype) {  // as saved: the one floating dtype of the file's tensors
+    std::set<DType> seen;
+    for (const auto& [n, t] : file.tensors)
+      if (is_floating(t.dtype())) seen.insert(t.dtype());
+    LORY_CHECK(seen.size() <= 1, file.path, ": tensors of several floating dtypes; load them as one dtype");
+    if (!seen.empty()) param_dtype = *seen.begin();
+  }
+  auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, param_dtype, cpu_device()});
+  // A tied model has no lm_head.weight; a file that holds one anyway (older
+  // transformers wrote both) loads as transformers loads it: the tie wins.
+  const std::set<std::string> ignored =
+      config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
+  load_parameters(*model, file, ignored);
   return model;
 }
 
@@ -87,7 +149,7 @@ std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts) {
   LORY_CHECK(num_experts > 0, "upcycle: num_experts must be > 0, got ", num_experts);
   LoryConfig config = dense.config;
   config.num_experts = num_experts;
-  const Tensor& any = dense.parameter("lm_head.weight");
+  const Tensor& any = dense.output_weight();
   auto lory = std::make_unique<LoryLM>(config, InitOptions{config.initializer_range, any.dtype(), any.device()});
   NoGradGuard no_grad;
   for (auto& [name, slot] : lory->named_parameters()) {
@@ -107,7 +169,7 @@ std::unique_ptr<LoryLM> export_dense(LoryLM& lory, const Tensor& prompt_ids) {
   lory.forward(prompt_ids, {InferenceRouting::prompt});  // routes every layer from the prompt's mean
   LoryConfig config = lory.config;
   config.num_experts = 0;
-  const Tensor& any = lory.parameter("lm_head.weight");
+  const Tensor& any = lory.output_weight();
   auto dense = std::make_unique<LoryLM>(config, InitOptions{config.initializer_range, any.dtype(), any.device()});
   for (size_t i = 0; i < lory.model.layers.size(); ++i) {
     LoryFFN& ffn = *lory.model.layers[i]->lory_mlp;

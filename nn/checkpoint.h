@@ -8,6 +8,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "nn/lory_lm.h"
@@ -15,17 +17,27 @@
 
 namespace lory::nn {
 
-// Writes dir/config.json and dir/model.safetensors (parameters cast to
-// `dtype`: f32 or bf16), creating dir if needed.
-void save_pretrained(LoryLM& model, const std::string& dir, DType dtype = DType::f32);
+// transformers' default max_shard_size ("5GB", decimal).
+constexpr int64_t kDefaultMaxShardBytes = 5'000'000'000;
+
+// Writes dir/config.json and the parameters (cast to `dtype`: f32, bf16, f16
+// or f64) as dir/model.safetensors, or, when they exceed max_shard_bytes
+// (> 0), as shards model-0000k-of-0000N.safetensors plus
+// model.safetensors.index.json, as transformers' save_pretrained(max_shard_size)
+// does. Creates dir if needed; weights of an earlier save there are replaced.
+void save_pretrained(LoryLM& model, const std::string& dir, DType dtype = DType::f32,
+                     int64_t max_shard_bytes = kDefaultMaxShardBytes);
 // Builds the model of dir/config.json and loads dir/model.safetensors (or the
 // shards its model.safetensors.index.json names: a checkpoint written by
-// several ranks) into it, on the CPU; its parameters are `dtype` whatever the file holds (converted).
-std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, DType dtype = DType::f32);
+// several ranks, or by transformers) into it, on the CPU. Its parameters are
+// `dtype` whatever the file holds (converted), or, with std::nullopt, the
+// dtype the file holds (bf16 weights stay bf16).
+std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DType> dtype = DType::f32);
 // Copies every tensor of `file` into the parameter of the same name. Every
 // parameter must be in the file with its shape and no tensor may be left
-// over; values are converted to the parameter's dtype and device.
-void load_parameters(Module& model, const io::SafetensorsFile& file);
+// over but those named in `ignored`; values are converted to the
+// parameter's dtype and device.
+void load_parameters(Module& model, const io::SafetensorsFile& file, const std::set<std::string>& ignored = {});
 
 // Upcycling (paper §4.1): a Lory model with `num_experts` experts whose
 // experts are all copies of `dense`'s FFN and whose routers are freshly

@@ -102,15 +102,17 @@ void LoryConfig::validate(const std::string& where) const {
              " is not divisible by num_attention_heads ", num_attention_heads);
   LORY_CHECK(head_dim() % 2 == 0, where, ": the head dim hidden_size / num_attention_heads = ", head_dim(),
              " must be even for rotary embeddings");
-  LORY_CHECK(num_key_value_heads == num_attention_heads, where, ": num_key_value_heads ", num_key_value_heads,
-             " must equal num_attention_heads ", num_attention_heads, " (grouped-query attention is not supported)");
+  // Grouped-query attention (Ainslie et al., 2023; LLaMA-2 70B, LLaMA-3):
+  // heads share key/value heads in groups of num_attention_heads / num_key_value_heads.
+  LORY_CHECK(num_key_value_heads > 0 && num_attention_heads % num_key_value_heads == 0, where,
+             ": num_key_value_heads ", num_key_value_heads, " must divide num_attention_heads ", num_attention_heads,
+             " (each key/value head serves a group of query heads)");
   LORY_CHECK(num_experts >= 0, where, ": num_experts must be >= 0 (0 = dense), got ", num_experts);
   LORY_CHECK(rms_norm_eps > 0, where, ": rms_norm_eps must be > 0, got ", rms_norm_eps);
   LORY_CHECK(rope_theta > 0, where, ": rope_theta must be > 0, got ", rope_theta);
   LORY_CHECK(initializer_range > 0, where, ": initializer_range must be > 0, got ", initializer_range);
   LORY_CHECK(router_init_std > 0, where, ": router_init_std must be > 0 (a zero router never learns: with identical ",
              "experts its gradient is zero), got ", router_init_std);
-  LORY_CHECK(!tie_word_embeddings, where, ": tie_word_embeddings must be false (Lory models have untied embeddings)");
 }
 
 FlopsPerToken flops_per_token(const LoryConfig& c, int64_t context) {
@@ -119,7 +121,8 @@ FlopsPerToken flops_per_token(const LoryConfig& c, int64_t context) {
   const double E = static_cast<double>(c.num_experts), T = static_cast<double>(c.segment_length);
   const double L = static_cast<double>(context);
   FlopsPerToken out;
-  out.matmul = layers * 2 * (4 * d * d + 3 * d * f) + 2 * d * V;
+  const double kv = static_cast<double>(c.kv_dim());
+  out.matmul = layers * 2 * (2 * d * d + 2 * d * kv + 3 * d * f) + 2 * d * V;
   out.attention = layers * 4 * d * (L + 1) / 2;
   out.merge = c.is_lory() ? layers * 6 * E * d * f / T : 0.0;
   out.router = c.is_lory() ? layers * 2 * d * E / T : 0.0;
@@ -130,8 +133,8 @@ ParameterCount count_parameters(const LoryConfig& c) {
   const int64_t d = c.hidden_size, f = c.intermediate_size, layers = c.num_hidden_layers;
   const int64_t experts = std::max<int64_t>(c.num_experts, 1);
   ParameterCount n;
-  n.embeddings = 2 * c.vocab_size * d;
-  n.attention = layers * 4 * d * d;
+  n.embeddings = (c.tie_word_embeddings ? 1 : 2) * c.vocab_size * d;
+  n.attention = layers * (2 * d * d + 2 * d * c.kv_dim());  // q, o: d x d; k, v: d x (kv heads x Dh)
   n.ffn = layers * experts * 3 * d * f;
   n.router = layers * c.num_experts * d;
   n.norms = (2 * layers + 1) * d;

@@ -87,12 +87,12 @@ struct LoryConfig {
   int64_t intermediate_size = 2816;  // f, the FFN width (of each expert)
   int64_t num_hidden_layers = 24;
   int64_t num_attention_heads = 16;
-  int64_t num_key_value_heads = 16;  // must equal num_attention_heads (no GQA in the paper's models)
+  int64_t num_key_value_heads = 16;  // < num_attention_heads: grouped-query attention (the paper's models have ==)
   int64_t max_position_embeddings = 4096;
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   double initializer_range = 0.02;
-  bool tie_word_embeddings = false;
+  bool tie_word_embeddings = false;  // true: lm_head is embed_tokens (the paper's models are untied)
   int64_t bos_token_id = 1, eos_token_id = 2;
   // ---- Lory ----
   int64_t num_experts = 0;
@@ -102,6 +102,7 @@ struct LoryConfig {
   double router_init_std = 0.02;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  int64_t kv_dim() const { return num_key_value_heads * head_dim(); }  // width of k_proj and v_proj
   bool is_lory() const { return num_experts > 0; }
   // Throws naming the key, its value and the rule when a value is out of range.
   void validate(const std::string& where = "config") const;
@@ -111,7 +112,7 @@ struct LoryConfig {
 // App. D table: total counts every expert, active counts one FFN per layer
 // (what a merged segment runs) plus the routers.
 struct ParameterCount {
-  int64_t embeddings = 0;  // embed_tokens + lm_head
+  int64_t embeddings = 0;  // embed_tokens + lm_head (one matrix when tied)
   int64_t attention = 0;   // q, k, v, o of every layer
   int64_t ffn = 0;         // every expert of every layer (or the dense FFNs)
   int64_t router = 0;
@@ -122,8 +123,8 @@ struct ParameterCount {
 ParameterCount count_parameters(const LoryConfig& config);
 
 // Forward FLOPs per token at context length L (multiply-adds count 2):
-// matmuls 2(4d^2 + 3df) per layer + 2dV for lm_head; causal attention
-// 4d(L+1)/2 per layer (QK^T and PV over the keys a token sees, on average);
+// matmuls 2(2d^2 + 2d d_kv + 3df) per layer (d_kv = kv_dim(), = d without
+// GQA) + 2dV for lm_head; causal attention 4d(L+1)/2 per layer (QK^T and PV over the keys a token sees, on average);
 // the expert merge 6Edf/T and the router 2dE/T per layer, once per segment
 // of T tokens (paper App. B). A training step costs about 3x the forward.
 struct FlopsPerToken {

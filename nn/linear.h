@@ -9,22 +9,25 @@
 
 namespace lory::nn {
 
+// y = x W^T. x: [..., in], weight: [out, in] -> [..., out]. Leading dims are
+// flattened so the product is one GEMM; weight.t() is a view the GEMM reads
+// in place. (Linear's forward, and a tied lm_head's with the embedding matrix.)
+inline Tensor linear(const Tensor& x, const Tensor& weight) {
+  const int64_t in = weight.size(1), out = weight.size(0);
+  LORY_CHECK(x.dim() >= 1 && x.size(-1) == in, "Linear: input ", x.describe(), " does not end in ", in,
+             " features (weight is ", weight.describe(), ")");
+  Shape shape = x.shape();
+  shape.back() = out;
+  return matmul(x.reshape({-1, in}), weight.t()).view(shape);
+}
+
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, const InitOptions& init)
       : weight(normal_parameter({out_features, in_features}, init.std, init)) {
     register_parameter("weight", weight);
   }
-  // x: [..., in] -> [..., out]. Leading dims are flattened so the product is
-  // one GEMM; weight.t() is a view the GEMM reads in place.
-  Tensor forward(const Tensor& x) const {
-    const int64_t in = weight.size(1), out = weight.size(0);
-    LORY_CHECK(x.dim() >= 1 && x.size(-1) == in, "Linear: input ", x.describe(), " does not end in ", in,
-               " features (weight is ", weight.describe(), ")");
-    Shape shape = x.shape();
-    shape.back() = out;
-    return matmul(x.reshape({-1, in}), weight.t()).view(shape);
-  }
+  Tensor forward(const Tensor& x) const { return linear(x, weight); }  // [..., in] -> [..., out]
   Tensor weight;
 };
 

@@ -82,10 +82,18 @@ InitOptions with_std(InitOptions init, double std) {
 
 LoryLM::LoryLM(const LoryConfig& c, InitOptions init)
     : config((c.validate(), c)),
-      model(c, with_std(init, c.initializer_range)),
-      lm_head(c.hidden_size, c.vocab_size, with_std(init, c.initializer_range)) {
+      model(c, with_std(init, c.initializer_range)) {
   register_module("model", model);
-  register_module("lm_head", lm_head);
+  if (!c.tie_word_embeddings) {
+    lm_head = std::make_unique<Linear>(c.hidden_size, c.vocab_size, with_std(init, c.initializer_range));
+    register_module("lm_head", *lm_head);
+  }
+}
+
+Tensor LoryLM::logits_from_hidden(const Tensor& hidden) const {
+  // Tied: W is embed_tokens.weight [V, d], and its gradient from here adds
+  // to the embedding lookup's in the one leaf.
+  return in_layer("lm_head", [&] { return linear(hidden, output_weight()); });
 }
 
 Tensor LoryLM::forward(const Tensor& ids) { return forward(ids, ForwardOptions{config.routing}); }
@@ -99,7 +107,7 @@ Tensor LoryLM::forward(const Tensor& ids, const ForwardOptions& options) {
 
 Tensor LoryLM::forward_embeddings(const Tensor& embeddings, const ForwardOptions& options) {
   const Tensor hidden = final_hidden(embeddings, options);
-  return in_layer("lm_head", [&] { return lm_head.forward(hidden); });
+  return logits_from_hidden(hidden);
 }
 
 Tensor LoryLM::hidden_states(const Tensor& ids, const ForwardOptions& options) {
@@ -132,7 +140,7 @@ Tensor LoryLM::forward_cached(const Tensor& ids, InferenceState& state) {
   Tensor x = in_layer("embedding", [&] { return model.embed_tokens.forward(ids); });
   for (size_t i = 0; i < model.layers.size(); ++i) x = model.layers[i]->forward_cached(x, state, i);
   const Tensor hidden = in_layer("norm", [&] { return model.norm.forward(x); });
-  return in_layer("lm_head", [&] { return lm_head.forward(hidden); });
+  return logits_from_hidden(hidden);
 }
 
 Tensor LoryLM::loss(const Tensor& tokens) { return loss(tokens, ForwardOptions{config.routing}); }

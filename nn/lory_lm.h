@@ -5,7 +5,10 @@
 //                 y = h + mlp(post_attention_layernorm(h))
 // mlp is a dense SwiGLU when num_experts == 0 (the model of the dense
 // warm-up, and the paper's dense baselines) and a LoryFFN otherwise.
-// Parameter names are Hugging Face LLaMA's (nn/module.h); embeddings are untied.
+// Parameter names are Hugging Face LLaMA's (nn/module.h). Embeddings are
+// untied (the paper's models) unless tie_word_embeddings: then the logits are
+// hidden · model.embed_tokens.weight^T and there is no lm_head.weight, as in
+// a tied transformers checkpoint.
 #pragma once
 
 #include <memory>
@@ -95,9 +98,14 @@ class LoryLM : public Module {
   // in backward. For long contexts, where activations dominate memory.
   bool recompute_activations = false;
 
+  // The output projection: hidden [..., d] -> logits [..., V], by lm_head
+  // or, when tied, by the input embedding matrix [V, d].
+  Tensor logits_from_hidden(const Tensor& hidden) const;
+  const Tensor& output_weight() const { return lm_head ? lm_head->weight : model.embed_tokens.weight; }
+
   LoryConfig config;
   Backbone model;
-  Linear lm_head;
+  std::unique_ptr<Linear> lm_head;  // null when config.tie_word_embeddings
 
  private:
   // embeddings [B, L, d] -> the layers -> model.norm.

@@ -155,8 +155,9 @@ class Backend {
   // contiguous; position of row l is pos_offset + l; inverse rotates by the
   // negative angle (that is the backward).
   virtual void rope(const Tensor& x, Tensor& out, int64_t pos_offset, double theta, bool inverse) = 0;
-  // Scaled dot-product attention. q: [B, H, L, Dh]; k, v: [B, H, S, Dh]; all
-  // contiguous. Causal masking aligns the last query with the last key
+  // Scaled dot-product attention. q: [B, H, L, Dh]; k, v: [B, Hkv, S, Dh]
+  // with H % Hkv == 0 (query head h reads key/value head h / (H / Hkv)); all
+  // contiguous. dk and dv sum over the H / Hkv query heads of a group. Causal masking aligns the last query with the last key
   // (query i sees keys j <= i + S - L), which is what a KV cache needs.
   // out: [B, H, L, Dh]; lse: f32 [B, H, L] (log-sum-exp of each score row).
   virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,

@@ -304,9 +304,9 @@ void check_rope_args(const Tensor& x, const Tensor& out, const char* kernel) {
 
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const char* kernel) {
   LORY_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
-                 q.size(1) == k.size(1) && q.size(3) == k.size(3),
-             kernel, ": expected q [B, H, L, Dh] and k, v [B, H, S, Dh]: q ", q.describe(), ", k ", k.describe(),
-             ", v ", v.describe());
+                 (k.size(1) > 0 ? q.size(1) % k.size(1) == 0 : q.size(1) == 0) && q.size(3) == k.size(3),
+             kernel, ": expected q [B, H, L, Dh] and k, v [B, Hkv, S, Dh] with Hkv dividing H: q ", q.describe(),
+             ", k ", k.describe(), ", v ", v.describe());
   LORY_CHECK(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), kernel,
              ": expected q, k and v of one floating dtype: q ", q.describe(), ", k ", k.describe(), ", v ",
              v.describe());

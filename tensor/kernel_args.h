@@ -149,8 +149,8 @@ void check_rope_input(const Tensor& x, const char* kernel);
 // rope: the above with x contiguous, and out like x.
 void check_rope_args(const Tensor& x, const Tensor& out, const char* kernel);
 
-// attention's inputs: q [B, H, L, Dh], k and v [B, H, S, Dh] of one floating
-// dtype; causal needs S >= L (the op's check and the kernel's).
+// attention's inputs: q [B, H, L, Dh], k and v [B, Hkv, S, Dh] (Hkv divides
+// H) of one floating dtype; causal needs S >= L (the op's check and the kernel's).
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal, const char* kernel);
 // attention: the above, all contiguous, out like q, lse f32 [B, H, L].
 void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,

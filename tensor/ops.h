@@ -145,7 +145,9 @@ Tensor merged_linear(const Tensor& x, const Tensor& weights, const Tensor& exper
 // pairs (i, i + Dh/2) by angle (pos_offset + l) * theta^(-2i/Dh): the HF LLaMA
 // rotate_half convention. pos_offset is the number of cached positions.
 Tensor rope(const Tensor& x, double theta, int64_t pos_offset = 0);
-// q: [B, H, L, Dh], k, v: [B, H, S, Dh] -> [B, H, L, Dh].
+// q: [B, H, L, Dh], k, v: [B, Hkv, S, Dh] -> [B, H, L, Dh], H a multiple of
+// Hkv (grouped-query attention: query head h reads key/value head
+// h / (H / Hkv); Hkv = H is plain multi-head attention).
 // softmax(q k^T * scale + causal mask) v; no scale means 1/sqrt(Dh).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true,
                                     std::optional<double> scale = std::nullopt);

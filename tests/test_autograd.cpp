@@ -538,6 +538,11 @@ TEST_CASE("gradcheck: scaled_dot_product_attention in q, k and v; causal, not, a
              {leaf({1, 3, 2, 2}, 13), leaf({1, 3, 2, 2}, 14), leaf({1, 3, 2, 2}, 15)});
   check_grad("q = k = v", [](const In& in) { return scaled_dot_product_attention(in[0], in[0], in[0], true); },
              {leaf({1, 1, 3, 2}, 16)});
+  // Grouped-query attention: dK, dV sum over the query heads of each group.
+  check_grad("GQA: 4 query heads, 2 key/value heads, causal S > L", attn(true, std::nullopt),
+             {leaf({2, 4, 3, 4}, 17), leaf({2, 2, 5, 4}, 18), leaf({2, 2, 5, 4}, 19)});
+  check_grad("multi-query: 3 query heads, 1 key/value head", attn(false, std::nullopt),
+             {leaf({1, 3, 2, 4}, 20), leaf({1, 1, 3, 4}, 21), leaf({1, 1, 3, 4}, 22)});
 }
 
 // ---------------------------------------------------------------------------

@@ -242,3 +242,68 @@ TEST_CASE("checkpoint: an exported dense model computes what the Lory model comp
   CHECK(io::load_safetensors(dir + "/model.safetensors").get("model.layers.0.mlp.gate_proj.weight").shape() ==
         Shape{48, 32});
 }
+
+TEST_CASE("checkpoint: save_pretrained shards as transformers does, replaces an earlier save, and loads back exactly") {
+  manual_seed(8);
+  LoryConfig c = preset("tiny");
+  c.num_experts = 0;  // every parameter <= 8 KiB
+  c.num_key_value_heads = 2;
+  c.tie_word_embeddings = true;
+  LoryLM model(c);
+  const std::string dir = temp_dir("sharded");
+  save_pretrained(model, dir);  // one file first
+  CHECK(std::filesystem::exists(dir + "/model.safetensors"));
+  // 8 KiB shards: the [64, 32] f32 embedding (8 KiB) fills one by itself.
+  save_pretrained(model, dir, DType::f32, 8192);
+  CHECK(!std::filesystem::exists(dir + "/model.safetensors"));  // the stale single file is gone
+  const std::string index = read_bytes(dir + "/model.safetensors.index.json");
+  CHECK(index.find("\"model.embed_tokens.weight\": \"model-00001-of-") != std::string::npos);
+  CHECK(index.find("lm_head") == std::string::npos);  // tied: no lm_head.weight
+  int shards = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model-", 0) != 0) continue;
+    ++shards;
+    CHECK(std::filesystem::file_size(entry.path()) < 8192 + 4096);  // data <= 8 KiB + the JSON header
+  }
+  CHECK(shards > 3);
+  auto back = load_pretrained(dir);
+  CHECK(back->config.num_key_value_heads == 2);
+  CHECK(back->config.tie_word_embeddings);
+  for (auto& [name, slot] : model.named_parameters()) {
+    INFO(name);
+    CHECK(slot->to_vector<float>() == back->parameter(name).to_vector<float>());
+  }
+  // Back to one file: the shards and the index go.
+  save_pretrained(model, dir);
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    CHECK(entry.path().filename().string().rfind("model-", 0) != 0);
+  CHECK(!std::filesystem::exists(dir + "/model.safetensors.index.json"));
+}
+
+TEST_CASE("checkpoint: bf16 weights load into f32 or stay bf16; a tied file with an lm_head.weight loads as HF loads it") {
+  manual_seed(9);
+  LoryConfig c = preset("tiny");
+  c.num_experts = 0;
+  c.tie_word_embeddings = true;
+  LoryLM model(c);
+  const std::string dir = temp_dir("bf16");
+  save_pretrained(model, dir, DType::bf16);
+  auto as_f32 = load_pretrained(dir);
+  auto as_saved = load_pretrained(dir, std::nullopt);
+  CHECK(as_f32->model.embed_tokens.weight.dtype() == DType::f32);
+  CHECK(as_saved->model.embed_tokens.weight.dtype() == DType::bf16);
+  for (auto& [name, slot] : model.named_parameters()) {
+    INFO(name);
+    const std::vector<float> rounded = slot->to(DType::bf16).to(DType::f32).to_vector<float>();
+    CHECK(as_f32->parameter(name).to_vector<float>() == rounded);
+    CHECK(as_saved->parameter(name).to(DType::f32).to_vector<float>() == rounded);
+  }
+  // Older transformers wrote lm_head.weight for tied models too; the tie wins.
+  io::NamedTensors tensors;
+  for (auto& [name, slot] : model.named_parameters()) tensors.emplace_back(name, *slot);
+  tensors.emplace_back("lm_head.weight", zeros({64, 32}));
+  io::save_safetensors(dir + "/model.safetensors", tensors);
+  auto with_head = load_pretrained(dir);
+  CHECK(with_head->output_weight().to_vector<float>() == model.model.embed_tokens.weight.to_vector<float>());
+}

@@ -106,7 +106,7 @@ Tensor rebuilt_logits(LoryLM& model, const std::vector<int64_t>& ids, bool causa
         x, layer->self_attn.forward(layer->input_layernorm.forward(x)));
     x = h + rebuilt_lory_ffn(*layer->lory_mlp, n, causal_shift);
   }
-  return model.lm_head.forward(model.model.norm.forward(x));
+  return model.logits_from_hidden(model.model.norm.forward(x));
 }
 
 }  // namespace

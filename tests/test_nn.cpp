@@ -188,7 +188,9 @@ TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and
         "run/config.json: hidden_size 100 is not divisible by num_attention_heads 16");
   CHECK(error_of(R"({"num_experts": -1})") == "run/config.json: num_experts must be >= 0 (0 = dense), got -1");
   CHECK(error_of(R"({"router_init_std": 0})").find("router_init_std must be > 0") != std::string::npos);
-  CHECK(error_of(R"({"tie_word_embeddings": true})").find("tie_word_embeddings must be false") != std::string::npos);
+  CHECK(error_of(R"({"num_attention_heads": 4, "num_key_value_heads": 3})") ==
+        "run/config.json: num_key_value_heads 3 must divide num_attention_heads 4 (each key/value head serves a "
+        "group of query heads)");
   CHECK(error_of(R"({"hidden_act": "gelu"})") ==
         "run/config.json: key 'hidden_act' must be \"silu\" (SwiGLU), got \"gelu\"");
   CHECK(error_of("{\"vocab_size\": 10,").find("run/config.json: not valid JSON") == 0);
@@ -268,5 +270,69 @@ TEST_CASE("nn: hidden_states are what lm_head turns into the logits") {
   const Tensor ids = from_vector(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2}, {1, 7}, {DType::i64});
   const Tensor h = model.hidden_states(ids, {TrainingRouting::causal_segment});
   CHECK(h.shape() == Shape{1, 7, 32});
-  CHECK(amax(abs(model.lm_head.forward(h) - model.forward(ids))).item() == 0.0);
+  CHECK(amax(abs(model.logits_from_hidden(h) - model.forward(ids))).item() == 0.0);
+}
+
+TEST_CASE("attention: grouped-query attention equals multi-head attention with each key/value head repeated") {
+  // transformers' repeat_kv convention: query head h reads key/value head
+  // h / (H / Hkv). A GQA layer must compute what an MHA layer computes whose
+  // k_proj/v_proj rows are the GQA ones, each head's block repeated H / Hkv times.
+  manual_seed(6);
+  LoryConfig gqa = preset("tiny");  // d 32, 4 heads of 8
+  gqa.num_key_value_heads = 2;
+  LoryConfig mha = gqa;
+  mha.num_key_value_heads = 4;
+  Attention a(gqa, {}), b(mha, {});
+  a.to(DType::f64);
+  b.to(DType::f64);
+  CHECK(a.k_proj.weight.shape() == Shape{16, 32});  // Hkv * Dh = 2 * 8
+  NoGradGuard no_grad;
+  b.q_proj.weight.copy_(a.q_proj.weight);
+  b.o_proj.weight.copy_(a.o_proj.weight);
+  for (auto [from, to] : {std::pair{&a.k_proj, &b.k_proj}, std::pair{&a.v_proj, &b.v_proj}})
+    for (int64_t h = 0; h < 4; ++h) to->weight.narrow(0, h * 8, 8).copy_(from->weight.narrow(0, (h / 2) * 8, 8));
+  const Tensor x = randn({2, 7, 32}).to(DType::f64);
+  CHECK(amax(abs(a.forward(x) - b.forward(x))).item() < 1e-12);
+  // And the KV cache holds Hkv heads; decoding token by token gives the same.
+  KVCache cache;
+  const Tensor full = a.forward(x);
+  a.forward(x.narrow(1, 0, 3), &cache, 7);
+  CHECK(cache.k.shape() == Shape{2, 2, 7, 8});
+  for (int64_t t = 3; t < 7; ++t)
+    CHECK(amax(abs(a.forward(x.narrow(1, t, 1), &cache, 7) - full.narrow(1, t, 1))).item() < 1e-12);
+  // Counts follow the smaller k/v projections.
+  CHECK(count_parameters(gqa).attention == count_parameters(mha).attention - 2 * 2 * 32 * 16);
+  gqa.num_key_value_heads = 3;
+  CHECK_THROWS_WITH_AS(gqa.validate("cfg"), doctest::Contains("cfg: num_key_value_heads 3 must divide num_attention_heads 4"),
+                       Error);
+}
+
+TEST_CASE("nn: a tied model has no lm_head.weight, computes logits with embed_tokens, and both uses train it") {
+  manual_seed(7);
+  LoryConfig tied = preset("tiny");
+  tied.tie_word_embeddings = true;
+  LoryConfig untied = tied;
+  untied.tie_word_embeddings = false;
+  LoryLM a(tied), b(untied);
+  a.to(DType::f64);
+  b.to(DType::f64);
+  const std::vector<std::string> names = names_of(a);
+  CHECK(!has(names, "lm_head.weight"));
+  CHECK(names.size() + 1 == names_of(b).size());
+  CHECK(count_parameters(tied).total() + tied.vocab_size * tied.hidden_size == count_parameters(untied).total());
+  CHECK(a.num_parameters() == count_parameters(tied).total());
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, slot] : a.named_parameters()) b.parameter(name).copy_(*slot);
+    b.lm_head->weight.copy_(a.model.embed_tokens.weight);
+  }
+  const Tensor tokens = from_vector(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2, 6, 5}, {1, 9}, {DType::i64});
+  const Tensor la = a.loss(tokens), lb = b.loss(tokens);
+  CHECK(std::abs(la.item() - lb.item()) < 1e-12);
+  la.backward();
+  lb.backward();
+  // The tied matrix's gradient is the sum of its two uses' gradients.
+  const Tensor want = b.model.embed_tokens.weight.grad() + b.lm_head->weight.grad();
+  CHECK(amax(abs(a.model.embed_tokens.weight.grad() - want)).item() < 1e-12);
+  CHECK(amax(abs(b.lm_head->weight.grad())).item() > 0.0);  // the lm_head use matters
 }

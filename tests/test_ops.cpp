@@ -18,6 +18,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tensor/graph.h"
@@ -1099,8 +1100,11 @@ Arr rope_ref(const Arr& x, double theta, int64_t pos_offset) {
 
 // softmax(q k^T * scale + mask) v with query i seeing keys j <= i + S - L when causal.
 // No scale means 1/sqrt(D), as in the op.
+// q [B, H, L, D], k and v [B, Hkv, S, D]: query head h reads key/value head
+// h / (H / Hkv), transformers' repeat_kv convention (heads of a group are consecutive).
 Arr sdpa_ref(const Arr& q, const Arr& k, const Arr& v, bool causal, std::optional<double> scale_arg) {
   const int64_t B = q.shape[0], H = q.shape[1], L = q.shape[2], D = q.shape[3], S = k.shape[2];
+  const int64_t Hkv = k.shape[1], group = H / Hkv;
   const double scale = scale_arg ? *scale_arg : 1.0 / std::sqrt(static_cast<double>(D));
   Arr out = q;
   std::vector<double> p(static_cast<size_t>(S));
@@ -1114,7 +1118,7 @@ Arr sdpa_ref(const Arr& q, const Arr& k, const Arr& v, bool causal, std::optiona
             p[j] = -INFINITY;
             continue;
           }
-          const double* kj = &k.v[((b * H + h) * S + j) * D];
+          const double* kj = &k.v[((b * Hkv + h / group) * S + j) * D];
           double s = 0;
           for (int64_t d = 0; d < D; ++d) s += qi[d] * kj[d];
           p[j] = s * scale;
@@ -1125,7 +1129,7 @@ Arr sdpa_ref(const Arr& q, const Arr& k, const Arr& v, bool causal, std::optiona
         for (int64_t d = 0; d < D; ++d) {
           double acc = 0;
           for (int64_t j = 0; j < S; ++j)
-            if (p[j] != -INFINITY) acc += std::exp(p[j] - mx) / z * v.v[((b * H + h) * S + j) * D + d];
+            if (p[j] != -INFINITY) acc += std::exp(p[j] - mx) / z * v.v[((b * Hkv + h / group) * S + j) * D + d];
           out.v[((b * H + h) * L + i) * D + d] = acc;
         }
       }
@@ -1282,6 +1286,22 @@ TEST_CASE("ops: scaled_dot_product_attention matches softmax(q k^T scale + mask)
     check_close(out, sdpa_ref(permute_ref(qb, perm), permute_ref(kb, perm), permute_ref(vb, perm), true, {}),
                 tol_for(dt), "sdpa transposed " + dname(dt));
   }
+  // Grouped-query attention: 6 query heads over 2 or 3 key/value heads (and 1: multi-query).
+  for (DType dt : kFloatTypes) {
+    for (int64_t Hkv : {1, 2, 3}) {
+      for (const auto& [L, S, causal] : {std::tuple{5, 5, true}, std::tuple{2, 6, true}, std::tuple{3, 4, false}}) {
+        const Operand q = make({2, 6, L, 8}, dt, ++seed), k = make({2, Hkv, S, 8}, dt, ++seed),
+                      v = make({2, Hkv, S, 8}, dt, ++seed);
+        check_close(scaled_dot_product_attention(q.t, k.t, v.t, causal), sdpa_ref(q.ref, k.ref, v.ref, causal, {}),
+                    tol_for(dt),
+                    "sdpa GQA " + dname(dt) + " Hkv " + std::to_string(Hkv) + " L " + std::to_string(L) + " S " +
+                        std::to_string(S));
+      }
+    }
+  }
+  // Key/value heads must divide the query heads.
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(zeros({1, 6, 3, 4}), zeros({1, 4, 3, 4}), zeros({1, 4, 3, 4})),
+                       doctest::Contains("k, v [B, Hkv, S, Dh] with Hkv dividing H: q [1, 6, 3, 4]"), Error);
   // The first query of a causal square attention sees only key 0: its output is v[0].
   const Operand q = make({1, 1, 3, 4}, DType::f64, 1), k = make({1, 1, 3, 4}, DType::f64, 2),
                 v = make({1, 1, 3, 4}, DType::f64, 3);

@@ -300,7 +300,7 @@ TEST_CASE("train: AdamW matches a double-precision PyTorch AdamW over 3 steps wi
     CHECK(worst_m < 5e-6);  // f32: 1 - 0.9f alone is 2.4e-7 off 0.1
     CHECK(worst_v < 5e-6);
     // The model reads the updated weights (its parameters are views of the buffer).
-    CHECK(model.lm_head.weight.to_vector<double>() ==
+    CHECK(model.lm_head->weight.to_vector<double>() ==
           flat.view(flat.master, static_cast<size_t>(flat.find("lm_head.weight") - slots.data())).to_vector<double>());
   }
   for (int64_t s : opt.steps) CHECK(s == 3);
@@ -430,7 +430,7 @@ TEST_CASE("train: FlatParameters makes parameters and gradients views of flat bu
   CHECK(wrong == 0);
   flat.zero_grads();
   CHECK(AdamW::grad_norm(flat) == 0.0);
-  CHECK(model.lm_head.weight.grad().data_ptr() == flat.view(flat.grads, flat.slots().size() - 1).data_ptr());
+  CHECK(model.lm_head->weight.grad().data_ptr() == flat.view(flat.grads, flat.slots().size() - 1).data_ptr());
 }
 
 TEST_CASE("train: bf16 FlatParameters accumulate micro-batches into f32 master gradients and publish rounded weights") {
@@ -440,7 +440,7 @@ TEST_CASE("train: bf16 FlatParameters accumulate micro-batches into f32 master g
   CHECK(flat.has_separate_master());
   CHECK(flat.params.dtype() == DType::bf16);
   CHECK(flat.master.dtype() == DType::f32);
-  CHECK(model.lm_head.weight.dtype() == DType::bf16);
+  CHECK(model.lm_head->weight.dtype() == DType::bf16);
   model.loss(random_tokens(2, 21, 64, 2)).backward();
   CHECK(AdamW::grad_norm(flat) == 0.0);  // nothing in master_grads until accumulated
   const std::vector<float> micro = flat.grads.to(DType::f32).to_vector<float>();
@@ -451,8 +451,8 @@ TEST_CASE("train: bf16 FlatParameters accumulate micro-batches into f32 master g
   // publish_master rounds the f32 master into the bf16 parameters the model reads.
   flat.master.fill_(1.0 + 1.0 / 1024);  // not representable in bf16 (8 mantissa bits): rounds to 1
   flat.publish_master();
-  CHECK(model.lm_head.weight.to(DType::f32).to_vector<float>() ==
-        std::vector<float>(static_cast<size_t>(model.lm_head.weight.numel()), 1.0f));
+  CHECK(model.lm_head->weight.to(DType::f32).to_vector<float>() ==
+        std::vector<float>(static_cast<size_t>(model.lm_head->weight.numel()), 1.0f));
 }
 
 // ---------------------------------------------------------------------------

@@ -114,7 +114,7 @@ EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, const nn::ForwardRout
   NoGradGuard no_grad;
   const bool was_training = model.training();
   model.eval();
-  const Device device = model.lm_head.weight.device();
+  const Device device = model.output_weight().device();
   nn::ForwardOptions options{routing, prompt_length > 0 ? prompt_length : model.config.segment_length};
   EvalResult result;
   result.routing = nn::routing_name(routing);

@@ -12,8 +12,9 @@
 //                     apart as layer_input) and rstd, f32 [n]               4n
 //   q/k/v_proj        the three matmuls save their shared input, normed1   tok_d
 //   rope, permute     nothing
-//   attention         contiguous q, k, v [B, H, L, Dh] (the permuted views
-//                     are copied), its output and lse, f32 [B, H, L]       4 tok_d + 4nH
+//   attention         contiguous q [B, H, L, Dh], k, v [B, Hkv, L, Dh] (the
+//                     permuted views are copied; tok_kv = c·n·Hkv·Dh, tok_d
+//                     without GQA), its output and lse, f32 [B, H, L]     2 tok_d + 2 tok_kv + 4nH
 //   o_proj            its input, the heads regrouped to [B, L, d] (a copy) tok_d
 //   add_rms_norm      h = x + attn (the residual) and rstd                 tok_d + 4n
 //   dense FFN         normed2 (gate and up share it), gate and up (swiglu),
@@ -83,7 +84,10 @@ std::vector<int64_t> parameter_numels(const nn::LoryConfig& c) {
   std::vector<int64_t> numels{V * d};  // model.embed_tokens
   for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
     numels.push_back(d);                                  // input_layernorm
-    for (int i = 0; i < 4; ++i) numels.push_back(d * d);  // q, k, v, o
+    numels.push_back(d * d);           // q_proj
+    numels.push_back(c.kv_dim() * d);  // k_proj (grouped-query attention: fewer heads)
+    numels.push_back(c.kv_dim() * d);  // v_proj
+    numels.push_back(d * d);           // o_proj
     numels.push_back(d);                                  // post_attention_layernorm
     if (c.is_lory()) {
       for (int i = 0; i < 3; ++i) numels.push_back(E * f * d);  // experts.{gate,up,down}_proj
@@ -93,7 +97,7 @@ std::vector<int64_t> parameter_numels(const nn::LoryConfig& c) {
     }
   }
   numels.push_back(d);      // model.norm
-  numels.push_back(V * d);  // lm_head
+  if (!c.tie_word_embeddings) numels.push_back(V * d);  // lm_head
   return numels;
 }
 
@@ -130,9 +134,10 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   a.layer_input = tok_d;
 
   // ---- one layer's saved set, besides its input (the table at the top) ----
-  const int64_t attention_saved = tok_d + 4 * n            // normed1, rstd1
-                                  + 4 * tok_d + 4 * n * H  // q, k, v, output, lse
-                                  + tok_d;                 // o_proj's input
+  const int64_t tok_kv = c * n * m.kv_dim();  // one [B, L, Hkv·Dh]: k or v
+  const int64_t attention_saved = tok_d + 4 * n                           // normed1, rstd1
+                                  + 2 * tok_d + 2 * tok_kv + 4 * n * H  // q, k, v, output, lse
+                                  + tok_d;                                // o_proj's input
   const int64_t residual_saved = tok_d + 4 * n;            // h, rstd2
   // ffn_extra: the most the FFN's backward holds beyond the layer's saved
   // set and its incoming gradient (transients of each op's backward):
@@ -186,8 +191,8 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   const int64_t ffn_moment = rest + tok_d + a.layer_saved + (in.recompute_blocks ? 0 : tok_d) + ffn_extra;
   // The attention's backward: x, and the attention's saved set but o_proj's
   // input (freed; as many bytes as x), and 6 tok_d of gradients: the
-  // residual's, o_proj's input gradient, its contiguous copy, dq, dk, dv.
-  const int64_t attn_moment = rest + attention_saved + 6 * tok_d;
+  // residual's, o_proj's input gradient, its contiguous copy, dq; dk, dv (tok_kv each).
+  const int64_t attn_moment = rest + attention_saved + 4 * tok_d + 2 * tok_kv;
 
   struct Moment {
     const char* what;

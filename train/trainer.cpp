@@ -632,7 +632,7 @@ std::string Trainer::diagnose_non_finite_loss() {
     x = h + layer.mlp_forward(layer.post_attention_layernorm.forward(h), options);
     if (!all_finite(x)) return "the output of " + prefix + ".mlp";
   }
-  const Tensor logits = model_->lm_head.forward(model_->model.norm.forward(x));
+  const Tensor logits = model_->logits_from_hidden(model_->model.norm.forward(x));
   if (!all_finite(logits)) return "the logits (model.norm / lm_head)";
   return "the loss itself (the logits are finite)";
 }

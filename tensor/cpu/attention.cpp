@@ -1,6 +1,7 @@
 // attention.cpp — scaled dot-product attention, forward and backward, fused.
 //
-// For one (batch, head): q: [L, Dh], k, v: [S, Dh].
+// For one (batch, head): q: [L, Dh], k, v: [S, Dh] (with grouped-query
+// attention, query head h reads key/value head h / (H / Hkv)).
 //   scores = scale * q k^T            [L, S]; causal: query i sees keys j <= i + S - L
 //   P      = softmax(scores) by row;  lse_i = log sum_j exp(scores_ij)
 //   out    = P v                      [L, Dh]
@@ -12,9 +13,11 @@
 // block exists at a time (not the [L, S] matrix), and each block only scores
 // the keys its last row can see: causal attention costs about half of full.
 // The products are Eigen GEMMs in f32 (f64 for f64); bf16/f16 heads are
-// widened to f32 once per head. Threads take whole (batch, head) pairs, so
-// every output element is written by one thread in a fixed order
-// (deterministic); with a single head, Eigen threads the GEMMs instead.
+// widened to f32 once per head. Threads take whole (batch, head) pairs in
+// forward and whole (batch, key/value head) pairs in backward, which loops
+// over the group's query heads and sums their dK, dV in a fixed order: every
+// output element is written by one thread (deterministic). With a single
+// head, Eigen threads the GEMMs instead.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -36,12 +39,13 @@ template <typename T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 struct AttnDims {
-  int64_t B, H, L, S, Dh;
+  int64_t B, H, Hkv, L, S, Dh;
   bool causal;
+  int64_t group() const { return H / Hkv; }  // query heads per key/value head
+  // The key/value head (an index into [B * Hkv]) that query head bh of [B * H] reads.
+  int64_t kv_of(int64_t bh) const { return (bh / H) * Hkv + (bh % H) / group(); }
   // Keys visible to query row i: [0, visible(i)).
-  int64_t visible(int64_t i) const {
-    return causal ? std::clamp<int64_t>(i + S - L + 1, 0, S) : S;
-  }
+  int64_t visible(int64_t i) const { return causal ? std::clamp<int64_t>(i + S - L + 1, 0, S) : S; }
 };
 
 template <typename T>
@@ -61,7 +65,7 @@ HeadMap<T> head(const T* base, int64_t bh, int64_t rows, int64_t Dh, RowMat<comp
 }
 
 AttnDims dims_of(const Tensor& q, const Tensor& k, bool causal) {
-  return AttnDims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), causal};
+  return AttnDims{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), causal};
 }
 
 template <typename T>
@@ -79,8 +83,8 @@ void forward_typed(const Tensor& q, const Tensor& k, const Tensor& v, double sca
     RowMat<C> o_blk, q_buf, k_buf, v_buf;
     for (int64_t bh = b; bh < e; ++bh) {
       const HeadMap<T> Q = head<T>(qp, bh, d.L, d.Dh, q_buf);
-      const HeadMap<T> K = head<T>(kp, bh, d.S, d.Dh, k_buf);
-      const HeadMap<T> V = head<T>(vp, bh, d.S, d.Dh, v_buf);
+      const HeadMap<T> K = head<T>(kp, d.kv_of(bh), d.S, d.Dh, k_buf);
+      const HeadMap<T> V = head<T>(vp, d.kv_of(bh), d.S, d.Dh, v_buf);
       Eigen::Map<RowMat<T>> O(op + bh * d.L * d.Dh, d.L, d.Dh);
       float* lse_bh = lp + bh * d.L;
       for (int64_t q0 = 0; q0 < d.L; q0 += kQueryBlock) {
@@ -125,61 +129,65 @@ void backward_typed(const Tensor& dout, const Tensor& q, const Tensor& k, const 
   const T* op = ptr<T>(out);
   const float* lp = ptr<float>(lse);
   const C sc = static_cast<C>(scale);
-  parallel_for(0, d.B * d.H, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, d.B * d.Hkv, 1, [&](int64_t b, int64_t e) {
     RowMat<C> probs(std::min(kQueryBlock, d.L), d.S), dprobs(std::min(kQueryBlock, d.L), d.S);
     RowMat<C> dQ(d.L, d.Dh), dK(d.S, d.Dh), dV(d.S, d.Dh);
     RowMat<C> q_buf, k_buf, v_buf, do_buf, o_buf;
-    for (int64_t bh = b; bh < e; ++bh) {
-      const HeadMap<T> Q = head<T>(qp, bh, d.L, d.Dh, q_buf);
-      const HeadMap<T> K = head<T>(kp, bh, d.S, d.Dh, k_buf);
-      const HeadMap<T> V = head<T>(vp, bh, d.S, d.Dh, v_buf);
-      const HeadMap<T> dO = head<T>(gp, bh, d.L, d.Dh, do_buf);
-      const HeadMap<T> O = head<T>(op, bh, d.L, d.Dh, o_buf);
-      const float* lse_bh = lp + bh * d.L;
-      // D_i = dO_i . O_i: the softmax Jacobian's correction term per query.
-      const Eigen::Array<C, Eigen::Dynamic, 1> D = (dO.array() * O.array()).rowwise().sum();
+    for (int64_t bkv = b; bkv < e; ++bkv) {  // one key/value head of [B * Hkv]
+      const HeadMap<T> K = head<T>(kp, bkv, d.S, d.Dh, k_buf);
+      const HeadMap<T> V = head<T>(vp, bkv, d.S, d.Dh, v_buf);
       dK.setZero();
       dV.setZero();
-      for (int64_t q0 = 0; q0 < d.L; q0 += kQueryBlock) {
-        const int64_t nq = std::min(kQueryBlock, d.L - q0);
-        const int64_t nk = d.visible(q0 + nq - 1);
-        if (nk == 0) {
-          dQ.middleRows(q0, nq).setZero();
-          continue;
-        }
-        auto P = probs.topLeftCorner(nq, nk);
-        auto dS = dprobs.topLeftCorner(nq, nk);
-        const auto Qb = Q.middleRows(q0, nq);
-        const auto dOb = dO.middleRows(q0, nq);
-        const auto Kk = K.topRows(nk);
-        const auto Vk = V.topRows(nk);
-        P.noalias() = sc * Qb * Kk.transpose();
-        for (int64_t r = 0; r < nq; ++r) {
-          const int64_t valid = d.visible(q0 + r);
-          auto row = P.row(r).array();
-          if (valid == 0) {
-            row.setZero();
+      // The query heads that read it: group() consecutive heads of batch bkv / Hkv.
+      const int64_t first_q = (bkv / d.Hkv) * d.H + (bkv % d.Hkv) * d.group();
+      for (int64_t bh = first_q; bh < first_q + d.group(); ++bh) {
+        const HeadMap<T> Q = head<T>(qp, bh, d.L, d.Dh, q_buf);
+        const HeadMap<T> dO = head<T>(gp, bh, d.L, d.Dh, do_buf);
+        const HeadMap<T> O = head<T>(op, bh, d.L, d.Dh, o_buf);
+        const float* lse_bh = lp + bh * d.L;
+        // D_i = dO_i . O_i: the softmax Jacobian's correction term per query.
+        const Eigen::Array<C, Eigen::Dynamic, 1> D = (dO.array() * O.array()).rowwise().sum();
+        for (int64_t q0 = 0; q0 < d.L; q0 += kQueryBlock) {
+          const int64_t nq = std::min(kQueryBlock, d.L - q0);
+          const int64_t nk = d.visible(q0 + nq - 1);
+          if (nk == 0) {
+            dQ.middleRows(q0, nq).setZero();
             continue;
           }
-          C l;
-          if constexpr (std::is_same_v<C, double>) {  // f64 (gradcheck): lse again in f64, not the f32 copy
-            const C m = row.head(valid).maxCoeff();
-            l = m + std::log((row.head(valid) - m).exp().sum());
-          } else {
-            l = static_cast<C>(lse_bh[q0 + r]);
+          auto P = probs.topLeftCorner(nq, nk);
+          auto dS = dprobs.topLeftCorner(nq, nk);
+          const auto Qb = Q.middleRows(q0, nq);
+          const auto dOb = dO.middleRows(q0, nq);
+          const auto Kk = K.topRows(nk);
+          const auto Vk = V.topRows(nk);
+          P.noalias() = sc * Qb * Kk.transpose();
+          for (int64_t r = 0; r < nq; ++r) {
+            const int64_t valid = d.visible(q0 + r);
+            auto row = P.row(r).array();
+            if (valid == 0) {
+              row.setZero();
+              continue;
+            }
+            C l;
+            if constexpr (std::is_same_v<C, double>) {  // f64 (gradcheck): lse again in f64, not the f32 copy
+              const C m = row.head(valid).maxCoeff();
+              l = m + std::log((row.head(valid) - m).exp().sum());
+            } else {
+              l = static_cast<C>(lse_bh[q0 + r]);
+            }
+            row.head(valid) = (row.head(valid) - l).exp();
+            row.tail(nk - valid).setZero();
           }
-          row.head(valid) = (row.head(valid) - l).exp();
-          row.tail(nk - valid).setZero();
+          dV.topRows(nk).noalias() += P.transpose() * dOb;
+          dS.noalias() = dOb * Vk.transpose();  // dP
+          dS = (P.array() * (dS.array().colwise() - D.segment(q0, nq))).matrix();
+          dQ.middleRows(q0, nq).noalias() = sc * dS * Kk;
+          dK.topRows(nk).noalias() += sc * dS.transpose() * Qb;
         }
-        dV.topRows(nk).noalias() += P.transpose() * dOb;
-        dS.noalias() = dOb * Vk.transpose();  // dP
-        dS = (P.array() * (dS.array().colwise() - D.segment(q0, nq))).matrix();
-        dQ.middleRows(q0, nq).noalias() = sc * dS * Kk;
-        dK.topRows(nk).noalias() += sc * dS.transpose() * Qb;
+        Eigen::Map<RowMat<T>>(ptr<T>(dq) + bh * d.L * d.Dh, d.L, d.Dh) = dQ.template cast<T>();
       }
-      Eigen::Map<RowMat<T>>(ptr<T>(dq) + bh * d.L * d.Dh, d.L, d.Dh) = dQ.template cast<T>();
-      Eigen::Map<RowMat<T>>(ptr<T>(dk) + bh * d.S * d.Dh, d.S, d.Dh) = dK.template cast<T>();
-      Eigen::Map<RowMat<T>>(ptr<T>(dv) + bh * d.S * d.Dh, d.S, d.Dh) = dV.template cast<T>();
+      Eigen::Map<RowMat<T>>(ptr<T>(dk) + bkv * d.S * d.Dh, d.S, d.Dh) = dK.template cast<T>();
+      Eigen::Map<RowMat<T>>(ptr<T>(dv) + bkv * d.S * d.Dh, d.S, d.Dh) = dV.template cast<T>();
     }
   });
 }
@@ -204,7 +212,7 @@ void CpuBackend::attention_backward(const Tensor& dout, const Tensor& q, const T
   const char* kernel = "scaled_dot_product_attention_backward";
   check_attention_backward_args(dout, q, k, v, out, lse, causal, dq, dk, dv);
   const AttnDims d = dims_of(q, k, causal);
-  if (d.B * d.H == 0) return;
+  if (d.B * d.Hkv == 0) return;
   dispatch_floating(q, kernel, [&](auto tag) {
     using T = typename decltype(tag)::type;
     backward_typed<T>(dout, q, k, v, out, lse, scale, d, dq, dk, dv);

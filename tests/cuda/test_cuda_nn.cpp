@@ -389,6 +389,7 @@ namespace {
 struct AttnCase {
   int64_t B, H, L, S, Dh;
   bool causal;
+  int64_t Hkv = 0;  // key/value heads; 0: H (grouped-query attention when fewer)
 };
 
 // Output and gradients of attention on device d (the same cotangent everywhere).
@@ -410,9 +411,11 @@ void check_attention(const AttnCase& c, DType t, bool flash) {
   gpu_backend().set_flash_attention(flash);
   const std::string what = std::string(flash ? "flash" : "general") + " attention " + dtype_name(t) + " B" +
                            std::to_string(c.B) + " H" + std::to_string(c.H) + " L" + std::to_string(c.L) + " S" +
-                           std::to_string(c.S) + " Dh" + std::to_string(c.Dh) + (c.causal ? " causal" : " full");
-  const Tensor q = randn_as({c.B, c.H, c.L, c.Dh}, t, 60), k = randn_as({c.B, c.H, c.S, c.Dh}, t, 61),
-               v = randn_as({c.B, c.H, c.S, c.Dh}, t, 62);
+                           std::to_string(c.S) + " Dh" + std::to_string(c.Dh) + (c.causal ? " causal" : " full") +
+                           (c.Hkv ? " Hkv" + std::to_string(c.Hkv) : "");
+  const int64_t Hkv = c.Hkv ? c.Hkv : c.H;
+  const Tensor q = randn_as({c.B, c.H, c.L, c.Dh}, t, 60), k = randn_as({c.B, Hkv, c.S, c.Dh}, t, 61),
+               v = randn_as({c.B, Hkv, c.S, c.Dh}, t, 62);
   // The CPU reference in f32 for 16-bit inputs (the CPU widens them too).
   const std::vector<Tensor> e = attention_run(cpu_device(), q, k, v, c.causal);
   const std::vector<Tensor> a = attention_run(kGpu, q, k, v, c.causal);
@@ -433,14 +436,18 @@ TEST_CASE("cuda: FlashAttention (bf16/f16, Dh 64 and 128) matches the CPU, forwa
       {1, 2, 5, 133, 64, true},   // KV cache: fewer queries than keys, causal offset
       {1, 1, 257, 300, 128, false},
       {1, 4, 300, 300, 64, true},
+      {2, 4, 130, 130, 64, true, 2},   // grouped-query: 2 query heads per key/value head
+      {1, 6, 70, 90, 128, true, 2},    // GQA with a KV-cache offset
+      {1, 8, 65, 65, 64, false, 1},    // multi-query
   };
   for (DType t : {DType::bf16, DType::f16})
     for (const AttnCase& c : cases) check_attention(c, t, true);
 }
 
 TEST_CASE("cuda: the general attention kernels match the CPU for f32, f64 and any head dim") {
-  const std::vector<AttnCase> cases{{1, 1, 1, 1, 8, true},    {2, 3, 17, 17, 64, true}, {1, 2, 9, 20, 40, true},
-                                    {1, 2, 33, 33, 100, false}, {1, 1, 7, 7, 256, true}};
+  const std::vector<AttnCase> cases{{1, 1, 1, 1, 8, true},     {2, 3, 17, 17, 64, true}, {1, 2, 9, 20, 40, true},
+                                    {1, 2, 33, 33, 100, false}, {1, 1, 7, 7, 256, true}, {2, 4, 9, 12, 16, true, 2},
+                                    {1, 3, 5, 5, 32, false, 1}};
   for (DType t : kFloatTypes)
     for (const AttnCase& c : cases) check_attention(c, t, false);
 }
