@@ -120,12 +120,16 @@ std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DT
     if (!seen.empty()) param_dtype = *seen.begin();
   }
   auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, param_dtype, cpu_device()});
+  load_weights(*model, file);
+  return model;
+}
+
+void load_weights(LoryLM& model, const io::SafetensorsFile& file) {
   // A tied model has no lm_head.weight; a file that holds one anyway (older
   // transformers wrote both) loads as transformers loads it: the tie wins.
   const std::set<std::string> ignored =
-      config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
-  load_parameters(*model, file, ignored);
-  return model;
+      model.config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
+  load_parameters(model, file, ignored);
 }
 
 Tensor repeat_into_experts(const Tensor& w, int64_t num_experts) {

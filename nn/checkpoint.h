@@ -38,6 +38,9 @@ std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DT
 // over but those named in `ignored`; values are converted to the
 // parameter's dtype and device.
 void load_parameters(Module& model, const io::SafetensorsFile& file, const std::set<std::string>& ignored = {});
+// load_parameters for a whole model, as load_pretrained does it (a tied
+// model ignores a stray lm_head.weight, as transformers does).
+void load_weights(LoryLM& model, const io::SafetensorsFile& file);
 
 // Upcycling (paper §4.1): a Lory model with `num_experts` experts whose
 // experts are all copies of `dense`'s FFN and whose routers are freshly

@@ -1416,3 +1416,83 @@ TEST_CASE("train: a resume rewrites metrics.jsonl whole on disk before its first
   REQUIRE(resumed.run().end == RunEnd::finished);
   CHECK(train_steps() == std::vector<int64_t>{1, 2, 3, 4, 5, 6});  // appended, each step once
 }
+
+TEST_CASE("train: model.init_from starts from a model directory: dense (upcycled now or after the warm-up) or Lory") {
+  const TrainData& d = train_data();
+  // A pretrained dense model as transformers might hold it: grouped-query
+  // attention, tied embeddings, bf16, in shards.
+  nn::LoryConfig pc = nn::preset("tiny");
+  pc.num_experts = 0;
+  pc.vocab_size = d.vocab;
+  pc.num_key_value_heads = 2;
+  pc.tie_word_embeddings = true;
+  manual_seed(11);
+  nn::LoryLM pretrained(pc);
+  const std::string model_dir = fresh_dir("init-from-model");
+  nn::save_pretrained(pretrained, model_dir, DType::bf16, 16384);
+  REQUIRE(fs::exists(model_dir + "/model.safetensors.index.json"));
+  auto rounded = [&](const std::string& name) {
+    return pretrained.parameter(name).to(DType::bf16).to(DType::f32).to_vector<float>();
+  };
+
+  // No warm-up: the first model is the pretrained one upcycled into 4 experts.
+  {
+    TrainConfig c = tiny_config(fresh_dir("init-from-now"), {{"model.init_from", model_dir},
+                                                             {"schedule.dense_warmup", "0"},
+                                                             {"schedule.steps", "2"}});
+    CHECK(c.model.resolved.num_key_value_heads == 2);  // the shape is the directory's
+    CHECK(c.model.resolved.tie_word_embeddings);
+    CHECK(c.model.resolved.num_experts == 4);  // the Lory keys are the run's
+    CHECK(c.model.resolved.segment_length == 16);
+    Trainer t(c, false, true);
+    CHECK(t.model().config.is_lory());
+    CHECK(t.model().parameter("model.layers.1.mlp.experts.up_proj.weight").select(0, 3).to_vector<float>() ==
+          rounded("model.layers.1.mlp.up_proj.weight"));
+    CHECK(t.model().parameter("model.embed_tokens.weight").to_vector<float>() == rounded("model.embed_tokens.weight"));
+    const RunResult r = t.run();
+    CHECK(r.end == RunEnd::finished);
+    REQUIRE(r.losses.size() == 2);
+    CHECK(std::isfinite(r.losses[1]));
+  }
+  // With a warm-up: the dense model is the pretrained one; upcycled at the switch.
+  {
+    TrainConfig c = tiny_config(fresh_dir("init-from-warm"), {{"model.init_from", model_dir},
+                                                              {"schedule.dense_warmup", "0.5"},
+                                                              {"schedule.steps", "2"}});
+    Trainer t(c, false, true);
+    CHECK(!t.model().config.is_lory());
+    CHECK(t.model().parameter("model.layers.0.self_attn.k_proj.weight").to_vector<float>() ==
+          rounded("model.layers.0.self_attn.k_proj.weight"));
+    t.run();
+    CHECK(t.model().config.is_lory());
+  }
+  // A Lory model to start from has no dense warm-up; asking for one is refused.
+  const std::string lory_dir = fresh_dir("init-from-lory");
+  {
+    nn::LoryConfig lc = pc;
+    lc.num_experts = 4;
+    lc.segment_length = 16;
+    nn::LoryLM lory(lc);
+    nn::save_pretrained(lory, lory_dir);
+    TrainConfig c = tiny_config(fresh_dir("init-from-lory-run"), {{"model.init_from", lory_dir},
+                                                                  {"schedule.dense_warmup", "0"},
+                                                                  {"schedule.steps", "1"}});
+    Trainer t(c, false, true);
+    CHECK(t.plan().dense_steps == 0);
+    CHECK(t.model().parameter("model.layers.0.mlp.router.weight").to_vector<float>() ==
+          lory.parameter("model.layers.0.mlp.router.weight").to_vector<float>());
+  }
+  CHECK(error_of([&] { tiny_config(fresh_dir("x"), {{"model.init_from", lory_dir}}); }) ==
+        "test config: schedule.dense_warmup = 0.17 but model.init_from = " + lory_dir +
+            " is already a Lory model (no dense phase to warm up)");
+  CHECK(error_of([&] {
+          tiny_config(fresh_dir("x"), {{"model.init_from", lory_dir}, {"schedule.dense_warmup", "0"},
+                                       {"model.num_experts", "8"}});
+        }) == "command line: model.num_experts = 8 but model.init_from = " + lory_dir + " has 4 experts per layer");
+  CHECK(error_of([&] {
+          tiny_config(fresh_dir("x"), {{"model.init_from", lory_dir}, {"model.config", lory_dir + "/config.json"}});
+        }).find("model.config and model.init_from (command line) both give the model's config.json") !=
+        std::string::npos);
+  CHECK(error_of([&] { tiny_config(fresh_dir("x"), {{"model.init_from", "/nonexistent"}}); })
+            .find("/nonexistent/config.json") != std::string::npos);
+}

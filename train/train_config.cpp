@@ -179,11 +179,19 @@ const std::vector<Key>& config_keys() {
                         "the model shape to start from (lory_info lists them)"));
     k.push_back(str_key("model.config", [](C& c) -> std::string& { return c.model.config; }, {},
                         "a config.json to start from instead of the preset (\"\" = the preset)"));
+    k.push_back(str_key("model.init_from", [](C& c) -> std::string& { return c.model.init_from; }, {},
+                        "a model directory (ours or a Hugging Face LLaMA one) whose config.json and weights the run "
+                        "starts from: dense (trained dense, then upcycled) or Lory (\"\" = a fresh init)"));
     k.push_back(model_int("vocab_size", &nn::LoryConfig::vocab_size, "vocabulary size (default: the data's)"));
     k.push_back(model_int("hidden_size", &nn::LoryConfig::hidden_size, "d_model"));
     k.push_back(model_int("intermediate_size", &nn::LoryConfig::intermediate_size, "FFN width of each expert"));
     k.push_back(model_int("num_hidden_layers", &nn::LoryConfig::num_hidden_layers, "decoder layers"));
     k.push_back(model_int("num_attention_heads", &nn::LoryConfig::num_attention_heads, "attention heads"));
+    k.push_back(model_int("num_key_value_heads", &nn::LoryConfig::num_key_value_heads,
+                          "key/value heads (default: num_attention_heads; fewer: grouped-query attention)"));
+    k.push_back(bool_key("model.tie_word_embeddings",
+                         [](C& c) -> bool& { return c.model.resolved.tie_word_embeddings; },
+                         "lm_head is embed_tokens (one matrix)"));
     k.push_back(model_int("max_position_embeddings", &nn::LoryConfig::max_position_embeddings,
                           "longest sequence the model accepts"));
     k.push_back(model_int("num_experts", &nn::LoryConfig::num_experts,
@@ -385,24 +393,52 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
   // other model keys change it wherever they appear.
   c.model.resolved = nn::preset(c.model.preset);
   std::string model_where = "default";
+  auto is_model_start = [](const std::string& key) {
+    return key == "model.preset" || key == "model.config" || key == "model.init_from";
+  };
   for (const Assignment& a : assignments) {
-    if (a.key == "model.preset" || a.key == "model.config") {
+    if (is_model_start(a.key)) {
       find_key(a.key)->set(c, a.value, a.where);
       c.origin[a.key] = a.where;
       model_where = a.where;
     }
   }
-  c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+  if (!c.model.init_from.empty()) {
+    // The weights decide the shape: init_from's config.json is the model, as
+    // model.config's is (the preset is not used); the keys below may still
+    // set the Lory ones, or break the shape, which loading the weights names.
+    LORY_CHECK(c.model.config.empty(), c.origin_of("model.config"), ": model.config and model.init_from (",
+               c.origin_of("model.init_from"), ") both give the model's config.json; give one");
+    c.model.resolved = nn::load_config(c.model.init_from + "/config.json");
+    c.model.vocab_from_data = false;  // the embedding matrix has its size
+  } else {
+    c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+  }
+  const int64_t init_experts = c.model.resolved.num_experts;
   // Pass 2: everything else, file first, then the command line.
   for (const Assignment& a : assignments) {
-    if (a.key == "model.preset" || a.key == "model.config") continue;
+    if (is_model_start(a.key)) continue;
     find_key(a.key)->set(c, a.value, a.where);
     c.origin[a.key] = a.where;
     if (a.key == "model.vocab_size") c.model.vocab_from_data = false;
-    if (a.key == "model.num_attention_heads") c.model.resolved.num_key_value_heads = c.model.resolved.num_attention_heads;
   }
+  // Changing the head count keeps one key/value head per head, unless the
+  // key/value heads were given too (in either order).
+  if (c.origin.count("model.num_attention_heads") && !c.origin.count("model.num_key_value_heads"))
+    c.model.resolved.num_key_value_heads = c.model.resolved.num_attention_heads;
   // Cross-key rules.
   const std::string where = assignments.empty() ? std::string("config") : assignments.front().where;
+  if (!c.model.init_from.empty() && init_experts > 0) {
+    // A Lory model to start from: its experts are trained, so there is no
+    // dense warm-up, and the expert count is the model's.
+    LORY_CHECK(c.model.resolved.num_experts == init_experts, c.origin_of("model.num_experts"),
+               ": model.num_experts = ", c.model.resolved.num_experts, " but model.init_from = ",
+               c.model.init_from, " has ", init_experts, " experts per layer");
+    LORY_CHECK(!c.origin.count("schedule.dense_warmup") || c.schedule.dense_warmup == 0.0,
+               c.origin_of("schedule.dense_warmup"), ": schedule.dense_warmup = ", c.schedule.dense_warmup,
+               " but model.init_from = ", c.model.init_from, " is already a Lory model (no dense phase to warm up)");
+    c.schedule.dense_warmup = 0.0;
+  }
   c.model.resolved.validate("model (" + model_where + " and overrides)");
   LORY_CHECK((c.schedule.steps > 0) != (c.schedule.tokens > 0), where,
              ": give exactly one of schedule.steps and schedule.tokens (got steps = ", c.schedule.steps,
@@ -513,7 +549,8 @@ std::string describe_config_keys() {
   for (const Key& k : config_keys()) {
     Value v = k.get(defaults);
     std::string def = v.text();
-    if (k.name.rfind("model.", 0) == 0 && k.name != "model.preset" && k.name != "model.config")
+    if (k.name.rfind("model.", 0) == 0 && k.name != "model.preset" && k.name != "model.config" &&
+        k.name != "model.init_from")
       def = "(preset)";
     os << "  " << k.name;
     for (size_t pad = k.name.size(); pad < 28; ++pad) os << ' ';

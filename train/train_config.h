@@ -29,6 +29,7 @@ struct TrainConfig {
   struct Model {
     std::string preset = "small-8e";  // nn/config.h presets; the shape every other model key starts from
     std::string config;               // a config.json instead of a preset ("" = use the preset)
+    std::string init_from;            // a model directory to start from: its config.json and weights ("" = fresh)
     nn::LoryConfig resolved;          // the model after preset/config and the keys below
     bool vocab_from_data = true;      // vocab_size not given: taken from the instances file
   } model;

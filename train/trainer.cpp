@@ -305,7 +305,7 @@ void Trainer::start_new_run() {
              "); pass --resume to continue that run, or choose another checkpoint.dir");
   nn::LoryConfig first = config_.model.resolved;
   if (plan_.dense_steps > 0) first.num_experts = 0;  // the dense warm-up
-  build_model(first);
+  install_model(initial_model(first));
   state_.lory_phase = first.is_lory();
   if (!comm_->is_root()) return;
   const std::string metrics = metrics_path_of(config_);
@@ -385,14 +385,42 @@ std::unique_ptr<ZeroOptimizer> Trainer::make_optimizer(nn::LoryLM& model) {
 }
 
 void Trainer::build_model(const nn::LoryConfig& model_config) {
-  model_ = std::make_unique<nn::LoryLM>(model_config);  // initialised on the CPU: the same values on any device
+  install_model(std::make_unique<nn::LoryLM>(model_config));  // initialised on the CPU: the same values on any device
+}
+
+// The first model of a new run: a fresh initialisation, or, with
+// model.init_from, a model directory's weights (ours or a Hugging Face
+// LLaMA's; any dtype, one file or shards). A dense one starts the dense
+// warm-up, or, when the run has none, is upcycled at once (paper §4.1, from
+// a pretrained dense model as the paper's 7B experiments do, App. E); a Lory
+// one is the Lory model (resolve() then allows no warm-up).
+std::unique_ptr<nn::LoryLM> Trainer::initial_model(const nn::LoryConfig& first) {
+  const std::string& dir = config_.model.init_from;
+  if (dir.empty()) return std::make_unique<nn::LoryLM>(first);
+  const bool saved_dense = nn::load_config(dir + "/config.json").num_experts == 0;
+  nn::LoryConfig saved = first;
+  if (saved_dense) saved.num_experts = 0;
+  auto model = std::make_unique<nn::LoryLM>(saved);
+  nn::load_weights(*model, io::load_safetensors_dir(dir));
+  if (prints())
+    std::printf("initialised from %s (%s%s)\n", dir.c_str(), saved_dense ? "dense" : "Lory",
+                saved_dense && first.is_lory()  ? ", upcycled now"
+                : saved_dense && config_.model.resolved.is_lory() ? ", upcycled after the dense warm-up"
+                                                                  : "");
+  if (saved_dense && first.is_lory()) return nn::upcycle(*model, first.num_experts);
+  return model;
+}
+
+void Trainer::install_model(std::unique_ptr<nn::LoryLM> model) {
+  model_ = std::move(model);
   model_->set_merge_kernel(nn::parse_merge_kernel(config_.train.merge_kernel, "train.merge_kernel"));
   model_->recompute_activations = config_.train.recompute == "blocks";
   model_->train();
   zero_ = make_optimizer(*model_);  // moves the model to the run's device, parameter by parameter
   routing_.reset();
-  if (model_config.is_lory())
-    routing_ = std::make_unique<RoutingStats>(model_config.num_hidden_layers, model_config.num_experts,
+  const nn::LoryConfig& shape = model_->config;
+  if (shape.is_lory())
+    routing_ = std::make_unique<RoutingStats>(shape.num_hidden_layers, shape.num_experts,
                                               config_.log.utilisation_window);
 }
 

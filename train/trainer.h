@@ -107,7 +107,9 @@ class Trainer {
   void open_metrics(const std::string& path, const std::vector<std::string>& kept_lines);
   void open_data(int64_t data_vocab);
   void print_run_summary() const;
-  void build_model(const nn::LoryConfig& model_config);  // model, flat buffers, optimizer
+  void build_model(const nn::LoryConfig& model_config);  // a fresh model, flat buffers, optimizer
+  std::unique_ptr<nn::LoryLM> initial_model(const nn::LoryConfig& first);  // fresh, or model.init_from's
+  void install_model(std::unique_ptr<nn::LoryLM> model);                  // flat buffers, optimizer
   std::unique_ptr<ZeroOptimizer> make_optimizer(nn::LoryLM& model);
 
   // ---- the loop: run()'s steps ----
