@@ -5,7 +5,7 @@
 //   lory_info --config run/config.json --context 4096
 //
 // FLOPs count a multiply-add as 2. Forward FLOPs per token:
-//   matmuls    2 * (4 d^2 + 3 d f) per layer + 2 d V for lm_head (one merged FFN per token)
+//   matmuls    2 * (2 d^2 + 2 d d_kv + 3 d f) per layer (d_kv = d without GQA) + 2 d V for lm_head
 //   attention  4 d * (L + 1) / 2 per layer: q k^T and p v over the L' <= L keys a causal
 //              query sees, averaged over the positions of an L-token sequence
 //   merge      6 E d f / T per layer: three [E] x [E, d f] merges per segment of T tokens (App. B)
@@ -105,12 +105,15 @@ int main(int argc, char** argv) {
                 static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
                 static_cast<long long>(c.head_dim()), static_cast<long long>(c.intermediate_size),
                 static_cast<long long>(c.vocab_size));
+    if (c.num_key_value_heads != c.num_attention_heads)
+      std::printf(", %lld key/value heads (grouped-query)", static_cast<long long>(c.num_key_value_heads));
+    if (c.tie_word_embeddings) std::printf(", tied embeddings");
     if (c.is_lory())
       std::printf(", %lld experts, segments of %lld", static_cast<long long>(c.num_experts),
                   static_cast<long long>(c.segment_length));
     std::printf("\n\nparameters                     count\n");
     auto row = [](const char* what, double v) { std::printf("  %-22s %14.0f  (%.2fB)\n", what, v, v / 1e9); };
-    row("embeddings + lm_head", static_cast<double>(n.embeddings));
+    row(c.tie_word_embeddings ? "embeddings (tied)" : "embeddings + lm_head", static_cast<double>(n.embeddings));
     row("attention", static_cast<double>(n.attention));
     row(c.is_lory() ? "experts (all)" : "ffn", static_cast<double>(n.ffn));
     if (c.is_lory()) row("routers", static_cast<double>(n.router));
