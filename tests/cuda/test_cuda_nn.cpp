@@ -583,28 +583,38 @@ TEST_CASE("cuda: a Lory layer on the GPU matches the CPU Lory layer, forward and
 }
 
 TEST_CASE("cuda: a whole Lory model's loss and gradients match the CPU (f32), and bf16 stays close") {
-  nn::LoryConfig c = nn::preset("tiny");
-  c.hidden_size = 64;
-  c.num_attention_heads = 1;  // head dim 64: the flash path in bf16
-  c.num_key_value_heads = 1;
-  c.segment_length = 8;
-  c.max_position_embeddings = 128;
-  std::vector<int64_t> tv = random_ids(2 * 33, c.vocab_size, 94);
+  nn::LoryConfig base = nn::preset("tiny");
+  base.hidden_size = 64;
+  base.num_attention_heads = 1;  // head dim 64: the flash path in bf16
+  base.num_key_value_heads = 1;
+  base.segment_length = 8;
+  base.max_position_embeddings = 128;
+  // And a LLaMA-3-like variant: grouped-query attention (4 heads of 64 over
+  // 2 key/value heads) and tied embeddings.
+  nn::LoryConfig gqa = base;
+  gqa.hidden_size = 256;
+  gqa.num_attention_heads = 4;
+  gqa.num_key_value_heads = 2;
+  gqa.tie_word_embeddings = true;
+  std::vector<int64_t> tv = random_ids(2 * 33, base.vocab_size, 94);
   const Tensor tokens = from_vector(tv, {2, 33}, {DType::i64});
-  for (DType t : {DType::f32, DType::bf16}) {
-    ModelPair m = model_pair(c, t);
-    nn::LoryLM& cpu = *m.cpu;
-    nn::LoryLM& gpu = *m.gpu;
-    const Tensor lc = cpu.loss(tokens), lg = gpu.loss(tokens.to(kGpu));
-    lc.backward();
-    lg.backward();
-    const double tol = t == DType::f32 ? 1e-5 : 2e-2;
-    CHECK(lg.item() == doctest::Approx(lc.item()).epsilon(tol));
-    auto cp = cpu.named_parameters(), gp = gpu.named_parameters();
-    for (size_t i = 0; i < cp.size(); ++i)
-      // bf16: two different roundings of a whole model's backward; small, cancelling
-      // gradients (the routers') can differ by several percent. A wrong kernel is off by ~100%.
-      expect_close_normalized(cp[i].second->grad(), gp[i].second->grad(), t == DType::f32 ? 1e-4 : 1e-1,
-                              std::string("model gradient of ") + cp[i].first + " (" + dtype_name(t) + ")");
+  for (const nn::LoryConfig& c : {base, gqa}) {
+    for (DType t : {DType::f32, DType::bf16}) {
+      INFO("heads " << c.num_attention_heads << ", key/value heads " << c.num_key_value_heads);
+      ModelPair m = model_pair(c, t);
+      nn::LoryLM& cpu = *m.cpu;
+      nn::LoryLM& gpu = *m.gpu;
+      const Tensor lc = cpu.loss(tokens), lg = gpu.loss(tokens.to(kGpu));
+      lc.backward();
+      lg.backward();
+      const double tol = t == DType::f32 ? 1e-5 : 2e-2;
+      CHECK(lg.item() == doctest::Approx(lc.item()).epsilon(tol));
+      auto cp = cpu.named_parameters(), gp = gpu.named_parameters();
+      for (size_t i = 0; i < cp.size(); ++i)
+        // bf16: two different roundings of a whole model's backward; small, cancelling
+        // gradients (the routers') can differ by several percent. A wrong kernel is off by ~100%.
+        expect_close_normalized(cp[i].second->grad(), gp[i].second->grad(), t == DType::f32 ? 1e-4 : 1e-1,
+                                std::string("model gradient of ") + cp[i].first + " (" + dtype_name(t) + ")");
+    }
   }
 }
