@@ -246,7 +246,8 @@ std::string string_of(const Json& v, const std::string& where) {
 // PretrainedConfig's) that do not change the model we build: accepted and
 // ignored, so a directory saved by LlamaForCausalLM.save_pretrained loads.
 const char* const kIgnoredHfKeys[] = {
-    "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path", "use_cache",
+    "architectures", "model_type", "torch_dtype", "dtype" /* transformers 5's torch_dtype */, "transformers_version",
+    "_name_or_path", "use_cache",
     "pad_token_id", "pretraining_tp",  // pretraining_tp splits HF's linears into slices: the same maths
     "return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16", "tf_legacy_loss",
     "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder", "cross_attention_hidden_size",
@@ -278,6 +279,27 @@ const DefaultOnlyKey kDefaultOnlyHfKeys[] = {
     {"quantization_config", [](const Json& v) { return v.is_null(); },
      "null (quantized checkpoints are not supported)"},
 };
+
+// transformers 5 writes RoPE as "rope_parameters": {"rope_type": "default",
+// "rope_theta": 10000.0} (4.x: a top-level rope_theta and rope_scaling null).
+// The default type is read; scaled variants (linear, dynamic, yarn, llama3,
+// ...) are refused: their frequencies are not the ones we compute.
+void read_rope_parameters(LoryConfig& c, const Json& v, const std::string& at) {
+  if (v.is_null()) return;
+  LORY_CHECK(v.is_object(), at, " must be an object like {\"rope_type\": \"default\", \"rope_theta\": 10000.0}, got ",
+             v.dump());
+  for (const auto& [key, value] : v.items()) {
+    if (key == "rope_type") {
+      LORY_CHECK(value == "default", at, ": rope_type is ", value.dump(),
+                 "; supported: \"default\" (RoPE scaling is not implemented)");
+    } else if (key == "rope_theta") {
+      LORY_CHECK(value.is_number(), at, ": rope_theta must be a number, got ", value.dump());
+      c.rope_theta = value.get<double>();
+    } else {
+      fail(at, ": '", key, "' is ", value.dump(), "; supported: rope_type \"default\" and rope_theta only");
+    }
+  }
+}
 
 // A token id: an integer, null (the default stays), or a list whose first
 // element is taken (LLaMA 3 lists several end-of-sequence ids).
@@ -372,6 +394,7 @@ LoryConfig parse_config(const std::string& text, const std::string& where) {
       known = true;
     }
     if (key == "head_dim") head_dim = value, known = true;
+    if (key == "rope_parameters") read_rope_parameters(c, value, at), known = true;
     kv_heads_given = kv_heads_given || key == "num_key_value_heads";
     if (!known) {
       // The nearest key we know, when it is near: a typo of ours, not a key of another model.

@@ -244,6 +244,37 @@ TEST_CASE("config: a config.json as transformers' LlamaConfig.save_pretrained wr
                        doctest::Contains("/nonexistent/config.json: cannot open config file"), Error);
 }
 
+TEST_CASE("config: transformers 5's config.json (rope_parameters, dtype) loads; scaled RoPE is refused") {
+  // transformers 5.25, LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+  // num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=500000.0), key for key.
+  const LoryConfig c = parse_config(R"({
+    "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 1,
+    "dtype": "float32", "eos_token_id": 2, "head_dim": 8, "hidden_act": "silu", "hidden_size": 32,
+    "initializer_range": 0.02, "intermediate_size": 64, "max_position_embeddings": 2048, "mlp_bias": false,
+    "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2,
+    "pad_token_id": null, "pretraining_tp": 1, "rms_norm_eps": 1e-06,
+    "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}, "tie_word_embeddings": true,
+    "transformers_version": "5.25.0", "use_cache": true, "vocab_size": 96})",
+                                    "hf5/config.json");
+  CHECK(c.rope_theta == 500000.0);
+  CHECK(c.num_key_value_heads == 2);
+  CHECK(c.tie_word_embeddings);
+  auto error_of = [](const std::string& json) {
+    try {
+      parse_config(json, "hf5/config.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(R"({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0}})") ==
+        "hf5/config.json: key 'rope_parameters': rope_type is \"llama3\"; supported: \"default\" (RoPE scaling is "
+        "not implemented)");
+  CHECK(error_of(R"({"rope_parameters": {"rope_type": "default", "factor": 2.0}})") ==
+        "hf5/config.json: key 'rope_parameters': 'factor' is 2.0; supported: rope_type \"default\" and rope_theta only");
+  CHECK(error_of(R"({"rope_parameters": 3})").find("key 'rope_parameters' must be an object") != std::string::npos);
+}
+
 TEST_CASE("attention: cached decoding one token at a time equals attention over the whole sequence") {
   manual_seed(4);
   LoryConfig c = preset("tiny");
