@@ -44,7 +44,9 @@ SpecialTokenOptions read_hf_special_tokens(const std::string& model_path) {
     LORY_CHECK(false, config.string(), ": not valid JSON: ", e.what());
   }
   LORY_CHECK(j.is_object(), config.string(), ": expected a JSON object, got ", j.type_name());
-  for (auto [key, flag] : {std::pair{"add_bos_token", &options.add_bos}, std::pair{"add_eos_token", &options.add_eos}}) {
+  const std::pair<const char*, bool*> keys[] = {{"add_bos_token", &options.add_bos},
+                                                {"add_eos_token", &options.add_eos}};
+  for (const auto& [key, flag] : keys) {
     if (!j.contains(key) || j[key].is_null()) continue;
     LORY_CHECK(j[key].is_boolean(), config.string(), ": ", key, " must be true or false, got ", j[key].dump());
     *flag = j[key].get<bool>();
@@ -55,30 +57,31 @@ SpecialTokenOptions read_hf_special_tokens(const std::string& model_path) {
 constexpr const char* kSpaceSymbol = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
 // Whether `bytes` is well-formed UTF-8 (no overlongs, surrogates or code
-// points past U+10FFFF), as Rust's String::from_utf8 that HF's ByteFallback
-// decoder uses decides.
+// points past U+10FFFF), as Rust's String::from_utf8, which HF's ByteFallback
+// decoder uses, decides. The table is RFC 3629's: for each range of lead
+// bytes, how many continuation bytes follow and the range of the first one
+// (the others are 0x80..0xBF).
 bool valid_utf8(const std::string& bytes) {
-  size_t i = 0;
-  while (i < bytes.size()) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    int n = 0;
-    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-    if (c < 0x80) n = 0;
-    else if (c >= 0xC2 && c <= 0xDF) n = 1;
-    else if (c == 0xE0) n = 2, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) n = 2;
-    else if (c == 0xED) n = 2, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) n = 2;
-    else if (c == 0xF0) n = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) n = 3;
-    else if (c == 0xF4) n = 3, hi = 0x8F;
-    else return false;
-    if (i + n >= bytes.size()) return false;  // truncated
-    for (int k = 1; k <= n; ++k) {
-      const auto b = static_cast<unsigned char>(bytes[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
+  struct Lead {
+    unsigned char lo, hi;  // lead bytes
+    int continuations;
+    unsigned char second_lo, second_hi;
+  };
+  static constexpr Lead kLeads[] = {
+      {0x00, 0x7F, 0, 0x00, 0x00}, {0xC2, 0xDF, 1, 0x80, 0xBF}, {0xE0, 0xE0, 2, 0xA0, 0xBF},
+      {0xE1, 0xEC, 2, 0x80, 0xBF}, {0xED, 0xED, 2, 0x80, 0x9F}, {0xEE, 0xEF, 2, 0x80, 0xBF},
+      {0xF0, 0xF0, 3, 0x90, 0xBF}, {0xF1, 0xF3, 3, 0x80, 0xBF}, {0xF4, 0xF4, 3, 0x80, 0x8F}};
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  for (size_t i = 0; i < bytes.size();) {
+    const Lead* lead = nullptr;
+    for (const Lead& l : kLeads)
+      if (byte(i) >= l.lo && byte(i) <= l.hi) lead = &l;
+    if (lead == nullptr || i + lead->continuations >= bytes.size()) return false;  // not a lead byte; truncated
+    for (int k = 1; k <= lead->continuations; ++k) {
+      const unsigned char lo = k == 1 ? lead->second_lo : 0x80, hi = k == 1 ? lead->second_hi : 0xBF;
+      if (byte(i + k) < lo || byte(i + k) > hi) return false;
     }
-    i += n + 1;
+    i += 1 + lead->continuations;
   }
   return true;
 }

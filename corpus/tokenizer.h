@@ -7,6 +7,12 @@
 // LLaMA does), and byte fallback, so a character never seen in training
 // still round-trips as its UTF-8 bytes. Newlines are not in any piece;
 // they encode as the byte token <0x0A>, as in LLaMA's tokenizer.
+//
+// For a model's prompt, encode(text, SpecialTokenOptions) and
+// decode_skipping_special() do what Hugging Face's LLaMA tokenizer does
+// (BOS/EOS, "<s>" typed in the text, skipping special tokens on decode),
+// with add_bos_token / add_eos_token from a tokenizer_config.json beside the
+// .model; encode(text) and decode() stay plain SentencePiece.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +60,9 @@ class Tokenizer {
   // piece between encoded by SentencePiece (each with its own dummy-prefix
   // space), BOS/EOS added per the options. Equal, id for id, to
   // transformers' tokenizer(text)["input_ids"] (tests/test_tokenizer.cpp).
+  // A tokenizer_config.json "legacy": false is not followed: HF's
+  // non-legacy mode differs only right after special-token text (no dummy
+  // prefix there) and for text that begins with U+2581.
   std::vector<int32_t> encode(const std::string& text, const SpecialTokenOptions& options) const;
   // The options a prompt is encoded with: HF's defaults, or tokenizer_config.json's.
   const SpecialTokenOptions& hf_special_tokens() const { return hf_options_; }
@@ -65,8 +74,9 @@ class Tokenizer {
   // and transformers 5's LlamaTokenizer): <unk>, <s> and </s> are dropped,
   // pieces joined with U+2581 as a space, runs of byte pieces turned into their
   // bytes (U+FFFD per byte when they are not valid UTF-8), and one leading
-  // space removed if the model adds a dummy prefix. decode_skipping_special
-  // (encode(text, {add_bos = true})) == text for every text.
+  // space removed if the model adds a dummy prefix. So decoding encode(text,
+  // options) gives the text back, unless it holds special-token text
+  // (dropped) or U+2581 (a space once encoded).
   std::string decode_skipping_special(const std::vector<int32_t>& ids) const;
 
   int64_t vocab_size() const;

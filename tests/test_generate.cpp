@@ -165,7 +165,8 @@ TEST_CASE("lory_generate: --prompt uses DIR/tokenizer.model with BOS, and prints
   const std::vector<int64_t> generated = generate(model, prompt, o);
   std::vector<int32_t> all = prompt32;
   all.insert(all.end(), generated.begin(), generated.end());
-  const std::string continuation = tok.decode_skipping_special(all).substr(tok.decode_skipping_special(prompt32).size());
+  const std::string continuation =
+      tok.decode_skipping_special(all).substr(tok.decode_skipping_special(prompt32).size());
   // A random model: mostly byte pieces (shown as U+FFFD), but some pieces
   // that begin with a space too.
   CHECK(continuation.find(' ') != std::string::npos);

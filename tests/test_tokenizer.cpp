@@ -43,7 +43,7 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
 }
-}
+}  // namespace
 
 TEST_CASE("tokenizer: decode(encode(text)) == text on every document of every domain of the fixture") {
   Tokenizer tok(kData + "tokenizer-2k.model");
@@ -198,8 +198,7 @@ TEST_CASE("tokenizer: decode_skipping_special drops <unk>/<s>/</s>, fuses bytes,
   CHECK(tok.decode_skipping_special({}).empty());
   CHECK_THROWS_WITH_AS(tok.decode_skipping_special({360}), doctest::Contains("id 360 is outside the vocabulary"),
                        Error);
-  CHECK_THROWS_WITH_AS(tok.decode_skipping_special({-1}), doctest::Contains("id -1 is outside the vocabulary"),
-                       Error);
+  CHECK_THROWS_WITH_AS(tok.decode_skipping_special({-1}), doctest::Contains("id -1 is outside the vocabulary"), Error);
 }
 
 TEST_CASE("tokenizer: tokenizer_config.json beside the model sets add_bos/add_eos; bad ones are named") {
