@@ -100,11 +100,11 @@ int main(int argc, char** argv) {
       size_t stable = continuation.size();
       while (!last && stable >= 3 && continuation.compare(stable - 3, 3, "\xEF\xBF\xBD") == 0) stable -= 3;
       if (stable > shown.size() && continuation.compare(0, shown.size(), shown) == 0) {
-        std::printf("%s", continuation.substr(shown.size(), stable - shown.size()).c_str());
+        std::fwrite(continuation.data() + shown.size(), 1, stable - shown.size(), stdout);
         shown = continuation.substr(0, stable);
       }
     };
-    if (tok) std::printf("%s", prompt_text.c_str());
+    if (tok) std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
     generate(*model, prompt, options, [&](int64_t token) {
       if (!tok) {
         std::printf("%lld ", static_cast<long long>(token));
