@@ -1,12 +1,17 @@
 // Decoding (nn/generate.h): the sampling rules, and generation with the KV
-// cache against greedy decoding by full recomputation. Also .npy files.
+// cache against greedy decoding by full recomputation. Also .npy files, and
+// lory_generate --prompt with the tokenizer of the model's directory.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
+#include "corpus/tokenizer.h"
+#include "nn/checkpoint.h"
 #include "tensor/graph.h"
 #include "nn/generate.h"
 #include "io/npy.h"
@@ -121,5 +126,73 @@ TEST_CASE("npy: write then read round-trips every dtype and shape; bad files are
   }
   CHECK_THROWS_WITH_AS(io::read_npy(p), doctest::Contains("not a .npy file (bad magic bytes)"), Error);
   CHECK_THROWS_WITH_AS(io::write_npy(p, zeros({2}, {DType::bf16})), doctest::Contains("NumPy has no bf16"), Error);
+  std::filesystem::remove_all(dir);
+}
+
+// lory_generate, built beside this test binary, on a model directory that
+// holds its tokenizer as a Hugging Face one does (tokenizer.model and
+// tokenizer_config.json, from tests/fixtures/hf/tokenizer): --prompt text is
+// encoded with BOS as HF's LLaMA tokenizer would, and the printed
+// continuation is the in-process greedy one, decoded with the decoded prompt
+// so that its first piece keeps its space.
+TEST_CASE("lory_generate: --prompt uses DIR/tokenizer.model with BOS, and prints the greedy continuation") {
+  const std::filesystem::path bin = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "lory_generate";
+  if (!std::filesystem::exists(bin)) {
+    MESSAGE("skipped: ", bin.string(), " is not built");
+    return;
+  }
+  const std::string hf_tokenizer = std::string(LORY_SOURCE_DIR) + "/tests/fixtures/hf/tokenizer";
+  const auto dir = std::filesystem::temp_directory_path() / "lory_generate_prompt_test";
+  std::filesystem::remove_all(dir);
+  manual_seed(4);
+  LoryConfig config = preset("tiny");
+  config.vocab_size = 360;  // the fixture tokenizer's
+  LoryLM model(config);
+  save_pretrained(model, dir.string());
+  for (const char* f : {"tokenizer.model", "tokenizer_config.json"})
+    std::filesystem::copy_file(hf_tokenizer + "/" + f, dir / f);
+
+  const std::string prompt_text = "Hello world";
+  const corpus::Tokenizer tok(dir.string());
+  const std::vector<int32_t> prompt32 = tok.encode(prompt_text, tok.hf_special_tokens());
+  REQUIRE(prompt32.front() == tok.bos_id());
+  const std::vector<int64_t> prompt(prompt32.begin(), prompt32.end());
+  GenerateOptions o;
+  o.max_new_tokens = 24;
+  o.sampling.temperature = 0;
+  o.stop_token = config.eos_token_id;  // lory_generate's default
+  model.eval();
+  const std::vector<int64_t> generated = generate(model, prompt, o);
+  std::vector<int32_t> all = prompt32;
+  all.insert(all.end(), generated.begin(), generated.end());
+  const std::string continuation =
+      tok.decode_skipping_special(all).substr(tok.decode_skipping_special(prompt32).size());
+  // A random model: mostly byte pieces (shown as U+FFFD), but some pieces
+  // that begin with a space too.
+  CHECK(continuation.find(' ') != std::string::npos);
+
+  auto run = [&](const std::string& args) {
+    const std::string out = (dir / "out.txt").string();
+    const int rc = std::system((bin.string() + " --ckpt " + dir.string() + " " + args + " > " + out + " 2>&1").c_str());
+    std::ifstream in(out);
+    std::stringstream text;
+    text << in.rdbuf();
+    return std::pair{rc, text.str()};
+  };
+  const auto [rc, printed] = run("--prompt '" + prompt_text + "' --max-new-tokens 24 --temperature 0");
+  CHECK(rc == 0);
+  CHECK(printed == prompt_text + continuation + "\n");
+  // The same ids given as ids, with the tokenizer named: the same continuation.
+  std::string ids;
+  for (int32_t id : prompt32) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  const auto [rc_ids, printed_ids] =
+      run("--prompt-ids " + ids + " --tokenizer " + dir.string() + " --max-new-tokens 24 --temperature 0");
+  CHECK(rc_ids == 0);
+  CHECK(printed_ids == continuation + "\n");
+
+  std::filesystem::remove(dir / "tokenizer.model");
+  const auto [rc_missing, said] = run("--prompt 'Hello' --max-new-tokens 2");
+  CHECK(rc_missing != 0);
+  CHECK(said.find("--prompt needs a tokenizer") != std::string::npos);
   std::filesystem::remove_all(dir);
 }

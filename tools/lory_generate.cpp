@@ -1,7 +1,7 @@
 // lory_generate — continues a prompt with a checkpoint, streaming token ids.
 //
 //   lory_generate --ckpt DIR --prompt-ids 1,2,3 [--max-new-tokens 32]
-//   lory_generate --ckpt DIR --tokenizer data/tokenizer.model --prompt "def main():"
+//   lory_generate --ckpt DIR --prompt "def main():" [--tokenizer data/tokenizer.model]
 //                 [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--seed 1]
 //                 [--routing prompt|segment]
 //
@@ -9,8 +9,19 @@
 // (prompt routing, paper §3.1) or re-route every segment (segment routing).
 // Generated ids are printed as they are chosen, space-separated; with a
 // tokenizer, the prompt is text and the continuation is printed as text.
+//
+// --prompt text is encoded as Hugging Face's LLaMA tokenizer encodes it
+// (corpus/tokenizer.h, Tokenizer::encode with hf_special_tokens()): BOS
+// first unless the tokenizer_config.json beside the .model says
+// add_bos_token false, EOS only if it says add_eos_token true. The tokenizer
+// is --tokenizer (a .model file or a directory holding tokenizer.model), or
+// else the checkpoint's own DIR/tokenizer.model, as in a Hugging Face model
+// directory. The continuation is printed as decode(prompt + generated,
+// skip_special_tokens=True) less the decoded prompt, so its first piece
+// keeps its leading space.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <memory>
 
 #include "nn/checkpoint.h"
@@ -30,11 +41,14 @@ int main(int argc, char** argv) {
   auto* ids_opt = app.add_option("--prompt-ids", prompt_ids, "the prompt as comma-separated token ids")
                       ->type_name("1,2,3")
                       ->check(tools::IntList);
-  auto* text_opt = app.add_option("--prompt", prompt_text, "the prompt as text (needs --tokenizer)")->type_name("TEXT");
-  auto* tok_opt =
-      app.add_option("--tokenizer", tokenizer, "a SentencePiece .model: text in and out")->type_name("FILE");
+  auto* text_opt =
+      app.add_option("--prompt", prompt_text, "the prompt as text (with --tokenizer, or DIR/tokenizer.model)")
+          ->type_name("TEXT");
+  auto* tok_opt = app.add_option("--tokenizer", tokenizer,
+                                 "a SentencePiece .model, or a directory holding tokenizer.model: text in and out "
+                                 "(default with --prompt: the checkpoint's tokenizer.model)")
+                      ->type_name("FILE");
   ids_opt->excludes(text_opt);
-  text_opt->needs(tok_opt);
   app.add_option("--max-new-tokens", options.max_new_tokens, "tokens to generate")->type_name("N");
   app.add_option("--temperature", options.sampling.temperature, "sampling temperature; 0 is greedy")->type_name("T");
   app.add_option("--top-k", options.sampling.top_k, "sample from the K most likely tokens (0: all)")->type_name("K");
@@ -49,11 +63,18 @@ int main(int argc, char** argv) {
   if (ids_opt->count() + text_opt->count() == 0) app.usage_error("give one of --prompt-ids and --prompt");
   try {
     std::unique_ptr<corpus::Tokenizer> tok;
-    if (tok_opt->count() > 0) tok = std::make_unique<corpus::Tokenizer>(tokenizer);
+    if (tok_opt->count() > 0) {
+      tok = std::make_unique<corpus::Tokenizer>(tokenizer);
+    } else if (text_opt->count() > 0) {
+      const std::string own = ckpt + "/tokenizer.model";
+      std::error_code ec;
+      LORY_CHECK(std::filesystem::is_regular_file(own, ec), "--prompt needs a tokenizer, and ", own,
+                 " does not exist: give --tokenizer FILE");
+      tok = std::make_unique<corpus::Tokenizer>(own);
+    }
     std::vector<int64_t> prompt;
     if (text_opt->count() > 0) {
-      prompt.push_back(tok->bos_id());
-      for (int32_t id : tok->encode(prompt_text)) prompt.push_back(id);
+      for (int32_t id : tok->encode(prompt_text, tok->hf_special_tokens())) prompt.push_back(id);
     } else {
       prompt = tools::int_list(prompt_ids);
     }
@@ -64,21 +85,36 @@ int main(int argc, char** argv) {
     if (tok)
       LORY_CHECK(tok->vocab_size() <= model->config.vocab_size, "the tokenizer has ", tok->vocab_size(),
                  " pieces, more than the model's vocabulary of ", model->config.vocab_size);
-    std::vector<int32_t> generated;
-    std::string shown;  // text printed so far: decoding all ids each time keeps multi-byte characters whole
-    if (tok) std::printf("%s", prompt_text.c_str());
+    // The continuation is the decoded prompt + generated ids past the decoded
+    // prompt: decoding them together keeps the space that begins the first
+    // generated piece ("▁the"), which decoding it alone would drop as a
+    // dummy prefix. A trailing U+FFFD may be a character whose bytes have not
+    // all come yet: it is held back until they have, or until the end.
+    std::vector<int32_t> ids(prompt.begin(), prompt.end());
+    const std::string decoded_prompt = tok ? tok->decode_skipping_special(ids) : std::string();
+    std::string shown;  // the continuation printed so far
+    auto show = [&](bool last) {
+      const std::string text = tok->decode_skipping_special(ids);
+      if (text.compare(0, decoded_prompt.size(), decoded_prompt) != 0) return;
+      const std::string continuation = text.substr(decoded_prompt.size());
+      size_t stable = continuation.size();
+      while (!last && stable >= 3 && continuation.compare(stable - 3, 3, "\xEF\xBF\xBD") == 0) stable -= 3;
+      if (stable > shown.size() && continuation.compare(0, shown.size(), shown) == 0) {
+        std::fwrite(continuation.data() + shown.size(), 1, stable - shown.size(), stdout);
+        shown = continuation.substr(0, stable);
+      }
+    };
+    if (tok) std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
     generate(*model, prompt, options, [&](int64_t token) {
       if (!tok) {
         std::printf("%lld ", static_cast<long long>(token));
       } else {
-        generated.push_back(static_cast<int32_t>(token));
-        const std::string text = tok->decode(generated);
-        if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0)
-          std::printf("%s", text.c_str() + shown.size());
-        shown = text;
+        ids.push_back(static_cast<int32_t>(token));
+        show(false);
       }
       std::fflush(stdout);
     });
+    if (tok) show(true);
     std::printf("\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lory_generate: %s\n", e.what());
