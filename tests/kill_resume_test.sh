@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SIGKILL at random moments, and right after resumes (ctest: lory_train_kill_resume).
 #
-# A run is killed with SIGKILL again and again and resumed each time with
-# --resume until it finishes. What it leaves must equal an uninterrupted
+# A run is killed with SIGKILL again and again (a few steps after it
+# started, at a random moment within a step or a checkpoint write) and
+# resumed each time with --resume until it finishes. What it leaves must equal an uninterrupted
 # run's: the final weights byte for byte (resume is exact), and metrics.jsonl
 # one "train" record per step, each step once, with the same loss (a kill
 # loses at most the records after the last checkpoint, and those steps are
@@ -55,6 +56,12 @@ TOML
 # The killed run. RANDOM is seeded: the same kill times on every run of the test.
 RANDOM=17
 resume=""
+# The step of the newest checkpoint of the killed run (0: none yet).
+newest_checkpoint() {
+  local d
+  d=$(ls -d "$work"/killed/checkpoints/step-* 2>/dev/null | tail -1)
+  [ -n "$d" ] && echo $((10#${d##*step-})) || echo 0
+}
 done_=0
 for i in $(seq 1 "$kills"); do
   log="$work/killed-$i.log"
@@ -68,7 +75,16 @@ for i in $(seq 1 "$kills"); do
       sleep 0.005
     done
   else
-    sleep "$((RANDOM % 3)).$((RANDOM % 10))"  # 0 to 2.9 s: anywhere in a step, a checkpoint or the start
+    # A few steps past the checkpoint it resumes from, at a random moment
+    # within a step or a checkpoint write.
+    target=$(($(newest_checkpoint) + 1 + RANDOM % 6))
+    for _ in $(seq 1 4000); do
+      now=$(grep -o '^step  *[0-9]*' "$log" 2>/dev/null | tail -1 | grep -o '[0-9]*$' || true)
+      [ "${now:-0}" -ge "$target" ] && break
+      kill -0 "$job" 2>/dev/null || break
+      sleep 0.005
+    done
+    sleep "0.0$((RANDOM % 10))"
   fi
   resume="--resume"
   if kill -KILL "$job" 2>/dev/null; then

@@ -281,23 +281,26 @@ TEST_CASE("checkpoint: save_pretrained shards as transformers does, replaces an 
   CHECK(!std::filesystem::exists(dir + "/model.safetensors.index.json"));
 }
 
-TEST_CASE("checkpoint: bf16 weights load into f32 or stay bf16; a tied file with an lm_head.weight loads as HF loads it") {
+TEST_CASE("checkpoint: bf16/f16 weights load into f32 or stay as saved; a tied file with an lm_head.weight loads as HF") {
   manual_seed(9);
   LoryConfig c = preset("tiny");
   c.num_experts = 0;
   c.tie_word_embeddings = true;
   LoryLM model(c);
   const std::string dir = temp_dir("bf16");
-  save_pretrained(model, dir, DType::bf16);
-  auto as_f32 = load_pretrained(dir);
-  auto as_saved = load_pretrained(dir, std::nullopt);
-  CHECK(as_f32->model.embed_tokens.weight.dtype() == DType::f32);
-  CHECK(as_saved->model.embed_tokens.weight.dtype() == DType::bf16);
-  for (auto& [name, slot] : model.named_parameters()) {
-    INFO(name);
-    const std::vector<float> rounded = slot->to(DType::bf16).to(DType::f32).to_vector<float>();
-    CHECK(as_f32->parameter(name).to_vector<float>() == rounded);
-    CHECK(as_saved->parameter(name).to(DType::f32).to_vector<float>() == rounded);
+  for (DType saved : {DType::bf16, DType::f16}) {
+    INFO(dtype_name(saved));
+    save_pretrained(model, dir, saved);
+    auto as_f32 = load_pretrained(dir);
+    auto as_saved = load_pretrained(dir, std::nullopt);
+    CHECK(as_f32->model.embed_tokens.weight.dtype() == DType::f32);
+    CHECK(as_saved->model.embed_tokens.weight.dtype() == saved);
+    for (auto& [name, slot] : model.named_parameters()) {
+      INFO(name);
+      const std::vector<float> rounded = slot->to(saved).to(DType::f32).to_vector<float>();
+      CHECK(as_f32->parameter(name).to_vector<float>() == rounded);
+      CHECK(as_saved->parameter(name).to(DType::f32).to_vector<float>() == rounded);
+    }
   }
   // Older transformers wrote lm_head.weight for tied models too; the tie wins.
   io::NamedTensors tensors;
