@@ -137,11 +137,13 @@ TEST_CASE("memory plan: exact bytes per rank in each ZeRO stage, computed by han
 }
 
 TEST_CASE("memory plan: one rank's state is what FlatParameters and AdamW allocate") {
-  for (int64_t experts : {0, 3}) {
+  // Dense, Lory, and Lory with grouped-query attention and tied embeddings.
+  for (const auto& [experts, gqa_tied] : {std::pair{0, false}, std::pair{3, false}, std::pair{3, true}}) {
     for (DType compute : {DType::f32, DType::bf16}) {
-      INFO("experts " << experts << ", " << std::string(dtype_name(compute)));
+      INFO("experts " << experts << (gqa_tied ? ", GQA, tied" : "") << ", " << std::string(dtype_name(compute)));
       nn::LoryConfig c = odd_config();
       c.num_experts = experts;
+      if (gqa_tied) c.num_key_value_heads = 1, c.tie_word_embeddings = true;
       manual_seed(1);
       nn::LoryLM model(c);
       int64_t original = 0;  // the f32 parameters FlatParameters replaces (and frees)
@@ -204,6 +206,7 @@ TEST_CASE("memory plan: the activation estimate matches a CPU forward and backwa
     int64_t experts, B, L;
     DType compute;
     bool blocks, gemm;  // recompute blocks; the gemm merge kernel (else fused)
+    bool gqa = false;   // 1 key/value head for the 4 query heads, and tied embeddings
   };
   const Case cases[] = {
       {"dense f32", 0, 2, 64, DType::f32, false, false},
@@ -213,10 +216,12 @@ TEST_CASE("memory plan: the activation estimate matches a CPU forward and backwa
       {"Lory f32, gemm merge (W̄ stored), padded last segment, B = 1", 4, 1, 120, DType::f32, false, true},
       {"Lory f32, fused merge, padded last segment, B = 1", 4, 1, 120, DType::f32, false, false},
       {"Lory f32, gemm merge and recompute blocks, padded", 4, 2, 120, DType::f32, true, true},
+      {"Lory f32, grouped-query attention, tied embeddings", 4, 2, 64, DType::f32, false, false, true},
   };
   for (const Case& k : cases) {
     INFO(k.what);
-    const nn::LoryConfig c = measured_config(k.experts);
+    nn::LoryConfig c = measured_config(k.experts);
+    if (k.gqa) c.num_key_value_heads = 1, c.tie_word_embeddings = true;
     MemoryPlanInput in;
     in.micro_batch = k.B;
     in.seq_len = k.L;
