@@ -14,21 +14,11 @@ mkdir -p "$work"
 fail() { echo "lory_train_mpi_test: $*" >&2; exit 1; }
 
 # Data: the fixture corpus, tokenized and packed into instances of 64 + 1 tokens.
-"$bin/lory_tokenize" encode --model "$src/tests/data/tokenizer-2k.model" \
-  --input "$src/tests/data/corpus/train.jsonl.gz" --out "$work/train" >/dev/null
-"$bin/lory_tokenize" encode --model "$src/tests/data/tokenizer-2k.model" \
-  --input "$src/tests/data/corpus/valid.jsonl.gz" --out "$work/valid" >/dev/null
-"$bin/lory_batch" --shards "$(ls "$work"/train-*.bin | paste -sd,)" --mode random --seq-len 64 \
-  --out "$work/train-instances.bin" >/dev/null
+source "$src/tests/tiny_run.sh"
+tiny_data "$bin" "$src" "$work"
 
-cat >"$work/tiny.toml" <<TOML
-[model]
-preset = "tiny"
-num_experts = 4
-segment_length = 16
-[data]
-train = "$work/train-instances.bin"
-valid = ""
+tiny_model_toml "$work" >"$work/tiny.toml"
+cat >>"$work/tiny.toml" <<TOML
 [schedule]
 steps = 400
 warmup = 0.01
