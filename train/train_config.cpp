@@ -379,7 +379,7 @@ Value from_toml(const toml::node& node, const std::string& where, const std::str
   fail(where, ": ", key, ": must be a single value (an integer, number, boolean or string), not ", type.str());
 }
 
-TrainConfig resolve(std::vector<Assignment> assignments) {
+TrainConfig resolve(std::vector<Assignment> assignments, const std::string& where) {
   TrainConfig c;
   // Pass 1: the model's starting point (preset or config.json), so that the
   // other model keys change it wherever they appear.
@@ -392,7 +392,11 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
       model_where = a.where;
     }
   }
-  c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+  try {
+    c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+  } catch (const Error& e) {
+    fail(model_where, ": model.config: ", e.what());  // which setting named the bad config.json
+  }
   // Pass 2: everything else, file first, then the command line.
   for (const Assignment& a : assignments) {
     if (a.key == "model.preset" || a.key == "model.config") continue;
@@ -402,7 +406,6 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
     if (a.key == "model.num_attention_heads") c.model.resolved.num_key_value_heads = c.model.resolved.num_attention_heads;
   }
   // Cross-key rules.
-  const std::string where = assignments.empty() ? std::string("config") : assignments.front().where;
   c.model.resolved.validate("model (" + model_where + " and overrides)");
   LORY_CHECK((c.schedule.steps > 0) != (c.schedule.tokens > 0), where,
              ": give exactly one of schedule.steps and schedule.tokens (got steps = ", c.schedule.steps,
@@ -465,7 +468,7 @@ TrainConfig parse_train_config(const std::string& toml_text, const std::string& 
                                const std::vector<ConfigOverride>& overrides) {
   std::vector<Assignment> all = read_toml(toml_text, where);
   for (Assignment& a : read_overrides(overrides)) all.push_back(std::move(a));
-  return resolve(std::move(all));
+  return resolve(std::move(all), where);
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<ConfigOverride>& overrides) {
