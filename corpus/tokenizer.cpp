@@ -12,9 +12,24 @@
 
 namespace lory::corpus {
 
+namespace {
+
+// SentencePiece reports most bad files through its status, but reads the
+// file with an ifstream that throws std::ios_base::failure on a directory:
+// that is turned into a status too, so every error names the file.
+sentencepiece::util::Status load_model(sentencepiece::SentencePieceProcessor& sp, const std::string& path) {
+  try {
+    return sp.Load(path);
+  } catch (const std::exception& e) {
+    return sentencepiece::util::Status(sentencepiece::util::StatusCode::kInternal, e.what());
+  }
+}
+
+}  // namespace
+
 Tokenizer::Tokenizer(const std::string& model_path)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_path) {
-  const auto status = sp_->Load(model_path);
+  const auto status = load_model(*sp_, model_path);
   LORY_CHECK(status.ok(), model_path, ": cannot load SentencePiece model: ", status.ToString());
 }
 
