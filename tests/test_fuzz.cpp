@@ -775,12 +775,15 @@ TEST_CASE("fuzz: corpus JSONL: every mutant of a plain file is read or refused n
   text_mutant("trailing garbage", "\"code\"}", "\"code\"} x", "");
   text_mutant("a 2 MB line", text, "\"text\": \"" + std::string(2 << 20, 'a') + "\"");
   text_mutant("a 2 MB line without a newline", "\r\n{\"source\"", std::string(2 << 20, 'x'));
-  mutants.push_back({"empty file", "", ""});
+  mutants.push_back({"empty file (an empty corpus)", "", ""});
   mutants.push_back({"only newlines", "\n\n\r\n", ""});
   mutants.push_back({"binary garbage", std::string("\x00\x01\xff\xfe\x80", 5), "not valid JSON"});
   const Outcomes o = run_mutants(path, mutants, read_all_lines);
   CHECK(o.refused > o.accepted);
   CHECK(o.accepted > 0);
+  // An empty file is an empty corpus (libarchive called it "Unrecognized archive format").
+  write_bytes(path, "");
+  CHECK(error_of([&] { read_all_lines(path); }) == "no error");
 }
 
 TEST_CASE("fuzz: corpus JSONL: every mutant of a .gz file is read or refused naming the file") {
