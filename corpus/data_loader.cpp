@@ -31,6 +31,12 @@ InstanceFile::InstanceFile(const std::string& path, int64_t expected_vocab)
   count_ = static_cast<int64_t>(count);
   LORY_CHECK(expected_vocab <= 0 || expected_vocab == vocab_size_, where,
              ": vocab mismatch: the instances were made with ", vocab_size_, " tokens, the model has ", expected_vocab);
+  LORY_CHECK(vocab > 0 && vocab <= (uint64_t{1} << 31) && (tb == 4 || vocab <= 65536), where,
+             ": corrupt header: vocab size ", vocab, " with ", tb, "-byte tokens");
+  // The counts are bounded by the file's size before they are multiplied, so
+  // the expected size below cannot wrap around to match a small file.
+  LORY_CHECK(len <= size_ / tb && count <= size_ / (len * tb), where, ": corrupt header: ", count, " instances of ",
+             len, " tokens cannot fit in ", size_, " bytes");
   const uint64_t expected = 64 + count * len * tb;
   LORY_CHECK(size_ == expected, where, ": ", size_ < expected ? "truncated" : "corrupt", ": ", size_, " bytes, but ",
              count, " instances of ", len, " tokens need ", expected);

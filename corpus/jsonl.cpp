@@ -5,6 +5,8 @@
 #include <archive_entry.h>
 #include <simdjson.h>
 
+#include <filesystem>
+
 #include "tensor/error.h"
 
 namespace lory::corpus {
@@ -20,6 +22,13 @@ struct JsonlReader::Impl {
 };
 
 JsonlReader::JsonlReader(const std::string& path) : impl_(std::make_unique<Impl>()), path_(path) {
+  // libarchive recognises a format from the first byte, so an empty file
+  // failed with "Unrecognized archive format": it is an empty corpus.
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) == 0 && !ec) {
+    eof_ = true;
+    return;
+  }
   impl_->a = archive_read_new();
   archive_read_support_filter_all(impl_->a);
   archive_read_support_format_raw(impl_->a);

@@ -130,6 +130,13 @@ ShardReader::ShardReader(const std::string& path, int64_t expected_vocab)
   LORY_CHECK(num_domains <= kMaxShardDomains, where, ": corrupt header: ", num_domains, " domains");
   LORY_CHECK(expected_vocab <= 0 || expected_vocab == vocab_size_, where, ": vocab mismatch: the shard was made with ",
              vocab_size_, " tokens, the model has ", expected_vocab);
+  // The counts are bounded by the file's size before any arithmetic on them,
+  // so the expected size below cannot wrap around to match a small file.
+  LORY_CHECK(num_tokens_ >= 0 && static_cast<uint64_t>(num_tokens_) <= size_ / static_cast<uint64_t>(token_bytes_),
+             where, ": corrupt header: ", static_cast<uint64_t>(num_tokens_), " tokens cannot fit in ", size_,
+             " bytes");
+  LORY_CHECK(num_documents_ >= 0 && static_cast<uint64_t>(num_documents_) <= size_ / 12, where,
+             ": corrupt header: ", static_cast<uint64_t>(num_documents_), " documents cannot fit in ", size_, " bytes");
   const uint64_t tokens_end = kTokensStart + static_cast<uint64_t>(num_tokens_) * static_cast<uint64_t>(token_bytes_);
   const uint64_t index_start = align8(tokens_end);
   const uint64_t expected =

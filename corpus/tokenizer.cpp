@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
-#include "tensor/error.h"
 #include "corpus/corpus.h"
+#include "io/json_text.h"
+#include "tensor/error.h"
 
 namespace lory::corpus {
 
@@ -35,20 +37,17 @@ SpecialTokenOptions read_hf_special_tokens(const std::string& model_path) {
   const auto config = std::filesystem::path(model_path).parent_path() / "tokenizer_config.json";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(config, ec)) return options;
-  nlohmann::json j;
-  try {
-    std::ifstream in(config);
-    LORY_CHECK(in.good(), config.string(), ": cannot open");
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    LORY_CHECK(false, config.string(), ": not valid JSON: ", e.what());
-  }
+  std::ifstream in(config);
+  LORY_CHECK(in.good(), config.string(), ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = io::parse_json<nlohmann::json>(text.str(), config.string());
   LORY_CHECK(j.is_object(), config.string(), ": expected a JSON object, got ", j.type_name());
   const std::pair<const char*, bool*> keys[] = {{"add_bos_token", &options.add_bos},
                                                 {"add_eos_token", &options.add_eos}};
   for (const auto& [key, flag] : keys) {
     if (!j.contains(key) || j[key].is_null()) continue;
-    LORY_CHECK(j[key].is_boolean(), config.string(), ": ", key, " must be true or false, got ", j[key].dump());
+    LORY_CHECK(j[key].is_boolean(), config.string(), ": ", key, " must be true or false, got ", io::json_excerpt(j[key]));
     *flag = j[key].get<bool>();
   }
   return options;
@@ -86,11 +85,22 @@ bool valid_utf8(const std::string& bytes) {
   return true;
 }
 
+// SentencePiece reports most bad files through its status, but reads the
+// file with an ifstream that throws std::ios_base::failure on a directory:
+// that is turned into a status too, so every error names the file.
+sentencepiece::util::Status load_model(sentencepiece::SentencePieceProcessor& sp, const std::string& path) {
+  try {
+    return sp.Load(path);
+  } catch (const std::exception& e) {
+    return sentencepiece::util::Status(sentencepiece::util::StatusCode::kInternal, e.what());
+  }
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(const std::string& path)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_file_of(path)) {
-  const auto status = sp_->Load(path_);
+  const auto status = load_model(*sp_, path_);
   LORY_CHECK(status.ok(), path_, ": cannot load SentencePiece model: ", status.ToString());
   hf_options_ = read_hf_special_tokens(path_);
   // HF's special tokens of a LLaMA tokenizer are <unk>, <s> and </s>: the

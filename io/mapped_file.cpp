@@ -17,7 +17,12 @@ MappedFile::MappedFile(const std::string& path, const std::string& what) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   LORY_CHECK(fd >= 0, what, " ", path, ": cannot open: ", std::strerror(errno));
   struct stat st {};
-  ::fstat(fd, &st);
+  const bool stat_ok = ::fstat(fd, &st) == 0;
+  const int stat_err = errno;
+  if (!stat_ok || !S_ISREG(st.st_mode)) {  // a directory opens, then fails to map
+    ::close(fd);
+    fail(what, " ", path, ": cannot open: ", stat_ok ? "not a regular file" : std::strerror(stat_err));
+  }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
     void* m = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);

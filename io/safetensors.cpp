@@ -6,10 +6,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "tensor/graph.h"
 #include "io/atomic_file.h"
+#include "io/json_text.h"
 #include "tensor/ops.h"
 
 namespace lory::io {
@@ -72,10 +74,16 @@ const Tensor& SafetensorsFile::get(const std::string& name) const {
 }
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
+  // Every size the file claims is checked against the file's size before
+  // anything is allocated or read: a header length, offsets or a shape from
+  // a corrupt file never make us allocate more than the file holds.
+  std::error_code ec;
+  const bool regular = std::filesystem::is_regular_file(path, ec);
+  const uint64_t file_size = regular ? std::filesystem::file_size(path, ec) : 0;
   in_ = std::make_unique<std::ifstream>(path, std::ios::binary);
   std::ifstream& in = *in_;
-  LORY_CHECK(in.good(), path, ": cannot open safetensors file");
-  const uint64_t file_size = std::filesystem::file_size(path);
+  LORY_CHECK(in.good() && regular && !ec, path, ": cannot open safetensors file",
+             regular ? "" : " (missing, or not a regular file)");
   LORY_CHECK(file_size >= 8, path, ": truncated: ", file_size, " bytes, less than the 8-byte header length");
   unsigned char len[8];
   in.read(reinterpret_cast<char*>(len), 8);
@@ -86,12 +94,8 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
              " after the length");
   std::string text(n, '\0');
   in.read(text.data(), static_cast<std::streamsize>(n));
-  Json header;
-  try {
-    header = Json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, ": header is not valid JSON: ", e.what());
-  }
+  LORY_CHECK(in.good(), path, ": read failed in the header");
+  const Json header = parse_json<Json>(text, path, "header");
   LORY_CHECK(header.is_object(), path, ": header is not a JSON object");
   const uint64_t data_size = file_size - 8 - n;
   data_begin_ = 8 + n;
@@ -112,21 +116,33 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
     bool known = false;
     for (const auto& [d, dname] : kDTypes)
       if (info["dtype"] == dname) e.dtype = d, known = true;
-    LORY_CHECK(known, where, ": unsupported dtype ", info["dtype"].dump());
-    LORY_CHECK(info["shape"].is_array(), where, ": shape is not an array");
-    for (const auto& s : info["shape"]) {
+    LORY_CHECK(known, where, ": unsupported dtype ", json_excerpt(info["dtype"]));
+    // The bytes the shape claims, refused where the product (with zero dims
+    // counted as 1, as strides are) overflows; it must then equal the span of
+    // data_offsets, which must lie in the data.
+    const auto& shape = info["shape"];
+    LORY_CHECK(shape.is_array(), where, ": shape is not an array");
+    uint64_t bound = dtype_size(e.dtype);
+    bool empty_tensor = false;
+    for (const auto& s : shape) {
       LORY_CHECK(s.is_number_unsigned() || (s.is_number_integer() && s.get<int64_t>() >= 0), where, ": bad shape ",
-                 info["shape"].dump());
-      e.shape.push_back(s.get<int64_t>());
+                 json_excerpt(shape), " (dims must be integers >= 0)");
+      const uint64_t dim = s.get<uint64_t>();
+      LORY_CHECK(!__builtin_mul_overflow(bound, std::max<uint64_t>(dim, 1), &bound) &&
+                     bound <= static_cast<uint64_t>(INT64_MAX),
+                 where, ": shape ", json_excerpt(shape), " has more elements than any file can hold");
+      empty_tensor = empty_tensor || dim == 0;
+      e.shape.push_back(static_cast<int64_t>(dim));
     }
+    const uint64_t want = empty_tensor ? 0 : bound;
     const auto& off = info["data_offsets"];
     LORY_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() && off[1].is_number_unsigned(), where,
-               ": bad data_offsets ", off.dump());
+               ": bad data_offsets ", json_excerpt(off), " (expected [begin, end], integers >= 0)");
     e.begin = off[0].get<uint64_t>();
     e.end = off[1].get<uint64_t>();
-    const uint64_t want = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
-    LORY_CHECK(e.begin <= e.end && e.end - e.begin == want, where, ": data_offsets ", off.dump(), " hold ",
-               e.end - e.begin, " bytes, but ", shape_str(e.shape), " ", dtype_name(e.dtype), " needs ", want);
+    LORY_CHECK(e.begin <= e.end, where, ": data_offsets ", json_excerpt(off), " are reversed (begin after end)");
+    LORY_CHECK(e.end - e.begin == want, where, ": data_offsets ", json_excerpt(off), " hold ", e.end - e.begin,
+               " bytes, but ", shape_str(e.shape), " ", dtype_name(e.dtype), " needs ", want);
     LORY_CHECK(e.end <= data_size, where, ": truncated file: the tensor ends at byte ", e.end,
                " of the data, which has only ", data_size);
     entries_.push_back(std::move(e));
@@ -215,21 +231,31 @@ SafetensorsDirReader::SafetensorsDirReader(const std::string& dir, const std::st
     return;
   }
   path_ = index;
-  Json j;
-  try {
-    std::ifstream in(index);
+  std::string text;
+  {
+    std::ifstream in(index, std::ios::binary);
     LORY_CHECK(in.good(), index, ": cannot open");
-    j = Json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(index, ": not a valid safetensors index: ", e.what());
+    text.assign(std::istreambuf_iterator<char>(in), {});
   }
-  LORY_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index, ": has no \"weight_map\" object");
+  const Json j = parse_json<Json>(text, index, "the index");
+  LORY_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), index,
+             ": has no \"weight_map\" object");
   std::map<std::string, size_t> opened;  // each file once, in the order the index first names it
   for (const auto& [tensor, file] : j["weight_map"].items()) {
-    LORY_CHECK(file.is_string(), index, ": the file of '", tensor, "' is not a string");
+    LORY_CHECK(file.is_string(), index, ": the file of '", tensor, "' is ", json_excerpt(file), ", not a string");
     const std::string f = file.get<std::string>();
+    // A shard is a file beside the index: a name, not a path elsewhere.
+    LORY_CHECK(
+        !f.empty() && f != "." && f != ".." && f.find('/') == std::string::npos && f.find('\0') == std::string::npos,
+        index, ": the file of '", tensor, "' is '", printable_excerpt(f), "', not the name of a file beside the index");
     auto [it, fresh] = opened.try_emplace(f, files_.size());
-    if (fresh) files_.emplace_back(dir + "/" + f);
+    if (fresh) {
+      try {
+        files_.emplace_back(dir + "/" + f);
+      } catch (const Error& e) {
+        fail(index, ": the shard of '", tensor, "': ", e.what());  // the shard's error, and which index named it
+      }
+    }
     LORY_CHECK(files_[it->second].contains(tensor), index, " puts '", tensor, "' in ", f, ", which does not hold it");
     file_of_[tensor] = it->second;
   }

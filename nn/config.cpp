@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/json_text.h"
 #include "tensor/error.h"
 
 namespace lory::nn {
@@ -219,6 +220,9 @@ template <typename T>
 Key int_key(T LoryConfig::*field) {
   return {[field](LoryConfig& c, const Json& v, const std::string& where) {
             LORY_CHECK(v.is_number_integer(), where, " must be an integer, got ", v.dump());
+            // An unsigned value above INT64_MAX would read back negative.
+            LORY_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX), where, " is ",
+                       v.dump(), ", more than 2^63 - 1");
             c.*field = v.get<T>();
           },
           [field](const LoryConfig& c) { return Json(c.*field); }};
@@ -369,12 +373,7 @@ const std::vector<std::pair<std::string, Key>>& keys() {
 }  // namespace
 
 LoryConfig parse_config(const std::string& text, const std::string& where) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(where, ": not valid JSON: ", e.what());
-  }
+  const Json j = io::parse_json<Json>(text, where);  // nesting bounded: messages dump values
   LORY_CHECK(j.is_object(), where, ": expected a JSON object, got ", j.type_name());
   LoryConfig c;
   bool kv_heads_given = false;
@@ -411,10 +410,12 @@ LoryConfig parse_config(const std::string& text, const std::string& where) {
   // As in transformers: without num_key_value_heads, every head has its own keys and values.
   if (!kv_heads_given) c.num_key_value_heads = c.num_attention_heads;
   if (!head_dim.is_null()) {
-    LORY_CHECK(head_dim.is_number_integer() && c.num_attention_heads > 0 &&
-                   head_dim.get<int64_t>() * c.num_attention_heads == c.hidden_size,
-               where, ": key 'head_dim' is ", head_dim.dump(), "; supported: hidden_size / num_attention_heads = ",
-               c.hidden_size, " / ", c.num_attention_heads, " (or null)");
+    // Compared by division: head_dim * heads could overflow.
+    LORY_CHECK(
+        head_dim.is_number_integer() && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0 &&
+            head_dim.get<int64_t>() == c.hidden_size / c.num_attention_heads,
+        where, ": key 'head_dim' is ", head_dim.dump(),
+        "; supported: hidden_size / num_attention_heads = ", c.hidden_size, " / ", c.num_attention_heads, " (or null)");
   }
   c.validate(where);
   return c;

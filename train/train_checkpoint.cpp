@@ -10,6 +10,7 @@
 
 #include "tensor/graph.h"
 #include "io/atomic_file.h"
+#include "io/json_text.h"
 #include "io/safetensors.h"
 
 namespace lory::train {
@@ -208,22 +209,60 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   info.path = path;
   info.model_config = nn::load_config(path + "/config.json");
   const std::string where = path + "/trainer_state.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text(where));
-    info.state.step = j.at("step").get<int64_t>();
-    info.state.tokens = j.at("tokens").get<int64_t>();
-    info.state.lory_phase = j.at("phase").get<std::string>() == "lory";
-    info.state.loader.epoch = j.at("loader").at("epoch").get<int64_t>();
-    info.state.loader.offset = j.at("loader").at("offset").get<int64_t>();
-    info.state.rng_seed = j.at("rng").at("seed").get<uint64_t>();
-    info.state.rng_offset = j.at("rng").at("offset").get<uint64_t>();
-    info.state.elapsed_s = j.at("elapsed_s").get<double>();
-    for (const auto& [name, t] : j.at("param_steps").items()) info.param_steps[name] = t.get<int64_t>();
-    info.world = j.value("world", int64_t{1});
-  } catch (const nlohmann::json::exception& e) {
-    fail(where, ": not a valid trainer state: ", e.what());
+  using Json = nlohmann::ordered_json;
+  const Json j = io::parse_json<Json>(read_text(where), where);
+  LORY_CHECK(j.is_object(), where, ": not a valid trainer state: expected a JSON object");
+  // Each field is looked up and checked here, so a message names the key and
+  // the value instead of nlohmann's "type must be number".
+  auto field = [&](const std::string& object, const std::string& key) -> const Json& {
+    const Json* parent = &j;
+    if (!object.empty()) {
+      LORY_CHECK(j.contains(object) && j[object].is_object(), where, ": not a valid trainer state: no \"", object,
+                 "\" object");
+      parent = &j[object];
+    }
+    LORY_CHECK(parent->contains(key), where, ": not a valid trainer state: no \"",
+               object.empty() ? key : object + "." + key, "\"");
+    return (*parent)[key];
+  };
+  auto is_count = [](const Json& v) {  // an integer in [0, INT64_MAX]
+    return v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)
+                                  : v.is_number_integer() && v.get<int64_t>() >= 0;
+  };
+  auto count = [&](const std::string& object, const std::string& key) {
+    const Json& v = field(object, key);
+    LORY_CHECK(is_count(v), where, ": ", object.empty() ? key : object + "." + key, " is ", io::json_excerpt(v),
+               ", not an integer >= 0");
+    return v.get<int64_t>();
+  };
+  auto u64 = [&](const std::string& object, const std::string& key) {
+    const Json& v = field(object, key);
+    LORY_CHECK(v.is_number_unsigned(), where, ": ", object + "." + key, " is ", io::json_excerpt(v),
+               ", not an integer >= 0");
+    return v.get<uint64_t>();
+  };
+  info.state.step = count("", "step");
+  info.state.tokens = count("", "tokens");
+  const Json& phase = field("", "phase");
+  LORY_CHECK(phase == "dense" || phase == "lory", where, ": phase is ", io::json_excerpt(phase),
+             ", not \"dense\" or \"lory\"");
+  info.state.lory_phase = phase == "lory";
+  info.state.loader.epoch = count("loader", "epoch");
+  info.state.loader.offset = count("loader", "offset");
+  info.state.rng_seed = u64("rng", "seed");
+  info.state.rng_offset = u64("rng", "offset");
+  const Json& elapsed = field("", "elapsed_s");
+  LORY_CHECK(elapsed.is_number() && elapsed.get<double>() >= 0, where, ": elapsed_s is ", io::json_excerpt(elapsed),
+             ", not a number >= 0");
+  info.state.elapsed_s = elapsed.get<double>();
+  const Json& steps = field("", "param_steps");
+  LORY_CHECK(steps.is_object(), where, ": param_steps is not an object");
+  for (const auto& [name, t] : steps.items()) {
+    LORY_CHECK(is_count(t), where, ": param_steps of '", name, "' is ", io::json_excerpt(t), ", not an integer >= 0");
+    info.param_steps[name] = t.get<int64_t>();
   }
+  if (j.contains("world")) info.world = count("", "world");
+  LORY_CHECK(info.world >= 1, where, ": world is ", info.world, ", not >= 1");
   return info;
 }
 
@@ -242,6 +281,8 @@ void load_training_checkpoint(const CheckpointInfo& info, ZeroOptimizer& zero) {
     const FlatSlot& s = flat.slots()[i];
     auto file = [&](const io::SafetensorsDirReader& dir, const std::string& name) -> const io::SafetensorsReader& {
       const io::SafetensorsReader& f = dir.file_of(name);
+      LORY_CHECK(f.dtype(name) == DType::f32, f.path(), ": '", name, "' is ", dtype_name(f.dtype(name)),
+                 "; a training checkpoint holds f32 master weights and moments");
       LORY_CHECK(f.shape(name) == s.shape, f.path(), ": '", name, "' is ", shape_str(f.shape(name)),
                  ", the model's parameter is ", shape_str(s.shape));
       return f;

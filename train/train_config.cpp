@@ -387,7 +387,7 @@ Value from_toml(const toml::node& node, const std::string& where, const std::str
   fail(where, ": ", key, ": must be a single value (an integer, number, boolean or string), not ", type.str());
 }
 
-TrainConfig resolve(std::vector<Assignment> assignments) {
+TrainConfig resolve(std::vector<Assignment> assignments, const std::string& where) {
   TrainConfig c;
   // Pass 1: the model's starting point (preset or config.json), so that the
   // other model keys change it wherever they appear.
@@ -409,10 +409,18 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
     // set the Lory ones, or break the shape, which loading the weights names.
     LORY_CHECK(c.model.config.empty(), c.origin_of("model.config"), ": model.config and model.init_from (",
                c.origin_of("model.init_from"), ") both give the model's config.json; give one");
-    c.model.resolved = nn::load_config(c.model.init_from + "/config.json");
+    try {
+      c.model.resolved = nn::load_config(c.model.init_from + "/config.json");
+    } catch (const Error& e) {
+      fail(model_where, ": model.init_from: ", e.what());  // which setting named the model directory
+    }
     c.model.vocab_from_data = false;  // the embedding matrix has its size
   } else {
-    c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+    try {
+      c.model.resolved = c.model.config.empty() ? nn::preset(c.model.preset) : nn::load_config(c.model.config);
+    } catch (const Error& e) {
+      fail(model_where, ": model.config: ", e.what());  // which setting named the bad config.json
+    }
   }
   const int64_t init_experts = c.model.resolved.num_experts;
   // Pass 2: everything else, file first, then the command line.
@@ -427,7 +435,6 @@ TrainConfig resolve(std::vector<Assignment> assignments) {
   if (c.origin.count("model.num_attention_heads") && !c.origin.count("model.num_key_value_heads"))
     c.model.resolved.num_key_value_heads = c.model.resolved.num_attention_heads;
   // Cross-key rules.
-  const std::string where = assignments.empty() ? std::string("config") : assignments.front().where;
   if (!c.model.init_from.empty() && init_experts > 0) {
     // A Lory model to start from: its experts are trained, so there is no
     // dense warm-up, and the expert count is the model's.
@@ -501,7 +508,7 @@ TrainConfig parse_train_config(const std::string& toml_text, const std::string& 
                                const std::vector<ConfigOverride>& overrides) {
   std::vector<Assignment> all = read_toml(toml_text, where);
   for (Assignment& a : read_overrides(overrides)) all.push_back(std::move(a));
-  return resolve(std::move(all));
+  return resolve(std::move(all), where);
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<ConfigOverride>& overrides) {
