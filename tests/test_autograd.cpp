@@ -15,8 +15,10 @@
 #include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tests/errors.h"
 
 using namespace lory;
+using lory::test::error_of;
 
 namespace {
 
@@ -79,16 +81,6 @@ std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL_CHECK("expected a lory::Error, none was thrown");
-  return "";
-}
 
 }  // namespace
 

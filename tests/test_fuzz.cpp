@@ -59,8 +59,10 @@
 #include "tensor/ops.h"
 #include "train/train_checkpoint.h"
 #include "train/train_config.h"
+#include "tests/errors.h"
 
 using namespace lory;
+using lory::test::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -206,6 +208,17 @@ std::string nested_objects(int depth) {
   return out + "1" + std::string(static_cast<size_t>(depth), '}');
 }
 
+// text_mutant(what, from, to, expect): appends the mutant of `valid` with
+// `from` replaced by `to` (expect: words its refusal must hold, or "").
+struct TextMutants {
+  const std::string& valid;
+  std::vector<Mutant>& mutants;
+  void operator()(const std::string& what, const std::string& from, const std::string& to,
+                  const std::string& expect = "") const {
+    mutants.push_back({what, replaced(valid, from, to), expect});
+  }
+};
+
 // ---- running them ----
 
 struct Outcomes {
@@ -256,15 +269,6 @@ Outcomes run_mutants(const std::string& path, const std::vector<Mutant>& mutants
   return outcomes;
 }
 
-// The message of the lory::Error `f` throws ("no error" when it returns).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 // CHECKs that `f` throws lory::Error with `words` in its message.
 #define CHECK_REFUSED(f, words) \
@@ -389,10 +393,7 @@ TEST_CASE(
   std::mt19937_64 rng(kSeed + 1);
   std::vector<Mutant> mutants = every_truncation(valid);
   append(mutants, bit_flips(valid, rng, 0, valid.size(), 0, 40));
-  auto text_mutant = [&](const std::string& what, const std::string& from, const std::string& to,
-                         const std::string& expect = "") {
-    mutants.push_back({what, replaced(valid, from, to), expect});
-  };
+  const TextMutants text_mutant{valid, mutants};
   const std::string a_file = "\"a\": \"" + s1 + "\"";
   text_mutant("shard outside the directory", a_file, "\"a\": \"../" + s1 + "\"", "not the name of a file beside");
   text_mutant("absolute shard path", a_file, "\"a\": \"/etc/passwd\"", "not the name of a file beside");
@@ -526,10 +527,7 @@ TEST_CASE("fuzz: config.json: every mutant is parsed or refused naming the file 
   std::mt19937_64 rng(kSeed + 3);
   std::vector<Mutant> mutants = every_truncation(valid, 3);
   append(mutants, bit_flips(valid, rng, 0, valid.size(), 0, 60));
-  auto text_mutant = [&](const std::string& what, const std::string& from, const std::string& to,
-                         const std::string& expect = "") {
-    mutants.push_back({what, replaced(valid, from, to), expect});
-  };
+  const TextMutants text_mutant{valid, mutants};
   const std::string vocab = "\"vocab_size\": 64";
   text_mutant("vocab_size INT64_MAX", vocab, "\"vocab_size\": 9223372036854775807");
   text_mutant("vocab_size 2^63", vocab, "\"vocab_size\": 9223372036854775808", "more than 2^63 - 1");
@@ -585,10 +583,7 @@ TEST_CASE("fuzz: train config TOML: every mutant is parsed or refused naming the
   std::mt19937_64 rng(kSeed + 4);
   std::vector<Mutant> mutants = every_truncation(valid, 11);
   append(mutants, bit_flips(valid, rng, 0, 0, 150, 40));
-  auto text_mutant = [&](const std::string& what, const std::string& from, const std::string& to,
-                         const std::string& expect = "") {
-    mutants.push_back({what, replaced(valid, from, to), expect});
-  };
+  const TextMutants text_mutant{valid, mutants};
   const std::string steps = "steps = 10";
   text_mutant("steps INT64_MAX", steps, "steps = 9223372036854775807");
   text_mutant("steps beyond int64", steps, "steps = 9223372036854775808", "TOML syntax error");
@@ -753,10 +748,7 @@ TEST_CASE("fuzz: corpus JSONL: every mutant of a plain file is read or refused n
   std::mt19937_64 rng(kSeed + 7);
   std::vector<Mutant> mutants = every_truncation(valid);
   append(mutants, bit_flips(valid, rng, 0, valid.size(), 0, 60));
-  auto text_mutant = [&](const std::string& what, const std::string& from, const std::string& to,
-                         const std::string& expect = "") {
-    mutants.push_back({what, replaced(valid, from, to), expect});
-  };
+  const TextMutants text_mutant{valid, mutants};
   const std::string text = "\"text\": \"two\\nlines\"";
   text_mutant("non-UTF-8 text", text, "\"text\": \"t\xffo\"", "not valid JSON");
   text_mutant("truncated UTF-8 text", text, "\"text\": \"t\xc3\"", "not valid JSON");
@@ -870,10 +862,7 @@ TEST_CASE(
   std::mt19937_64 rng(kSeed + 10);
   std::vector<Mutant> mutants = every_truncation(valid, 7);
   append(mutants, bit_flips(valid, rng, 0, 0, 100, 30));
-  auto text_mutant = [&](const std::string& what, const std::string& from, const std::string& to,
-                         const std::string& expect = "") {
-    mutants.push_back({what, replaced(valid, from, to), expect});
-  };
+  const TextMutants text_mutant{valid, mutants};
   text_mutant("step negative", "\"step\": 3", "\"step\": -3", "step is -3, not an integer >= 0");
   text_mutant("step a string", "\"step\": 3", "\"step\": \"3\"", "step is \"3\"");
   text_mutant("step 2^64 - 1", "\"step\": 3", "\"step\": 18446744073709551615", "not an integer >= 0");

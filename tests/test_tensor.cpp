@@ -15,8 +15,10 @@
 #include "tensor/memory_stats.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tests/errors.h"
 
 using namespace lory;
+using lory::test::error_of;
 
 namespace {
 
@@ -33,17 +35,6 @@ float bits_float(uint32_t u) {
   return f;
 }
 
-// The message of the lory::Error that `fn` throws ("" and a failed check if it does not throw).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL_CHECK("expected a lory::Error, none was thrown");
-  return "";
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -47,8 +47,10 @@
 #include "train/trainer.h"
 #include "train/upcycle_moments.h"
 #include "tests/train_fixture.h"
+#include "tests/errors.h"
 
 using namespace lory;
+using lory::test::error_of;
 using namespace lory::train;
 using lory::test::TrainData;
 using lory::test::make_train_data;
@@ -154,14 +156,6 @@ std::vector<std::string> checkpoint_dirs(const std::string& run_dir) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 }  // namespace
 
