@@ -13,6 +13,7 @@
 #include "tensor/graph.h"
 #include "nn/lory_lm.h"
 #include "tensor/ops.h"
+#include "tests/errors.h"
 
 using namespace lory;
 using namespace lory::nn;
@@ -29,6 +30,11 @@ bool has(const std::vector<std::string>& v, const std::string& s) {
   for (const auto& x : v)
     if (x == s) return true;
   return false;
+}
+
+// What parse_config says of `json` read from `where` ("no error" if it accepts it).
+std::string config_error(const std::string& json, const std::string& where) {
+  return lory::test::error_of([&] { parse_config(json, where); });
 }
 
 std::string temp_path(const std::string& name) {
@@ -169,14 +175,7 @@ TEST_CASE("config: training and inference routings are different types; each par
 }
 
 TEST_CASE("config: an unknown key, a wrong type or a bad value names the key and the file") {
-  auto error_of = [](const std::string& json) {
-    try {
-      parse_config(json, "run/config.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto error_of = [](const std::string& json) { return config_error(json, "run/config.json"); };
   CHECK(error_of(R"({"hidden_sise": 64})").find("run/config.json: key 'hidden_sise' is not a config key") == 0);
   CHECK(error_of(R"({"hidden_size": "64"})") == "run/config.json: key 'hidden_size' must be an integer, got \"64\"");
   CHECK(error_of(R"({"routing": "random"})") ==
@@ -259,14 +258,7 @@ TEST_CASE("config: transformers 5's config.json (rope_parameters, dtype) loads; 
   CHECK(c.rope_theta == 500000.0);
   CHECK(c.num_key_value_heads == 2);
   CHECK(c.tie_word_embeddings);
-  auto error_of = [](const std::string& json) {
-    try {
-      parse_config(json, "hf5/config.json");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto error_of = [](const std::string& json) { return config_error(json, "hf5/config.json"); };
   CHECK(error_of(R"({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0}})") ==
         "hf5/config.json: key 'rope_parameters': rope_type is \"llama3\"; supported: \"default\" (RoPE scaling is "
         "not implemented)");
