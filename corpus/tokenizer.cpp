@@ -132,8 +132,10 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
 // space: "before <s> after" -> "▁before", "▁", <s>, "▁", "▁after". Then
 // build_inputs_with_special_tokens puts BOS before and EOS after.
 std::vector<int32_t> Tokenizer::encode(const std::string& text, const SpecialTokenOptions& options) const {
+  // A model without <s> or </s> (id -1) gets nothing added, as HF adds
+  // nothing for a bos_token of None.
   std::vector<int32_t> ids;
-  if (options.add_bos) ids.push_back(bos_id());
+  if (options.add_bos && bos_id() >= 0) ids.push_back(bos_id());
   auto encode_piece = [&](size_t begin, size_t end) {
     if (end == begin) return;
     const std::vector<int32_t> piece = encode(text.substr(begin, end - begin));
@@ -159,7 +161,7 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text, const SpecialTok
     }
   }
   encode_piece(start, text.size());
-  if (options.add_eos) ids.push_back(eos_id());
+  if (options.add_eos && eos_id() >= 0) ids.push_back(eos_id());
   return ids;
 }
 

@@ -32,6 +32,8 @@ namespace {
 // Removes what an earlier save into `dir` left that this one does not
 // overwrite: a single-file save leaves no shards or index behind, a sharded
 // one no model.safetensors (a reader would otherwise find two checkpoints).
+// Only our file names are touched: model.safetensors, its index, and
+// model-*-of-*.safetensors.
 void remove_stale_weights(const std::string& dir, const std::set<std::string>& written) {
   namespace fs = std::filesystem;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -47,6 +49,10 @@ void remove_stale_weights(const std::string& dir, const std::set<std::string>& w
 void save_pretrained(LoryLM& model, const std::string& dir, DType dtype, int64_t max_shard_bytes) {
   const char* torch_dtype = torch_dtype_name(dtype);
   std::filesystem::create_directories(dir);
+  // An earlier save's index goes first: readers prefer an index, and one
+  // left while shards are rewritten would pair old and new shards if this
+  // save were killed halfway (without it, a killed save fails to load instead).
+  std::filesystem::remove(dir + "/model.safetensors.index.json");
   // Shards as transformers cuts them: parameters in order, a new shard when
   // the next one would take the current shard past the limit (a parameter
   // larger than the limit gets a shard of its own).

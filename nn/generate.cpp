@@ -50,7 +50,7 @@ std::vector<int64_t> generate(LoryLM& model, const std::vector<int64_t>& prompt,
   LORY_CHECK(capacity <= model.config.max_position_embeddings, "generate: prompt (", prompt.size(), ") + ",
              o.max_new_tokens, " new tokens exceed max_position_embeddings = ", model.config.max_position_embeddings);
   NoGradGuard no_grad;
-  const Device device = model.parameter("lm_head.weight").device();
+  const Device device = model.output_weight().device();
   InferenceState state = model.new_inference_state(capacity, o.routing);
   Tensor ids = from_vector(prompt, {1, static_cast<int64_t>(prompt.size())}, {DType::i64}).to(device);
   std::vector<int64_t> out;

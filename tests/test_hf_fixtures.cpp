@@ -8,6 +8,7 @@
 // (ids.npy, [2, 12]) and transformers' float32 logits for them (logits.npy).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,6 +18,7 @@
 
 #include "io/npy.h"
 #include "nn/checkpoint.h"
+#include "nn/generate.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tests/compare.h"
@@ -144,5 +146,24 @@ TEST_CASE("hf fixtures: what we save has the tensors, shapes and config values t
     for (const auto& [tensor, file] : index["weight_map"].items())
       CHECK(io::SafetensorsReader(sharded + "/" + file.get<std::string>()).contains(tensor));
     CHECK(tensor_shapes(sharded) == tensor_shapes(fixture));
+  }
+}
+
+TEST_CASE("hf fixtures: greedy generation with a KV cache on the GQA, tied model follows the full forward's argmax") {
+  auto model = load_pretrained(kFixtures + "llama-gqa-tied");
+  GenerateOptions options;
+  options.max_new_tokens = 8;
+  options.sampling.temperature = 0;
+  std::vector<int64_t> sequence = {1, 17, 42, 5};
+  const std::vector<int64_t> generated = generate(*model, sequence, options);
+  REQUIRE(generated.size() == 8);
+  // Each generated token is the argmax of a whole-sequence forward over what came before.
+  NoGradGuard no_grad;
+  for (const int64_t token : generated) {
+    const Tensor logits = model->forward(
+        from_vector(sequence, {1, static_cast<int64_t>(sequence.size())}, {DType::i64}));
+    const std::vector<double> last = logits.select(0, 0).select(0, logits.size(1) - 1).to_vector<double>();
+    CHECK(token == std::max_element(last.begin(), last.end()) - last.begin());
+    sequence.push_back(token);
   }
 }

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     namespace fs = std::filesystem;
     for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                              "generation_config.json"})
-      if (fs::exists(fs::path(ckpt) / name))
+      if (fs::exists(fs::path(ckpt) / name) && !fs::equivalent(ckpt, out))
         fs::copy_file(fs::path(ckpt) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
     std::printf("wrote %s: %lld experts per layer, segments of %lld tokens, %lld parameters (%s)\n", out.c_str(),
                 static_cast<long long>(experts), static_cast<long long>(lory->config.segment_length),

@@ -185,7 +185,12 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   // Live besides the layer's own tensors: the layers below, the ids, and with
   // recomputation the checkpoint's incoming gradient and the recomputed
   // output, both held through the nested backward.
-  const int64_t rest = (layers - 1) * per_layer + ids + (in.recompute_blocks ? 2 * tok_d : 0);
+  // Tied embeddings: the output projection's weight gradient [V, d] waits in
+  // the one accumulator of embed_tokens.weight until the embedding's own
+  // gradient reaches it at the very end (autograd/engine.cpp), so it is
+  // live through the whole backward of the layers.
+  const int64_t tied_grad = m.tie_word_embeddings ? c * V * d : 0;
+  const int64_t rest = (layers - 1) * per_layer + ids + (in.recompute_blocks ? 2 * tok_d : 0) + tied_grad;
   // The FFN's backward: the layer's input and whole saved set, its incoming
   // gradient (without recomputation; with it, the one in `rest`), ffn_extra.
   const int64_t ffn_moment = rest + tok_d + a.layer_saved + (in.recompute_blocks ? 0 : tok_d) + ffn_extra;

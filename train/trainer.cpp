@@ -84,15 +84,27 @@ LrSchedule lr_schedule_of(const TrainConfig& c, const RunPlan& plan) {
 
 // A checkpoint resumes only into the model it was saved from.
 void check_same_model(const nn::LoryConfig& saved, const nn::LoryConfig& phase, const std::string& path) {
-  LORY_CHECK(saved.hidden_size == phase.hidden_size && saved.intermediate_size == phase.intermediate_size &&
-                 saved.num_hidden_layers == phase.num_hidden_layers &&
-                 saved.num_attention_heads == phase.num_attention_heads && saved.vocab_size == phase.vocab_size &&
-                 saved.num_experts == phase.num_experts,
-             "--resume: ", path, "/config.json describes another model than the config (hidden_size ",
-             saved.hidden_size, " vs ", phase.hidden_size, ", intermediate_size ", saved.intermediate_size, " vs ",
-             phase.intermediate_size, ", layers ", saved.num_hidden_layers, " vs ", phase.num_hidden_layers,
-             ", heads ", saved.num_attention_heads, " vs ", phase.num_attention_heads, ", vocab ", saved.vocab_size,
-             " vs ", phase.vocab_size, ", experts ", saved.num_experts, " vs ", phase.num_experts, ")");
+  // Every key that changes what the weights compute: a resume under another
+  // value (an init_from directory whose config.json changed, say) would
+  // train a different model from the same tensors.
+  std::string differ;
+  auto compare = [&](const char* key, auto a, auto b) {
+    if (a != b) differ += std::string(differ.empty() ? "" : ", ") + key + " " + std::to_string(a) + " vs " +
+                          std::to_string(b);
+  };
+  compare("hidden_size", saved.hidden_size, phase.hidden_size);
+  compare("intermediate_size", saved.intermediate_size, phase.intermediate_size);
+  compare("num_hidden_layers", saved.num_hidden_layers, phase.num_hidden_layers);
+  compare("num_attention_heads", saved.num_attention_heads, phase.num_attention_heads);
+  compare("num_key_value_heads", saved.num_key_value_heads, phase.num_key_value_heads);
+  compare("vocab_size", saved.vocab_size, phase.vocab_size);
+  compare("num_experts", saved.num_experts, phase.num_experts);
+  compare("tie_word_embeddings", static_cast<int>(saved.tie_word_embeddings),
+          static_cast<int>(phase.tie_word_embeddings));
+  compare("rope_theta", saved.rope_theta, phase.rope_theta);
+  compare("rms_norm_eps", saved.rms_norm_eps, phase.rms_norm_eps);
+  LORY_CHECK(differ.empty(), "--resume: ", path, "/config.json describes another model than the config (checkpoint vs ",
+             "config: ", differ, ")");
 }
 
 // The lines of the metrics file at `path` whose step is at most `step`
