@@ -86,6 +86,7 @@ class SafetensorsDirReader {
   SafetensorsDirReader(const std::string& dir, const std::string& stem = "model");
   const std::string& path() const { return path_; }  // the file, or the index
   size_t size() const { return file_of_.size(); }     // tensors
+  bool contains(const std::string& name) const { return file_of_.count(name) > 0; }
   const SafetensorsReader& file_of(const std::string& name) const;  // throws naming the tensor
   const std::vector<SafetensorsReader>& files() const { return files_; }
 

@@ -93,49 +93,49 @@ void save_pretrained(LoryLM& model, const std::string& dir, DType dtype, int64_t
   save_config(model.config, dir + "/config.json", torch_dtype);
 }
 
-void load_parameters(Module& model, const io::SafetensorsFile& file, const std::set<std::string>& ignored) {
-  std::map<std::string, const Tensor*> in_file;
-  for (const auto& [n, t] : file.tensors) in_file.emplace(n, &t);
+void load_parameters(Module& model, const io::SafetensorsDirReader& weights, const std::set<std::string>& ignored) {
   std::set<std::string> used;
   for (auto& [name, slot] : model.named_parameters()) {
-    const auto it = in_file.find(name);
-    LORY_CHECK(it != in_file.end(), file.path, ": missing tensor '", name, "' (the model has it, the file does not)");
-    const Tensor& found = *it->second;
-    LORY_CHECK(found.shape() == slot->shape(), file.path, ": tensor '", name, "' has shape ",
-               shape_str(found.shape()), " in the file but ", shape_str(slot->shape()), " in the model");
-    LORY_CHECK(is_floating(found.dtype()), file.path, ": tensor '", name, "' is ", dtype_name(found.dtype()),
+    LORY_CHECK(weights.contains(name), weights.path(), ": missing tensor '", name,
+               "' (the model has it, the file does not)");
+    const io::SafetensorsReader& file = weights.file_of(name);
+    LORY_CHECK(file.shape(name) == slot->shape(), file.path(), ": tensor '", name, "' has shape ",
+               shape_str(file.shape(name)), " in the file but ", shape_str(slot->shape()), " in the model");
+    LORY_CHECK(is_floating(file.dtype(name)), file.path(), ": tensor '", name, "' is ", dtype_name(file.dtype(name)),
                ", not a floating dtype");
     NoGradGuard no_grad;
-    slot->copy_(found);
+    slot->copy_(file.read(name));  // one tensor in memory at a time, converted to the parameter's dtype
     used.insert(name);
   }
-  for (const auto& [n, t] : file.tensors)
-    LORY_CHECK(used.count(n) || ignored.count(n), file.path, ": unexpected tensor '", n, "' ", shape_str(t.shape()),
-               " (the model has no parameter of that name: is the config right?)");
+  for (const io::SafetensorsReader& file : weights.files())
+    for (const std::string& n : file.names())
+      LORY_CHECK(used.count(n) || ignored.count(n), file.path(), ": unexpected tensor '", n, "' ",
+                 shape_str(file.shape(n)), " (the model has no parameter of that name: is the config right?)");
 }
 
 std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DType> dtype) {
   const LoryConfig config = load_config(dir + "/config.json");
-  const io::SafetensorsFile file = io::load_safetensors_dir(dir);
+  const io::SafetensorsDirReader weights(dir);
   DType param_dtype = dtype.value_or(DType::f32);
   if (!dtype) {  // as saved: the one floating dtype of the file's tensors
     std::set<DType> seen;
-    for (const auto& [n, t] : file.tensors)
-      if (is_floating(t.dtype())) seen.insert(t.dtype());
-    LORY_CHECK(seen.size() <= 1, file.path, ": tensors of several floating dtypes; load them as one dtype");
+    for (const io::SafetensorsReader& file : weights.files())
+      for (const std::string& n : file.names())
+        if (is_floating(file.dtype(n))) seen.insert(file.dtype(n));
+    LORY_CHECK(seen.size() <= 1, weights.path(), ": tensors of several floating dtypes; load them as one dtype");
     if (!seen.empty()) param_dtype = *seen.begin();
   }
   auto model = std::make_unique<LoryLM>(config, InitOptions{0.02, param_dtype, cpu_device()});
-  load_weights(*model, file);
+  load_weights(*model, weights);
   return model;
 }
 
-void load_weights(LoryLM& model, const io::SafetensorsFile& file) {
+void load_weights(LoryLM& model, const io::SafetensorsDirReader& weights) {
   // A tied model has no lm_head.weight; a file that holds one anyway (older
   // transformers wrote both) loads as transformers loads it: the tie wins.
   const std::set<std::string> ignored =
       model.config.tie_word_embeddings ? std::set<std::string>{"lm_head.weight"} : std::set<std::string>{};
-  load_parameters(model, file, ignored);
+  load_parameters(model, weights, ignored);
 }
 
 Tensor repeat_into_experts(const Tensor& w, int64_t num_experts) {

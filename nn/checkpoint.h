@@ -33,14 +33,17 @@ void save_pretrained(LoryLM& model, const std::string& dir, DType dtype = DType:
 // `dtype` whatever the file holds (converted), or, with std::nullopt, the
 // dtype the file holds (bf16 weights stay bf16).
 std::unique_ptr<LoryLM> load_pretrained(const std::string& dir, std::optional<DType> dtype = DType::f32);
-// Copies every tensor of `file` into the parameter of the same name. Every
-// parameter must be in the file with its shape and no tensor may be left
-// over but those named in `ignored`; values are converted to the
-// parameter's dtype and device.
-void load_parameters(Module& model, const io::SafetensorsFile& file, const std::set<std::string>& ignored = {});
+// Copies every tensor of a model directory's weights (one safetensors file
+// or the shards of an index, read a tensor at a time: loading holds the
+// model and one tensor, never a copy of the whole file) into the parameter
+// of the same name. Every parameter must be there with its shape, and no
+// tensor may be left over but those named in `ignored`; values are
+// converted to the parameter's dtype and device. Errors name the file.
+void load_parameters(Module& model, const io::SafetensorsDirReader& weights,
+                     const std::set<std::string>& ignored = {});
 // load_parameters for a whole model, as load_pretrained does it (a tied
 // model ignores a stray lm_head.weight, as transformers does).
-void load_weights(LoryLM& model, const io::SafetensorsFile& file);
+void load_weights(LoryLM& model, const io::SafetensorsDirReader& weights);
 
 // Upcycling (paper §4.1): a Lory model with `num_experts` experts whose
 // experts are all copies of `dense`'s FFN and whose routers are freshly

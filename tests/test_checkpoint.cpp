@@ -13,8 +13,10 @@
 #include "nn/checkpoint.h"
 #include "tensor/ops.h"
 #include "tests/compare.h"
+#include "tests/errors.h"
 
 using namespace lory;
+using lory::test::error_of;
 using lory::test::max_abs_diff;
 using namespace lory::nn;
 
@@ -45,12 +47,7 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
 }
 
 std::string load_error(const std::string& path) {
-  try {
-    io::load_safetensors(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return error_of([&] { io::load_safetensors(path); });
 }
 
 Tensor ids(const std::vector<int64_t>& v) { return from_vector(v, {1, static_cast<int64_t>(v.size())}, {DType::i64}); }
@@ -181,24 +178,17 @@ TEST_CASE("checkpoint: a missing, unexpected or misshapen tensor is named") {
   for (auto& [name, slot] : model.named_parameters())
     if (name != "model.norm.weight") tensors.emplace_back(name, *slot);
   io::save_safetensors(dir + "/m.safetensors", tensors);
-  auto error_of = [&](const std::string& file) {
-    try {
-      load_parameters(model, io::load_safetensors(file));
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(error_of(dir + "/m.safetensors") ==
+  auto parameters_error = [&] { return error_of([&] { load_parameters(model, io::SafetensorsDirReader(dir, "m")); }); };
+  CHECK(parameters_error() ==
         dir + "/m.safetensors: missing tensor 'model.norm.weight' (the model has it, the file does not)");
   tensors.emplace_back("model.norm.weight", zeros({31}));
   io::save_safetensors(dir + "/m.safetensors", tensors);
-  CHECK(error_of(dir + "/m.safetensors") ==
+  CHECK(parameters_error() ==
         dir + "/m.safetensors: tensor 'model.norm.weight' has shape [31] in the file but [32] in the model");
   tensors.back().second = ones({32});
   tensors.emplace_back("model.layers.2.mlp.router.weight", zeros({4, 32}));
   io::save_safetensors(dir + "/m.safetensors", tensors);
-  CHECK(error_of(dir + "/m.safetensors").find("unexpected tensor 'model.layers.2.mlp.router.weight' [4, 32]") !=
+  CHECK(parameters_error().find("unexpected tensor 'model.layers.2.mlp.router.weight' [4, 32]") !=
         std::string::npos);
 }
 

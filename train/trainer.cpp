@@ -413,7 +413,7 @@ std::unique_ptr<nn::LoryLM> Trainer::initial_model(const nn::LoryConfig& first) 
   nn::LoryConfig saved = first;
   if (saved_dense) saved.num_experts = 0;
   auto model = std::make_unique<nn::LoryLM>(saved);
-  nn::load_weights(*model, io::load_safetensors_dir(dir));
+  nn::load_weights(*model, io::SafetensorsDirReader(dir));
   if (prints())
     std::printf("initialised from %s (%s%s)\n", dir.c_str(), saved_dense ? "dense" : "Lory",
                 saved_dense && first.is_lory()  ? ", upcycled now"
