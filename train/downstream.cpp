@@ -1,0 +1,148 @@
+// downstream.cpp — see downstream.h.
+#include "train/downstream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "io/json_text.h"
+#include "tensor/graph.h"
+#include "tensor/ops.h"
+
+namespace lory::train {
+
+ChoiceTask load_choice_task(const std::string& path) {
+  std::ifstream in(path);
+  LORY_CHECK(in.good(), path, ": cannot open the task file");
+  ChoiceTask task;
+  task.name = std::filesystem::path(path).stem().string();
+  int64_t line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_number);
+    const nlohmann::json j = io::parse_json<nlohmann::json>(line, where);
+    LORY_CHECK(j.is_object(), where, ": expected an object {\"context\", \"choices\", \"gold\"}, got ", j.type_name());
+    ChoiceExample e;
+    LORY_CHECK(j.contains("context") && j["context"].is_string(), where, ": \"context\" must be a string");
+    e.context = j["context"].get<std::string>();
+    LORY_CHECK(j.contains("choices") && j["choices"].is_array() && j["choices"].size() >= 2, where,
+               ": \"choices\" must be a list of at least 2 strings");
+    for (const auto& c : j["choices"]) {
+      LORY_CHECK(c.is_string() && !c.get<std::string>().empty(), where, ": every choice must be a non-empty string");
+      e.choices.push_back(c.get<std::string>());
+    }
+    LORY_CHECK(j.contains("gold") && j["gold"].is_number_integer(), where, ": \"gold\" must be an integer index");
+    e.gold = j["gold"].get<int64_t>();
+    LORY_CHECK(e.gold >= 0 && e.gold < static_cast<int64_t>(e.choices.size()), where, ": \"gold\" ", e.gold,
+               " is not an index into the ", e.choices.size(), " choices");
+    const std::string split = j.contains("split") && j["split"].is_string() ? j["split"].get<std::string>() : "test";
+    LORY_CHECK(split == "test" || split == "train", where, ": \"split\" must be \"test\" or \"train\", got \"", split,
+               "\"");
+    (split == "train" ? task.train : task.test).push_back(std::move(e));
+  }
+  LORY_CHECK(!task.test.empty(), path, ": no test examples");
+  return task;
+}
+
+std::string choice_prompt(const ChoiceTask& task, size_t example, const ChoiceOptions& options) {
+  LORY_CHECK(options.shots >= 0 && options.shots <= static_cast<int64_t>(task.train.size()), task.name, ": ",
+             options.shots, " shots asked for, the task has ", task.train.size(), " train examples");
+  // k distinct train examples: the first k of a Fisher-Yates shuffle driven
+  // by raw mt19937_64 outputs (portable, unlike std::shuffle), seeded per
+  // test example so that any subset of examples gets the same prompts.
+  std::vector<size_t> pool(task.train.size());
+  for (size_t i = 0; i < pool.size(); ++i) pool[i] = i;
+  std::mt19937_64 rng(options.seed * 0x9E3779B97F4A7C15ull + example);
+  std::string prompt;
+  for (int64_t s = 0; s < options.shots; ++s) {
+    const size_t pick = static_cast<size_t>(s) + static_cast<size_t>(rng() % (pool.size() - static_cast<size_t>(s)));
+    std::swap(pool[static_cast<size_t>(s)], pool[pick]);
+    const ChoiceExample& shot = task.train[pool[static_cast<size_t>(s)]];
+    prompt += shot.context + shot.choices[static_cast<size_t>(shot.gold)] + options.separator;
+  }
+  return prompt + task.test[example].context;
+}
+
+ChoiceScores score_choices(nn::LoryLM& model, const corpus::Tokenizer& tokenizer, const std::string& prompt,
+                           const std::vector<std::string>& choices, nn::InferenceRouting routing) {
+  corpus::SpecialTokenOptions special = tokenizer.hf_special_tokens();
+  special.add_eos = false;
+  special.special_tokens_in_text = false;  // task text is text
+  const std::vector<int32_t> context = tokenizer.encode(prompt, special);
+  LORY_CHECK(!context.empty(), "score_choices: the prompt encodes to no token (and the tokenizer adds no BOS): "
+                               "nothing to predict the first choice token from");
+  ChoiceScores out;
+  out.prompt_tokens = static_cast<int64_t>(context.size());
+  NoGradGuard no_grad;
+  for (const std::string& choice : choices) {
+    // The harness's split: the choice's tokens are what encode(prompt +
+    // choice) has after encode(prompt) (a piece may span the boundary
+    // otherwise); when the prefix differs, the choice is encoded alone.
+    std::vector<int32_t> tokens = tokenizer.encode(prompt + choice, special);
+    if (tokens.size() <= context.size() || !std::equal(context.begin(), context.end(), tokens.begin())) {
+      corpus::SpecialTokenOptions plain = special;
+      plain.add_bos = false;
+      tokens = context;
+      for (int32_t id : tokenizer.encode(choice, plain)) tokens.push_back(id);
+    }
+    const int64_t n_context = static_cast<int64_t>(context.size());
+    int64_t n = static_cast<int64_t>(tokens.size());
+    // Longer than the model's context: keep the last max_position_embeddings + 1 tokens, as the harness does.
+    const int64_t drop = std::max<int64_t>(0, n - 1 - model.config.max_position_embeddings);
+    LORY_CHECK(drop < n_context, "score_choices: a choice of ", n - n_context,
+               " tokens does not fit the model's max_position_embeddings");
+    std::vector<int64_t> ids(tokens.begin() + drop, tokens.end() - 1);  // inputs: all but the last token
+    n -= drop;
+    const Tensor x = from_vector(ids, {1, n - 1}, {DType::i64}).to(model.output_weight().device());
+    const Tensor logits = model.forward(x, {routing, n_context - drop}).to(DType::f64).to(cpu_device());
+    const int64_t V = logits.size(2);
+    const std::vector<double> all = logits.to_vector<double>();
+    double loglik = 0;
+    // Token t of the window is predicted at position t - 1; the choice's start at n_context - drop.
+    for (int64_t t = n_context - drop; t < n; ++t) {
+      const double* row = all.data() + (t - 1) * V;
+      const double mx = *std::max_element(row, row + V);
+      double z = 0;
+      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+      loglik += row[tokens[static_cast<size_t>(t + drop)]] - mx - std::log(z);
+    }
+    out.loglik.push_back(loglik);
+    out.bytes.push_back(static_cast<int64_t>(choice.size()));
+  }
+  return out;
+}
+
+TaskResult evaluate_choice_task(nn::LoryLM& model, const corpus::Tokenizer& tokenizer, const ChoiceTask& task,
+                                const ChoiceOptions& options) {
+  TaskResult r;
+  r.task = task.name;
+  r.shots = options.shots;
+  const size_t n = options.max_examples > 0 ? std::min(task.test.size(), static_cast<size_t>(options.max_examples))
+                                            : task.test.size();
+  int64_t right = 0, right_norm = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const ChoiceExample& e = task.test[i];
+    const ChoiceScores s = score_choices(model, tokenizer, choice_prompt(task, i, options), e.choices, options.routing);
+    // Ties go to the lower index (the harness's argmax).
+    size_t best = 0, best_norm = 0;
+    for (size_t c = 1; c < e.choices.size(); ++c) {
+      if (s.loglik[c] > s.loglik[best]) best = c;
+      if (s.loglik[c] / s.bytes[c] > s.loglik[best_norm] / s.bytes[best_norm]) best_norm = c;
+    }
+    right += best == static_cast<size_t>(e.gold);
+    right_norm += best_norm == static_cast<size_t>(e.gold);
+  }
+  r.examples = static_cast<int64_t>(n);
+  auto stderr_of = [n](double p) { return n > 1 ? std::sqrt(p * (1 - p) / static_cast<double>(n - 1)) : 0.0; };
+  r.acc = static_cast<double>(right) / static_cast<double>(n);
+  r.acc_norm = static_cast<double>(right_norm) / static_cast<double>(n);
+  r.acc_stderr = stderr_of(r.acc);
+  r.acc_norm_stderr = stderr_of(r.acc_norm);
+  return r;
+}
+
+}  // namespace lory::train
