@@ -12,6 +12,12 @@
 // (a paired bootstrap over held-out document blocks and seeds).
 //
 //   lory_eval --compare 'dense=runs/dense-seed*/eval.json,lory-8e=runs/lory-seed1/eval.json+runs/lory-seed2/eval.json'
+//
+// In-context multiple choice (paper Table 1; train/downstream.h has the task
+// format and the scoring, lm-evaluation-harness's), Lory layers routed from
+// the prompt only:
+//
+//   lory_eval --ckpt runs/lory-8e --tasks piqa.jsonl,hellaswag.jsonl --shots 5 [--tokenizer data/tokenizer.model]
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +28,7 @@
 #include "io/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "tools/cli.h"
+#include "train/downstream.h"
 #include "train/evaluate.h"
 #include "train/train_checkpoint.h"
 
@@ -159,6 +166,37 @@ int compare(const std::string& list) {
   return 0;
 }
 
+// --tasks: accuracy per task, as a table (and JSON with --out).
+int score_tasks(nn::LoryLM& model, const std::string& dir, const std::string& tasks, std::string tokenizer_path,
+                const std::string& routing_arg, int64_t shots, uint64_t seed, int64_t max_examples,
+                const std::string& out) {
+  if (tokenizer_path.empty()) tokenizer_path = dir;  // DIR/tokenizer.model
+  const corpus::Tokenizer tokenizer(tokenizer_path);
+  train::ChoiceOptions options;
+  options.shots = shots;
+  options.seed = seed;
+  options.max_examples = max_examples;
+  // The training routing is no way to answer a prompt: inference routings only (prompt by default).
+  options.routing = routing_arg == "causal_segment" ? nn::InferenceRouting::prompt
+                                                    : nn::parse_inference_routing(routing_arg, "--routing");
+  std::printf("%s: %d-shot, %s routing\n%-24s %8s %16s %16s\n", dir.c_str(), static_cast<int>(shots),
+              nn::routing_name(options.routing), "task", "examples", "acc", "acc_norm");
+  nlohmann::ordered_json j{{"checkpoint", dir}, {"shots", shots}, {"seed", seed},
+                           {"routing", nn::routing_name(options.routing)}};
+  for (const std::string& path : train::expand_paths(tasks)) {
+    const train::TaskResult r = train::evaluate_choice_task(model, tokenizer, train::load_choice_task(path), options);
+    std::printf("%-24s %8lld %8.4f ± %.4f %8.4f ± %.4f\n", r.task.c_str(), static_cast<long long>(r.examples), r.acc,
+                r.acc_stderr, r.acc_norm, r.acc_norm_stderr);
+    j["tasks"][r.task] = {{"file", path},          {"examples", r.examples}, {"acc", r.acc},
+                          {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr}};
+  }
+  if (!out.empty()) {
+    io::write_file_atomically(out, j.dump(2) + "\n");
+    std::printf("wrote %s\n", out.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -179,6 +217,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--batch", batch, "sequences per forward")->type_name("B")->check(CLI::PositiveNumber);
   app.add_option("--out", out, "write the results as JSON (lory_plot routing reads it)")->type_name("FILE");
+  std::string tasks, tokenizer_path;
+  int64_t shots = 0, max_examples = 0;
+  uint64_t seed = 1234;
+  app.add_option("--tasks", tasks, "multiple-choice task files (JSONL; a glob or comma list) to score instead of --data")
+      ->type_name("FILES");
+  app.add_option("--tokenizer", tokenizer_path, "--tasks: the SentencePiece model (default: DIR/tokenizer.model)")
+      ->type_name("FILE|DIR");
+  app.add_option("--shots", shots, "--tasks: train examples before each test example")->type_name("K");
+  app.add_option("--seed", seed, "--tasks: seed of the shots drawn")->type_name("S");
+  app.add_option("--max-examples", max_examples, "--tasks: score the first N test examples of each (0: all)")
+      ->type_name("N");
   auto* compare_opt =
       app.add_option("--compare", compare_list,
                      "print models side by side instead of evaluating: per model one eval JSON, or several ('+' or a "
@@ -187,12 +236,13 @@ int main(int argc, char** argv) {
   if (!app.parse_command_line(argc, argv)) return app.exit_code();
   if (compare_opt->count() == 0) {
     if (ckpt.empty()) app.usage_error("--ckpt is required (or --compare)");
-    if (data.empty()) app.usage_error("--data is required (or --compare)");
+    if (data.empty() == tasks.empty()) app.usage_error("give one of --data and --tasks (or --compare)");
   }
   try {
     if (compare_opt->count() > 0) return compare(compare_list);
     const std::string dir = resolve_model_dir(ckpt);
     auto model = nn::load_pretrained(dir);
+    if (!tasks.empty()) return score_tasks(*model, dir, tasks, tokenizer_path, routing_arg, shots, seed, max_examples, out);
     const nn::ForwardRouting routing = nn::parse_forward_routing(routing_arg, "--routing");
     const int64_t seq_len = seq_len_arg > 0 ? seq_len_arg : model->config.max_position_embeddings;
     LORY_CHECK(seq_len <= model->config.max_position_embeddings, "--seq-len ", seq_len,
