@@ -136,6 +136,31 @@ TEST_CASE("downstream: a choice's score is its tokens' log-likelihood after the 
   }
 }
 
+TEST_CASE("downstream: a prompt longer than the model's context loses its start; the choice's score stays exact") {
+  corpus::Tokenizer tok(kData + "tokenizer-2k.model");
+  auto model = tiny_model(0, 4);  // max_position_embeddings 64
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += "the package " + std::to_string(i) + " ";
+  prompt += "is";
+  const std::string choice = " installed";
+  const ChoiceScores s = score_choices(*model, tok, prompt, {choice, choice}, nn::InferenceRouting::prompt);
+  corpus::SpecialTokenOptions special = tok.hf_special_tokens();
+  special.special_tokens_in_text = false;
+  const std::vector<int32_t> context = tok.encode(prompt, special), all = tok.encode(prompt + choice, special);
+  REQUIRE(all.size() > 65);
+  // (Both choices the same: the window is the last 65 tokens of each.)
+  const int64_t drop = static_cast<int64_t>(all.size()) - 65;
+  std::vector<int64_t> inputs(all.begin() + drop, all.end() - 1), targets;
+  for (int64_t t = drop + 1; t < static_cast<int64_t>(all.size()); ++t)
+    targets.push_back(t >= static_cast<int64_t>(context.size()) ? all[static_cast<size_t>(t)] : -100);
+  NoGradGuard no_grad;
+  const Tensor logits = model->forward(from_vector(inputs, {1, 64}, {DType::i64}));
+  const double mean = cross_entropy(logits.reshape({64, 2000}), from_vector(targets, {64}, {DType::i64})).item();
+  const double count = static_cast<double>(all.size() - context.size());
+  CHECK(s.loglik[0] == doctest::Approx(-mean * count).epsilon(1e-6));
+  CHECK(s.loglik[1] == s.loglik[0]);
+}
+
 TEST_CASE("downstream: with prompt-only routing a Lory model scores choices as its export routed by the prompt does") {
   // Paper §3.1: one routing decision from the prompt; the choices cannot
   // change it, so the Lory model is the dense model export_dense makes from

@@ -77,11 +77,13 @@ ChoiceScores score_choices(nn::LoryLM& model, const corpus::Tokenizer& tokenizer
                                "nothing to predict the first choice token from");
   ChoiceScores out;
   out.prompt_tokens = static_cast<int64_t>(context.size());
-  NoGradGuard no_grad;
+  const int64_t n_context = static_cast<int64_t>(context.size());
+  // Each choice's tokens, prompt first. The harness's split: the choice's
+  // tokens are what encode(prompt + choice) has after encode(prompt) (a
+  // piece may span the boundary otherwise); when the prefix differs, the
+  // choice is encoded alone.
+  std::vector<std::vector<int32_t>> sequences;
   for (const std::string& choice : choices) {
-    // The harness's split: the choice's tokens are what encode(prompt +
-    // choice) has after encode(prompt) (a piece may span the boundary
-    // otherwise); when the prefix differs, the choice is encoded alone.
     std::vector<int32_t> tokens = tokenizer.encode(prompt + choice, special);
     if (tokens.size() <= context.size() || !std::equal(context.begin(), context.end(), tokens.begin())) {
       corpus::SpecialTokenOptions plain = special;
@@ -89,29 +91,43 @@ ChoiceScores score_choices(nn::LoryLM& model, const corpus::Tokenizer& tokenizer
       tokens = context;
       for (int32_t id : tokenizer.encode(choice, plain)) tokens.push_back(id);
     }
-    const int64_t n_context = static_cast<int64_t>(context.size());
-    int64_t n = static_cast<int64_t>(tokens.size());
-    // Longer than the model's context: keep the last max_position_embeddings + 1 tokens, as the harness does.
-    const int64_t drop = std::max<int64_t>(0, n - 1 - model.config.max_position_embeddings);
-    LORY_CHECK(drop < n_context, "score_choices: a choice of ", n - n_context,
-               " tokens does not fit the model's max_position_embeddings");
-    std::vector<int64_t> ids(tokens.begin() + drop, tokens.end() - 1);  // inputs: all but the last token
-    n -= drop;
-    const Tensor x = from_vector(ids, {1, n - 1}, {DType::i64}).to(model.output_weight().device());
-    const Tensor logits = model.forward(x, {routing, n_context - drop}).to(DType::f64).to(cpu_device());
-    const int64_t V = logits.size(2);
-    const std::vector<double> all = logits.to_vector<double>();
+    sequences.push_back(std::move(tokens));
+    out.bytes.push_back(static_cast<int64_t>(choice.size()));
+  }
+  // Longer than the model's context: keep the last max_position_embeddings
+  // + 1 tokens of each, as the harness does (the prompt loses its start).
+  int64_t drop = 0, longest = 0;
+  for (const auto& t : sequences) {
+    drop = std::max<int64_t>(drop, static_cast<int64_t>(t.size()) - 1 - model.config.max_position_embeddings);
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(t.size()));
+  }
+  LORY_CHECK(drop < n_context, "score_choices: a choice of ", longest - n_context,
+             " tokens does not fit the model's max_position_embeddings");
+  // All choices in one batch, right-padded: a causal model's logits at a real
+  // position never see the padding after it, and neither does routing (the
+  // prompt's mean; or, segment by segment, segments that precede the padding).
+  const int64_t C = static_cast<int64_t>(sequences.size()), L = longest - 1 - drop;
+  std::vector<int64_t> ids(static_cast<size_t>(C * L), 0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t + 1 < static_cast<int64_t>(sequences[c].size()) - drop; ++t)
+      ids[static_cast<size_t>(c * L + t)] = sequences[c][static_cast<size_t>(t + drop)];
+  NoGradGuard no_grad;
+  const Tensor x = from_vector(ids, {C, L}, {DType::i64}).to(model.output_weight().device());
+  const Tensor logits = model.forward(x, {routing, n_context - drop}).to(DType::f64).to(cpu_device());
+  const int64_t V = logits.size(2);
+  const std::vector<double> all = logits.to_vector<double>();
+  for (int64_t c = 0; c < C; ++c) {
+    const std::vector<int32_t>& tokens = sequences[static_cast<size_t>(c)];
     double loglik = 0;
-    // Token t of the window is predicted at position t - 1; the choice's start at n_context - drop.
-    for (int64_t t = n_context - drop; t < n; ++t) {
-      const double* row = all.data() + (t - 1) * V;
+    // Token t of the sequence (t >= n_context: the choice's) is predicted at window position t - drop - 1.
+    for (int64_t t = n_context; t < static_cast<int64_t>(tokens.size()); ++t) {
+      const double* row = all.data() + (c * L + t - drop - 1) * V;
       const double mx = *std::max_element(row, row + V);
       double z = 0;
       for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
-      loglik += row[tokens[static_cast<size_t>(t + drop)]] - mx - std::log(z);
+      loglik += row[tokens[static_cast<size_t>(t)]] - mx - std::log(z);
     }
     out.loglik.push_back(loglik);
-    out.bytes.push_back(static_cast<int64_t>(choice.size()));
   }
   return out;
 }

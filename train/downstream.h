@@ -20,7 +20,10 @@
 // loglik per byte of the choice (the harness's length normalisation).
 // Lory layers route once from the prompt (paper §3.1, prompt-only routing):
 // the choices never influence the merged experts, so every choice is scored
-// by the same model.
+// by the same model. The choices of an example run as one right-padded
+// batch. When the prompt and a choice exceed max_position_embeddings, the
+// prompt loses its first tokens, as many for every choice (what the longest
+// one needs), where the harness cuts each choice's window on its own.
 #pragma once
 
 #include <cstdint>
