@@ -1382,6 +1382,26 @@ TEST_CASE("train: routing stats count an expert as used above 2/E within the win
   CHECK_THROWS_WITH_AS(stats.add(1, {peaked}), doctest::Contains("expected 2"), Error);
 }
 
+TEST_CASE("train: routing specialisation is the mean Jensen-Shannon divergence between domains' routing, in bits") {
+  // Two distributions by hand: JS([1, 0], [0, 1]) = 1 bit; JS(p, p) = 0;
+  // JS([1/2, 1/2], [1, 0]) = (1/2 log2(2/3) + 1/2 log2(2/1) ... ) computed in full below.
+  CHECK(js_divergence_bits({1, 0}, {0, 1}) == doctest::Approx(1.0));
+  CHECK(js_divergence_bits({0.3, 0.7}, {0.3, 0.7}) == 0.0);
+  const double m0 = 0.75, m1 = 0.25;  // the mixture of [1/2, 1/2] and [1, 0]
+  const double want = (0.5 * std::log2(0.5 / m0) + 0.5 * std::log2(0.5 / m1) + 1.0 * std::log2(1.0 / m0)) / 2;
+  CHECK(js_divergence_bits({0.5, 0.5}, {1, 0}) == doctest::Approx(want));
+  CHECK(js_divergence_bits({0.5, 0.5}, {1, 0}) == doctest::Approx(js_divergence_bits({1, 0}, {0.5, 0.5})));
+  // Per layer, averaged over the 3 pairs of 3 domains: layer 0 routes every
+  // domain alike, layer 1 sends a and b to expert 0 and c to expert 1.
+  const std::map<std::string, std::vector<std::vector<double>>> routing = {
+      {"a", {{0.5, 0.5}, {1, 0}}}, {"b", {{0.5, 0.5}, {1, 0}}}, {"c", {{0.5, 0.5}, {0, 1}}}};
+  const std::vector<double> s = routing_specialisation(routing);
+  REQUIRE(s.size() == 2);
+  CHECK(s[0] == 0.0);
+  CHECK(s[1] == doctest::Approx(2.0 / 3.0));  // pairs (a,b) 0, (a,c) 1, (b,c) 1
+  CHECK(routing_specialisation({{"a", {{1, 0}}}}).empty());  // one domain: nothing to compare
+}
+
 TEST_CASE("train: a resume rewrites metrics.jsonl whole on disk before its first step (a kill then loses nothing)") {
   // What a SIGKILL right after a resume leaves is what is on disk at that
   // moment: the kept history must already be there, not in a stdio buffer

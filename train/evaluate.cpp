@@ -11,6 +11,7 @@
 #include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "corpus/token_shard.h"
+#include "train/routing_stats.h"
 
 namespace lory::train {
 
@@ -198,6 +199,16 @@ EvalResult evaluate(nn::LoryLM& model, const EvalSet& set, const nn::ForwardRout
   return result;
 }
 
+namespace {
+// Each domain's mean routing weights, [layer][expert], by domain name.
+std::map<std::string, std::vector<std::vector<double>>> domain_routing(const EvalResult& r) {
+  std::map<std::string, std::vector<std::vector<double>>> out;
+  for (const auto& [name, d] : r.domains)
+    if (!d.routing.empty()) out[name] = d.routing;
+  return out;
+}
+}  // namespace
+
 std::string eval_result_json(const EvalResult& r, const nn::LoryConfig& config,
                              const std::map<std::string, std::string>& extra) {
   nlohmann::ordered_json j;
@@ -223,6 +234,8 @@ std::string eval_result_json(const EvalResult& r, const nn::LoryConfig& config,
   }
   j["domains"] = domains;
   if (!routing.empty()) j["routing_weights"] = routing;
+  const std::vector<double> specialisation = routing_specialisation(domain_routing(r));
+  if (!specialisation.empty()) j["routing_specialisation"] = specialisation;
   return j.dump(1) + "\n";
 }
 
@@ -248,6 +261,15 @@ std::string eval_result_table(const EvalResult& r) {
     docs += d.documents;
   }
   row("all", r.tokens, docs, r.loss, r.ppl, r.ppl_interval);
+  const std::vector<double> specialisation = routing_specialisation(domain_routing(r));
+  if (!specialisation.empty()) {
+    out += "  routing specialisation per layer (mean JS divergence between domains' routing, bits):";
+    for (double v : specialisation) {
+      std::snprintf(line, sizeof line, " %.4f", v);
+      out += line;
+    }
+    out += "\n";
+  }
   return out;
 }
 

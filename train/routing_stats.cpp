@@ -60,4 +60,32 @@ std::vector<double> RoutingStats::take_entropy() {
   return out;
 }
 
+double js_divergence_bits(const std::vector<double>& p, const std::vector<double>& q) {
+  LORY_CHECK(p.size() == q.size(), "js_divergence_bits: distributions over ", p.size(), " and ", q.size(), " experts");
+  double js = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double m = (p[i] + q[i]) / 2;
+    if (p[i] > 0) js += p[i] * std::log2(p[i] / m) / 2;
+    if (q[i] > 0) js += q[i] * std::log2(q[i] / m) / 2;
+  }
+  return js;
+}
+
+std::vector<double> routing_specialisation(const std::map<std::string, std::vector<std::vector<double>>>& routing) {
+  std::vector<const std::vector<std::vector<double>>*> domains;
+  for (const auto& [name, layers] : routing)
+    if (!layers.empty()) domains.push_back(&layers);
+  if (domains.size() < 2) return {};
+  const size_t num_layers = domains[0]->size();
+  std::vector<double> out(num_layers, 0.0);
+  for (size_t layer = 0; layer < num_layers; ++layer) {
+    int64_t pairs = 0;
+    for (size_t a = 0; a < domains.size(); ++a)
+      for (size_t b = a + 1; b < domains.size(); ++b, ++pairs)
+        out[layer] += js_divergence_bits((*domains[a])[layer], (*domains[b])[layer]);
+    out[layer] /= static_cast<double>(pairs);
+  }
+  return out;
+}
+
 }  // namespace lory::train

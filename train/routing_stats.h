@@ -9,9 +9,16 @@
 // Routing entropy: -sum_i e_i log e_i of each segment's weights, averaged
 // over the segments of the steps since the last report. log E is uniform
 // routing, 0 a single expert.
+//
+// Routing specialisation (paper §5.4, Fig. 6 in one number per layer): the
+// mean, over every pair of domains, of the Jensen-Shannon divergence between
+// their mean routing distributions, in bits: 0 when every domain is routed
+// alike, 1 when two domains use disjoint experts.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -37,5 +44,13 @@ class RoutingStats {
   std::vector<double> entropy_sum_;
   std::vector<int64_t> entropy_count_;
 };
+
+// JS(p, q) = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2, in bits;
+// p and q are distributions over the same experts (0 log 0 = 0).
+double js_divergence_bits(const std::vector<double>& p, const std::vector<double>& q);
+// routing[domain][layer][expert] (EvalResult's mean routing weights) ->
+// per layer, the mean JS divergence over pairs of domains; empty with fewer
+// than two domains or no routing.
+std::vector<double> routing_specialisation(const std::map<std::string, std::vector<std::vector<double>>>& routing);
 
 }  // namespace lory::train
