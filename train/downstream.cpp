@@ -73,8 +73,9 @@ ChoiceScores score_choices(nn::LoryLM& model, const corpus::Tokenizer& tokenizer
   special.add_eos = false;
   special.special_tokens_in_text = false;  // task text is text
   const std::vector<int32_t> context = tokenizer.encode(prompt, special);
-  LORY_CHECK(!context.empty(), "score_choices: the prompt encodes to no token (and the tokenizer adds no BOS): "
-                               "nothing to predict the first choice token from");
+  LORY_CHECK(!context.empty(),
+             "score_choices: the prompt encodes to no token (and the tokenizer adds no BOS): "
+             "nothing to predict the first choice token from");
   ChoiceScores out;
   out.prompt_tokens = static_cast<int64_t>(context.size());
   const int64_t n_context = static_cast<int64_t>(context.size());
@@ -113,20 +114,20 @@ ChoiceScores score_choices(nn::LoryLM& model, const corpus::Tokenizer& tokenizer
       ids[static_cast<size_t>(c * L + t)] = sequences[c][static_cast<size_t>(t + drop)];
   NoGradGuard no_grad;
   const Tensor x = from_vector(ids, {C, L}, {DType::i64}).to(model.output_weight().device());
-  const Tensor logits = model.forward(x, {routing, n_context - drop}).to(DType::f64).to(cpu_device());
-  const int64_t V = logits.size(2);
-  const std::vector<double> all = logits.to_vector<double>();
+  const Tensor logits = model.forward(x, {routing, n_context - drop});  // [C, L, V], on the model's device
   for (int64_t c = 0; c < C; ++c) {
     const std::vector<int32_t>& tokens = sequences[static_cast<size_t>(c)];
+    // Token t of the sequence (t >= n_context: the choice's) is predicted at
+    // window position t - drop - 1: only those rows leave the device.
+    const int64_t count = static_cast<int64_t>(tokens.size()) - n_context;
+    const std::vector<double> logp =
+        log_softmax(logits.select(0, c).narrow(0, n_context - drop - 1, count).to(DType::f64), 1)
+            .to(cpu_device())
+            .to_vector<double>();
+    const int64_t V = logits.size(2);
     double loglik = 0;
-    // Token t of the sequence (t >= n_context: the choice's) is predicted at window position t - drop - 1.
-    for (int64_t t = n_context; t < static_cast<int64_t>(tokens.size()); ++t) {
-      const double* row = all.data() + (c * L + t - drop - 1) * V;
-      const double mx = *std::max_element(row, row + V);
-      double z = 0;
-      for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
-      loglik += row[tokens[static_cast<size_t>(t)]] - mx - std::log(z);
-    }
+    for (int64_t i = 0; i < count; ++i)
+      loglik += logp[static_cast<size_t>(i * V + tokens[static_cast<size_t>(n_context + i)])];
     out.loglik.push_back(loglik);
   }
   return out;
