@@ -89,6 +89,7 @@ class CudaBackend final : public Backend {
 
   void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) override;
   void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
+  void topk(const Tensor& x, int64_t k, Tensor& indices) override;
 
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void swiglu_backward(const Tensor& dy, const Tensor& gate, const Tensor& up, Tensor& dgate, Tensor& dup) override;

@@ -173,6 +173,8 @@ std::unique_ptr<LoryLM> upcycle(LoryLM& dense, int64_t num_experts) {
 
 std::unique_ptr<LoryLM> export_dense(LoryLM& lory, const Tensor& prompt_ids) {
   LORY_CHECK(lory.config.is_lory(), "export_dense: the model is already dense");
+  LORY_CHECK(lory.config.moe_type == MoEType::lory, "export_dense: only a Lory model merges into one dense FFN; ",
+             "this one is ", moe_type_name(lory.config.moe_type));
   LORY_CHECK(prompt_ids.dim() == 2 && prompt_ids.size(0) == 1 && prompt_ids.size(1) > 0,
              "export_dense: prompt_ids must be [1, P] with P > 0, got ", prompt_ids.describe());
   NoGradGuard no_grad;

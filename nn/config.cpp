@@ -25,6 +25,10 @@ const std::vector<std::pair<InferenceRouting, const char*>> kInferenceRoutings =
     {InferenceRouting::prompt, "prompt"}, {InferenceRouting::segment, "segment"}};
 const std::vector<std::pair<FirstSegment, const char*>> kFirstSegments = {{FirstSegment::self, "self"},
                                                                           {FirstSegment::uniform, "uniform"}};
+const std::vector<std::pair<MoEType, const char*>> kMoETypes = {
+    {MoEType::lory, "lory"},
+    {MoEType::expert_choice_segment, "expert_choice_segment"},
+    {MoEType::expert_choice_token, "expert_choice_token"}};
 const std::vector<std::pair<MergeKernel, const char*>> kMergeKernels = {{MergeKernel::fused, "fused"},
                                                                         {MergeKernel::gemm, "gemm"}};
 
@@ -83,6 +87,9 @@ FirstSegment parse_first_segment(const std::string& name, const std::string& whe
   return parse_in(kFirstSegments, name, where);
 }
 
+const char* moe_type_name(MoEType t) { return name_in(kMoETypes, t); }
+MoEType parse_moe_type(const std::string& name, const std::string& where) { return parse_in(kMoETypes, name, where); }
+
 const char* merge_kernel_name(MergeKernel k) { return name_in(kMergeKernels, k); }
 MergeKernel parse_merge_kernel(const std::string& name, const std::string& where) {
   return parse_in(kMergeKernels, name, where);
@@ -112,6 +119,9 @@ void LoryConfig::validate(const std::string& where) const {
   LORY_CHECK(rms_norm_eps > 0, where, ": rms_norm_eps must be > 0, got ", rms_norm_eps);
   LORY_CHECK(rope_theta > 0, where, ": rope_theta must be > 0, got ", rope_theta);
   LORY_CHECK(initializer_range > 0, where, ": initializer_range must be > 0, got ", initializer_range);
+  LORY_CHECK(capacity_factor > 0 && (num_experts == 0 || capacity_factor <= static_cast<double>(num_experts)), where,
+             ": capacity_factor must be in (0, num_experts = ", num_experts, "] (each Expert Choice expert takes ",
+             "capacity_factor / num_experts of the units), got ", capacity_factor);
   LORY_CHECK(router_init_std > 0, where, ": router_init_std must be > 0 (a zero router never learns: with identical ",
              "experts its gradient is zero), got ", router_init_std);
 }
@@ -125,6 +135,11 @@ FlopsPerToken flops_per_token(const LoryConfig& c, int64_t context) {
   const double kv = static_cast<double>(c.kv_dim());
   out.matmul = layers * 2 * (2 * d * d + 2 * d * kv + 3 * d * f) + 2 * d * V;
   out.attention = layers * 4 * d * (L + 1) / 2;
+  if (c.is_lory() && c.moe_type != MoEType::lory) {  // Expert Choice: no merge; capacity_factor FFNs per token
+    out.matmul += layers * 2 * 3 * d * f * (c.capacity_factor - 1);
+    out.router = layers * 2 * d * E / (c.moe_type == MoEType::expert_choice_token ? 1.0 : T);
+    return out;
+  }
   out.merge = c.is_lory() ? layers * 6 * E * d * f / T : 0.0;
   out.router = c.is_lory() ? layers * 2 * d * E / T : 0.0;
   return out;
@@ -367,6 +382,12 @@ const std::vector<std::pair<std::string, Key>>& keys() {
         },
         [](const LoryConfig& c) { return Json(first_segment_name(c.first_segment)); }}},
       {"router_init_std", double_key(&LoryConfig::router_init_std)},
+      {"moe_type",
+       {[](LoryConfig& c, const Json& v, const std::string& where) {
+          c.moe_type = parse_moe_type(string_of(v, where), where);
+        },
+        [](const LoryConfig& c) { return Json(moe_type_name(c.moe_type)); }}},
+      {"capacity_factor", double_key(&LoryConfig::capacity_factor)},
   };
   return table;
 }
@@ -435,7 +456,8 @@ std::string config_to_json(const LoryConfig& c, const std::string& torch_dtype) 
   j["model_type"] = c.is_lory() ? "lory" : "llama";
   for (const auto& [name, k] : keys()) {
     const bool lory_key = name == "num_experts" || name == "segment_length" || name == "routing" ||
-                          name == "first_segment" || name == "router_init_std";
+                          name == "first_segment" || name == "router_init_std" || name == "moe_type" ||
+                          name == "capacity_factor";
     if (lory_key && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
     j[name] = k.write(c);
   }

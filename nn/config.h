@@ -14,6 +14,10 @@
 //                    causal: segment 1 uses the plain average of the experts)
 //   router_init_std  std of the router's normal init (not 0: with identical
 //                    experts a zero router never gets a gradient)
+//   moe_type         lory (the default), or one of the paper's §5.3 baselines,
+//                    expert_choice_segment or expert_choice_token (MoEType below)
+//   capacity_factor  Expert Choice only: units each expert takes, as a multiple
+//                    of units / E (paper: 1, the compute of one FFN per token)
 #pragma once
 
 #include <cstdint>
@@ -71,6 +75,17 @@ ForwardRouting parse_forward_routing(const std::string& name, const std::string&
 
 enum class FirstSegment { self, uniform };
 
+// What an FFN layer with num_experts > 0 is (the config's `moe_type`):
+//   lory                   the Lory layer (nn/lory_ffn.h): the experts merged in
+//                          parameter space per segment; fully differentiable
+//   expert_choice_segment  sparse Expert Choice MoE (Zhou et al., 2022) whose
+//                          units are segments routed like Lory's (paper §5.3)
+//   expert_choice_token    the original Expert Choice: experts pick tokens (§5.3)
+// The two Expert Choice baselines are nn/expert_choice_ffn.h.
+enum class MoEType { lory, expert_choice_segment, expert_choice_token };
+const char* moe_type_name(MoEType t);
+MoEType parse_moe_type(const std::string& name, const std::string& where = "moe_type");
+
 // How a Lory layer computes its merged linears (nn/merge_experts.h): fused
 // (tensor/ops/merged_linear.cpp: W̄_s formed a tile at a time, never stored;
 // the default) or gemm (the readable formulation that stores every W̄_s).
@@ -100,6 +115,8 @@ struct LoryConfig {
   TrainingRouting routing = TrainingRouting::causal_segment;
   FirstSegment first_segment = FirstSegment::self;
   double router_init_std = 0.02;
+  MoEType moe_type = MoEType::lory;
+  double capacity_factor = 1.0;  // Expert Choice: each expert takes capacity_factor * units / E units
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim(); }  // width of k_proj and v_proj
@@ -126,7 +143,10 @@ ParameterCount count_parameters(const LoryConfig& config);
 // matmuls 2(2d^2 + 2d d_kv + 3df) per layer (d_kv = kv_dim(), = d without
 // GQA) + 2dV for lm_head; causal attention 4d(L+1)/2 per layer (QK^T and PV over the keys a token sees, on average);
 // the expert merge 6Edf/T and the router 2dE/T per layer, once per segment
-// of T tokens (paper App. B). A training step costs about 3x the forward.
+// of T tokens (paper App. B). Expert Choice has no merge: its FFN matmuls
+// scale by capacity_factor (tokens processed per token), its router runs
+// per token (token level) or per segment. A training step costs about 3x
+// the forward.
 struct FlopsPerToken {
   double matmul = 0, attention = 0, merge = 0, router = 0;
   double forward() const { return matmul + attention + merge + router; }

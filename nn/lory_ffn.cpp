@@ -5,6 +5,7 @@
 
 #include "tensor/graph.h"
 #include "nn/merge_experts.h"
+#include "nn/segment_routing.h"
 
 namespace lory::nn {
 
@@ -60,20 +61,9 @@ Tensor LoryFFN::prompt_weights(const Tensor& x, int64_t prompt_length) const {
 }
 
 Tensor LoryFFN::segment_weights(const Tensor& x, TrainingRouting routing) const {
-  const int64_t B = x.size(0), L = x.size(1), T = segment_length, E = num_experts;
-  const int64_t N = (L + T - 1) / T;
-  // Steps 1-2: p_k = Softmax(R(h̄_k)), from segment k's own mean (eq. (3) before the shift).
-  const Tensor probs = route_probs(segment_means(x, T));  // [B, N, E]
-  // Segment 1: its own weights behind a stop-gradient on the router side
-  // (the text after eq. (3)), or the plain expert average, strictly causal.
-  const Tensor first = first_segment == FirstSegment::uniform
-                           ? full({B, 1, E}, 1.0 / static_cast<double>(E), {probs.dtype(), probs.device(), false})
-                           : probs.narrow(1, 0, 1).detach();
-  if (N == 1) return first;
-  if (routing == TrainingRouting::prefix)  // §5.1: segment 1 decides for all
-    return cat({first, probs.narrow(1, 0, 1).expand({B, N - 1, E})}, 1);
-  // Step 3, the causal shift of eq. (3): segment k (k > 1) uses p_{k-1}.
-  return cat({first, probs.narrow(1, 0, N - 1)}, 1);
+  // Steps 1-2: p_k = Softmax(R(h̄_k)), from segment k's own mean (eq. (3) before the shift);
+  // step 3: the shift (nn/segment_routing.h).
+  return causal_segment_routing(route_probs(segment_means(x, segment_length)), first_segment, routing);
 }
 
 Tensor LoryFFN::segmentwise_ffn(const Tensor& x, const Tensor& weights) const {

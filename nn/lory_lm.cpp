@@ -28,7 +28,10 @@ DecoderLayer::DecoderLayer(const LoryConfig& c, const InitOptions& init)
   register_module("input_layernorm", input_layernorm);
   register_module("self_attn", self_attn);
   register_module("post_attention_layernorm", post_attention_layernorm);
-  if (c.is_lory()) {
+  if (c.is_lory() && c.moe_type != MoEType::lory) {
+    expert_choice_mlp = std::make_unique<ExpertChoiceFFN>(c, init);
+    register_module("mlp", *expert_choice_mlp);
+  } else if (c.is_lory()) {
     lory_mlp = std::make_unique<LoryFFN>(c, init);
     register_module("mlp", *lory_mlp);
   } else {
@@ -38,6 +41,10 @@ DecoderLayer::DecoderLayer(const LoryConfig& c, const InitOptions& init)
 }
 
 Tensor DecoderLayer::mlp_forward(const Tensor& x, const ForwardOptions& options) {
+  if (expert_choice_mlp) {  // routes the same way whatever options.routing says (expert_choice_ffn.h)
+    profiler::LayerScope layer("expert_choice_ffn");
+    return expert_choice_mlp->forward(x);
+  }
   profiler::LayerScope layer(lory_mlp ? "lory_ffn" : "ffn");
   return lory_mlp ? lory_mlp->forward(x, options.routing, options.prompt_length) : dense_mlp->forward(x);
 }
@@ -53,6 +60,10 @@ Tensor DecoderLayer::forward(const Tensor& x, const ForwardOptions& options) {
 }
 
 Tensor DecoderLayer::forward_cached(const Tensor& x, InferenceState& state, size_t layer) {
+  LORY_CHECK(!expert_choice_mlp, "forward_cached: an Expert Choice model (moe_type ",
+             moe_type_name(expert_choice_mlp ? expert_choice_mlp->level : MoEType::lory),
+             ") cannot decode token by token: its experts choose among all tokens of a batch at once ",
+             "(nn/expert_choice_ffn.h); evaluate it on whole sequences (lory_eval)");
   const Tensor normed = in_layer("norm", [&] { return input_layernorm.forward(x); });
   const Tensor attended =
       in_layer("attention", [&] { return self_attn.forward(normed, &state.kv[layer], state.capacity); });
@@ -157,7 +168,10 @@ Tensor LoryLM::loss(const Tensor& tokens, const ForwardOptions& options) {
 std::vector<Tensor> LoryLM::routing_weights() const {
   std::vector<Tensor> out;
   for (const auto& layer : model.layers)
-    if (layer->lory_mlp) out.push_back(layer->lory_mlp->last_routing_weights());
+    if (layer->lory_mlp)
+      out.push_back(layer->lory_mlp->last_routing_weights());
+    else if (layer->expert_choice_mlp)
+      out.push_back(layer->expert_choice_mlp->last_routing_weights());
   return out;
 }
 

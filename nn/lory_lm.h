@@ -4,7 +4,8 @@
 //   DecoderLayer: h = x + self_attn(input_layernorm(x))
 //                 y = h + mlp(post_attention_layernorm(h))
 // mlp is a dense SwiGLU when num_experts == 0 (the model of the dense
-// warm-up, and the paper's dense baselines) and a LoryFFN otherwise.
+// warm-up, and the paper's dense baselines), a LoryFFN otherwise, or, for
+// the paper's §5.3 baselines (moe_type expert_choice_*), an ExpertChoiceFFN.
 // Parameter names are Hugging Face LLaMA's (nn/module.h). Embeddings are
 // untied (the paper's models) unless tie_word_embeddings: then the logits are
 // hidden · model.embed_tokens.weight^T and there is no lm_head.weight, as in
@@ -16,6 +17,7 @@
 
 #include "nn/attention.h"
 #include "nn/config.h"
+#include "nn/expert_choice_ffn.h"
 #include "nn/linear.h"
 #include "nn/lory_ffn.h"
 #include "nn/swiglu_ffn.h"
@@ -52,8 +54,9 @@ class DecoderLayer : public Module {
   RMSNorm input_layernorm;
   Attention self_attn;
   RMSNorm post_attention_layernorm;
-  std::unique_ptr<SwiGLU> dense_mlp;  // exactly one of these two is set;
-  std::unique_ptr<LoryFFN> lory_mlp;  // either is registered as "mlp"
+  std::unique_ptr<SwiGLU> dense_mlp;                   // exactly one of these three is set,
+  std::unique_ptr<LoryFFN> lory_mlp;                   // by num_experts and moe_type;
+  std::unique_ptr<ExpertChoiceFFN> expert_choice_mlp;  // it is registered as "mlp"
 };
 
 // The "model." part of the tree (HF's LlamaModel).
@@ -89,7 +92,8 @@ class LoryLM : public Module {
   Tensor loss(const Tensor& tokens);
   Tensor loss(const Tensor& tokens, const ForwardOptions& options);
 
-  // Per Lory layer, the routing weights of the last forward ([B, N, E]); empty for dense.
+  // Per Lory layer, the routing weights of the last forward ([B, N, E]); per
+  // Expert Choice layer its scores ([B, N, E], or [B, L, E] at token level); empty for dense.
   std::vector<Tensor> routing_weights() const;
   // Sets how every Lory layer applies its merged experts (fused by default).
   void set_merge_kernel(MergeKernel kernel);

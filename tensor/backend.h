@@ -117,6 +117,11 @@ class Backend {
   // out.index_select(dim, idx) += src, accumulating repeated indices in order
   // (deterministic); out and src are contiguous, out is updated in place.
   virtual void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) = 0;
+  // indices[r, :] = the positions of the k largest entries of row r of x
+  // (contiguous floating [R, n], 0 < k <= n; indices contiguous i64 [R, k]),
+  // largest first; equal values in position order. Values are ranked by
+  // topk_key (tensor/kernel_args.h), i.e. as f32, so both backends agree.
+  virtual void topk(const Tensor& x, int64_t k, Tensor& indices) = 0;
 
   // ---- fused ops ----
   // SwiGLU's gate (Shazeer 2020), the elementwise step of a LLaMA FFN:

@@ -189,6 +189,15 @@ DimSplit check_index_add_args(const Tensor& out, int64_t dim, const Tensor& idx,
   return split_at_dim(out.shape(), dim);
 }
 
+void check_topk_args(const Tensor& x, int64_t k, const Tensor& indices) {
+  LORY_CHECK(x.dim() == 2 && x.is_contiguous() && is_floating(x.dtype()),
+             "topk: x must be contiguous floating [R, n], got ", x.describe());
+  LORY_CHECK(k > 0 && k <= x.size(1), "topk: k must be in [1, ", x.size(1), "] for x ", x.describe(), ", got ", k);
+  LORY_CHECK(indices.dtype() == DType::i64 && indices.is_contiguous() && indices.dim() == 2 &&
+                 indices.size(0) == x.size(0) && indices.size(1) == k,
+             "topk: indices must be contiguous i64 [", x.size(0), ", ", k, "], got ", indices.describe());
+}
+
 // ---- fused ops ----
 
 void check_swiglu_args(const Tensor& gate, const Tensor& up, const Tensor& out) {

@@ -111,6 +111,27 @@ DimSplit check_index_select_args(const Tensor& x, int64_t dim, const Tensor& idx
 // index_add: the same for out (contiguous) and src, which must be contiguous
 // of out's shape with idx.numel() at dim (the op packs a strided gradient).
 DimSplit check_index_add_args(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src);
+// topk: x contiguous floating [R, n], 0 < k <= n, indices contiguous i64 [R, k].
+void check_topk_args(const Tensor& x, int64_t k, const Tensor& indices);
+
+// The sort key top-k ranks a value by: its f32 value's bits made unsigned so
+// that integer order is float order (flip every bit of a negative, set the
+// sign bit of a positive; -0 is taken as +0, NaN ranks above +inf). The CPU
+// and CUDA kernels sort these same keys, so they pick the same entries even
+// for bf16 or f64 inputs and for ties.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline uint32_t topk_key(float v) {
+  if (v == 0.0f) v = 0.0f;  // -0 -> +0
+  uint32_t bits;
+#if defined(__CUDA_ARCH__)
+  bits = __float_as_uint(v);
+#else
+  __builtin_memcpy(&bits, &v, sizeof bits);
+#endif
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
 
 // ---- fused ops ----
 

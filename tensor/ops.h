@@ -85,6 +85,19 @@ Tensor bmm(const Tensor& a, const Tensor& b);
 
 // ---- indexing (ops/index.cpp) ----
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// x with src's slices added at `index` along dim: out.index_select(dim, index)
+// == x.index_select(dim, index) + src when the indices are distinct; repeated
+// indices accumulate, in index order (deterministic). index: integer [n]; src:
+// x's shape with n at dim. The scatter of a sparse MoE (each expert's outputs
+// back to their tokens). Backward: dx = g, dsrc = g.index_select(dim, index).
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+// The positions of the k largest entries along the last dim, largest first;
+// equal values in position order (a lower position first). x: floating
+// [..., n] -> i64 [..., k], 0 < k <= n. Entries are compared as f32 values
+// (tensor/kernel_args.h, topk_key), so the CPU and CUDA kernels pick the
+// same ones for every dtype. Integer output, no gradient: to differentiate
+// through the chosen values, gather them with index_select.
+Tensor topk_indices(const Tensor& x, int64_t k);
 // weight: [V, D], ids: integer [...] -> [..., D]. Backward scatter-adds rows.
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 

@@ -993,6 +993,19 @@ TEST_CASE(
   check_exact_resume("resume-at-switch", {{"schedule.dense_warmup", "0.5"}}, 3, 3);
 }
 
+TEST_CASE("train: the Expert Choice baselines upcycle from the dense warm-up, train, and resume bit for bit") {
+  for (const std::string type : {"expert_choice_token", "expert_choice_segment"}) {
+    INFO(type);
+    const std::vector<ConfigOverride> overrides{{"schedule.dense_warmup", "0.17"}, {"model.moe_type", type}};
+    check_exact_resume("resume-" + type, overrides, 3, 1);
+    Trainer t(tiny_config(fresh_dir("ec-" + type), overrides), false, true);
+    const RunResult r = t.run();
+    CHECK(t.model().model.layers[0]->expert_choice_mlp != nullptr);
+    CHECK(nn::moe_type_name(t.model().config.moe_type) == type);
+    CHECK(r.losses.back() < r.losses.front());
+  }
+}
+
 TEST_CASE("train: stop and resume in bf16 with gradient accumulation repeats the straight run bit for bit") {
   check_exact_resume("resume-bf16", {{"train.precision", "bf16"}, {"schedule.steps", "4"}}, 2, 1);
 }

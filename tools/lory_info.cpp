@@ -101,7 +101,10 @@ int main(int argc, char** argv) {
     const double forward = flops.forward();
 
     std::printf("model: %s, %lld layers, d %lld, %lld heads of %lld, f %lld, vocab %lld",
-                c.is_lory() ? "Lory" : "dense", static_cast<long long>(c.num_hidden_layers),
+                !c.is_lory()                       ? "dense"
+                : c.moe_type == nn::MoEType::lory ? "Lory"
+                                                   : nn::moe_type_name(c.moe_type),
+                static_cast<long long>(c.num_hidden_layers),
                 static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
                 static_cast<long long>(c.head_dim()), static_cast<long long>(c.intermediate_size),
                 static_cast<long long>(c.vocab_size));
@@ -127,7 +130,11 @@ int main(int argc, char** argv) {
     };
     frow("matmuls", matmul_flops);
     frow("attention", attention_flops);
-    if (c.is_lory()) {
+    if (c.is_lory() && c.moe_type != nn::MoEType::lory) {
+      frow("router", router_flops);
+      std::printf("  capacity factor %.2f: each token runs %.2f FFNs on average\n", c.capacity_factor,
+                  c.capacity_factor);
+    } else if (c.is_lory()) {
       frow("expert merge", merge_flops);
       frow("router", router_flops);
       std::printf("  merge / FFN matmuls: %.1f%% (E/T, paper App. B)\n", 100.0 * merge_flops / (layers * 6 * d * f));

@@ -66,6 +66,7 @@
 #include "train/memory_plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "tensor/error.h"
@@ -153,7 +154,16 @@ ActivationEstimate estimate_activations(const nn::LoryConfig& m, const MemoryPla
   //          When T does not divide L, the output's gradient is padded back
   //          to [S, T, d] (a copy) on top.
   int64_t ffn_saved = 0, ffn_extra = 0, routing_kept = 0;
-  if (m.is_lory()) {
+  if (m.is_lory() && m.moe_type != nn::MoEType::lory) {
+    // Expert Choice (nn/expert_choice_ffn.h): the dense FFN's activations for
+    // the cap·n gathered rows, plus the gathered input and the gated output
+    // ([E, k·m, d] each), the scores S and S^T, and the gates.
+    const int64_t E = m.num_experts, rows = static_cast<int64_t>(std::ceil(m.capacity_factor * static_cast<double>(n)));
+    const int64_t units = m.moe_type == nn::MoEType::expert_choice_token ? n : B * ((L + m.segment_length - 1) / m.segment_length);
+    ffn_saved = tok_d + 2 * c * rows * d + 3 * c * rows * f + 2 * c * units * E + c * rows;
+    ffn_extra = std::max(c * rows * f + c * E * f * d, 2 * c * rows * f);
+    routing_kept = in.recompute_blocks ? c * units * E : 0;
+  } else if (m.is_lory()) {
     const int64_t E = m.num_experts, T = m.segment_length, N = (L + T - 1) / T, S = B * N, np = S * T;
     const int64_t merged = c * S * f * d;  // one W̄ stack [S, f, d]
     const int64_t expert_grad = c * E * f * d;

@@ -220,7 +220,20 @@ const std::vector<Key>& config_keys() {
       };
       f.get = [](const C& c) { return of(std::string(nn::first_segment_name(c.model.resolved.first_segment))); };
       k.push_back(f);
+      Key m{"model.moe_type", Value::string,
+            "the MoE of the expert layers: lory (the paper's), or the §5.3 Expert Choice baselines "
+            "expert_choice_segment, expert_choice_token",
+            {"lory", "expert_choice_segment", "expert_choice_token"}, nullptr, nullptr};
+      m.set = [](C& c, const Value& v, const std::string& where) {
+        if (v.kind != Value::string || (v.s != "lory" && v.s != "expert_choice_segment" && v.s != "expert_choice_token"))
+          bad_value(where, "model.moe_type", v, "allowed values: lory, expert_choice_segment, expert_choice_token");
+        c.model.resolved.moe_type = nn::parse_moe_type(v.s);
+      };
+      m.get = [](const C& c) { return of(std::string(nn::moe_type_name(c.model.resolved.moe_type))); };
+      k.push_back(m);
     }
+    k.push_back(model_num("capacity_factor", &nn::LoryConfig::capacity_factor,
+                          "Expert Choice: units per expert as a multiple of units / num_experts (paper: 1)"));
     // ---- data ----
     k.push_back(str_key("data.train", [](C& c) -> std::string& { return c.data.train; }, {},
                         "training instances (lory_batch --out)"));

@@ -17,6 +17,7 @@
 //   softmax.cpp       softmax, log_softmax
 //   matmul.cpp        matmul: batched GEMM on Eigen maps of strided views
 //   index.cpp         index_select, index_add
+//   topk.cpp          topk
 //   swiglu.cpp        swiglu, swiglu_backward
 //   cross_entropy.cpp cross_entropy_forward, cross_entropy_backward
 //   rms_norm.cpp      rms_norm_forward, add_rms_norm_forward, rms_norm_backward
@@ -64,6 +65,7 @@ class CpuBackend final : public Backend {
   // ---- indexing (index.cpp) ----
   void index_select(const Tensor& x, int64_t dim, const Tensor& idx, Tensor& out) override;
   void index_add(Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) override;
+  void topk(const Tensor& x, int64_t k, Tensor& indices) override;
 
   // ---- fused ops (swiglu.cpp, cross_entropy.cpp, rms_norm.cpp, rope.cpp, attention.cpp) ----
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override;

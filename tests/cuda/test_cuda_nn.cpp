@@ -131,6 +131,74 @@ TEST_CASE("cuda: index_add adds repeated indices in order, equal to the CPU bit 
   expect_close(g1, g2, Tol{0, 0}, "embedding backward is deterministic");
 }
 
+TEST_CASE("cuda: topk_indices picks the CPU's entries in the CPU's order, ties and 16-bit types included") {
+  for (DType t : kFloatTypes) {
+    // 8 rows (experts) of 3000 scores: many rows, a row longer than a block; in
+    // bf16/f16 many exact ties, which both kernels break by position.
+    const Tensor x = randn_as({8, 3000}, t, 31);
+    for (int64_t k : {int64_t{1}, int64_t{375}, int64_t{3000}})
+      check_same(name_of("topk_indices k " + std::to_string(k), t), Tol{0, 0},
+                 [k](const Tensor& a) { return topk_indices(a, k); }, x);
+  }
+  const Tensor tied = from_vector(std::vector<double>{1, 3, 3, -0.0, 0.0, 3, -1}, {1, 7}, {DType::f32});
+  check_same("topk_indices of ties and signed zeros", Tol{0, 0}, [](const Tensor& a) { return topk_indices(a, 7); },
+             tied);
+  check_same("topk_indices of one row", Tol{0, 0}, [](const Tensor& a) { return topk_indices(a, 2); },
+             randn_as({5}, DType::f32, 32));
+}
+
+TEST_CASE("cuda: the index_add op and its gradient match the CPU") {
+  const Tensor idx = ids_tensor(random_ids(40, 12, 33));
+  for (DType t : {DType::f32, DType::bf16}) {
+    auto run = [&](Device d) {
+      Tensor x = randn_as({12, 16}, t, 34).to(d), src = randn_as({40, 16}, t, 35).to(d);
+      x.set_requires_grad(true);
+      src.set_requires_grad(true);
+      const Tensor y = index_add(x, 0, idx.to(d), src);
+      manual_seed(36);
+      sum(mul(y.to(DType::f32), randn(y.shape()).to(d))).backward();
+      return std::vector<Tensor>{y.detach(), x.grad(), src.grad()};
+    };
+    const std::vector<Tensor> e = run(cpu_device()), a = run(kGpu);
+    for (size_t i = 0; i < e.size(); ++i) expect_close(e[i], a[i], tol_for(t), name_of("index_add op " + std::to_string(i), t));
+  }
+}
+
+TEST_CASE("cuda: an Expert Choice layer (token and segment level) matches the CPU, forward and backward") {
+  for (nn::MoEType type : {nn::MoEType::expert_choice_token, nn::MoEType::expert_choice_segment}) {
+    nn::LoryConfig c = nn::preset("tiny");
+    c.hidden_size = 64;
+    c.intermediate_size = 96;
+    c.num_experts = 4;
+    c.segment_length = 16;
+    c.moe_type = type;
+    c.router_init_std = 0.5;  // scores well apart: f32 rounding never changes a choice
+    manual_seed(94);
+    nn::ExpertChoiceFFN cpu(c, nn::InitOptions{0.02, DType::f32, cpu_device()});
+    nn::ExpertChoiceFFN gpu(c, nn::InitOptions{0.02, DType::f32, kGpu});
+    {
+      NoGradGuard no_grad;
+      auto cp = cpu.named_parameters(), gp = gpu.named_parameters();
+      for (size_t i = 0; i < cp.size(); ++i) gp[i].second->copy_(cp[i].second->to(kGpu));
+    }
+    const Tensor x = randn_as({2, 50, 64}, DType::f32, 95);  // 4 segments, the last one short
+    auto run = [&](nn::ExpertChoiceFFN& layer, Device d) {
+      Tensor xi = x.to(d).clone();
+      xi.set_requires_grad(true);
+      const Tensor y = layer.forward(xi);
+      manual_seed(96);
+      sum(mul(y, randn(y.shape()).to(d))).backward();
+      std::vector<Tensor> out{layer.last_choice(), y.detach(), xi.grad()};
+      for (auto& [name, p] : layer.named_parameters()) out.push_back(p->grad());
+      return out;
+    };
+    const std::vector<Tensor> e = run(cpu, cpu_device()), a = run(gpu, kGpu);
+    expect_close(e[0], a[0], Tol{0, 0}, std::string(nn::moe_type_name(type)) + ": the experts' choices");
+    for (size_t i = 1; i < e.size(); ++i)
+      expect_close(e[i], a[i], Tol{1e-4, 1e-6}, std::string(nn::moe_type_name(type)) + " " + std::to_string(i));
+  }
+}
+
 TEST_CASE("cuda: an out-of-range index is reported at the next synchronisation, naming it") {
   const Tensor table = randn({10, 4}, {DType::f32, kGpu});
   const Tensor bad = ids_tensor({1, 2, 10, 3}).to(kGpu);
