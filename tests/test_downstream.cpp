@@ -194,6 +194,8 @@ TEST_CASE("downstream: accuracy counts argmax choices (ties to the first), with 
   CHECK(r.examples == 4);
   CHECK(r.acc == 0.75);
   CHECK(r.acc_norm == 0.75);
+  CHECK(r.correct == std::vector<int>{1, 1, 1, 0});  // per example, in order
+  CHECK(r.correct_norm == std::vector<int>{1, 1, 1, 0});
   CHECK(r.acc_stderr == doctest::Approx(std::sqrt(0.75 * 0.25 / 3)));
   ChoiceOptions first_two;
   first_two.max_examples = 2;

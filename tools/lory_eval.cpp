@@ -188,7 +188,8 @@ int score_tasks(nn::LoryLM& model, const std::string& dir, const std::string& ta
     std::printf("%-24s %8lld %8.4f ± %.4f %8.4f ± %.4f\n", r.task.c_str(), static_cast<long long>(r.examples), r.acc,
                 r.acc_stderr, r.acc_norm, r.acc_norm_stderr);
     j["tasks"][r.task] = {{"file", path},          {"examples", r.examples}, {"acc", r.acc},
-                          {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr}};
+                          {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
+                          {"correct", r.correct},       {"correct_norm", r.correct_norm}};
   }
   if (!out.empty()) {
     io::write_file_atomically(out, j.dump(2) + "\n");

@@ -150,8 +150,10 @@ TaskResult evaluate_choice_task(nn::LoryLM& model, const corpus::Tokenizer& toke
       if (s.loglik[c] > s.loglik[best]) best = c;
       if (s.loglik[c] / s.bytes[c] > s.loglik[best_norm] / s.bytes[best_norm]) best_norm = c;
     }
-    right += best == static_cast<size_t>(e.gold);
-    right_norm += best_norm == static_cast<size_t>(e.gold);
+    r.correct.push_back(best == static_cast<size_t>(e.gold) ? 1 : 0);
+    r.correct_norm.push_back(best_norm == static_cast<size_t>(e.gold) ? 1 : 0);
+    right += r.correct.back();
+    right_norm += r.correct_norm.back();
   }
   r.examples = static_cast<int64_t>(n);
   auto stderr_of = [n](double p) { return n > 1 ? std::sqrt(p * (1 - p) / static_cast<double>(n - 1)) : 0.0; };

@@ -76,6 +76,9 @@ struct TaskResult {
   int64_t examples = 0, shots = 0;
   double acc = 0, acc_stderr = 0;            // fraction right; its standard error sqrt(p(1-p)/(n-1))
   double acc_norm = 0, acc_norm_stderr = 0;  // the same with loglik per byte
+  // Per test example, in order: 1 if the choice picked was the gold one (for
+  // paired comparisons of two models on the same examples).
+  std::vector<int> correct, correct_norm;
 };
 
 TaskResult evaluate_choice_task(nn::LoryLM& model, const corpus::Tokenizer& tokenizer, const ChoiceTask& task,
