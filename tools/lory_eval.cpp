@@ -11,7 +11,7 @@
 // training seed), with the gain of each over the first and its 95% interval
 // (a paired bootstrap over held-out document blocks and seeds).
 //
-//   lory_eval --compare 'dense=runs/dense-seed*/eval.json,lory-8e=runs/lory-seed1/eval.json+runs/lory-seed2/eval.json'
+//   lory_eval --compare 'dense=runs/dense-seed*/eval.json,lory-8e=runs/lory-seed1/eval.json+runs/lory-seed2/eval.json' [--out cmp.json]
 //
 // In-context multiple choice (paper Table 1; train/downstream.h has the task
 // format and the scoring, lm-evaluation-harness's), Lory layers routed from
@@ -83,7 +83,12 @@ double ppl_of(const nlohmann::json& j, const std::string& domain) {
 // mean over its seeds, with their spread), and the gain of each model over
 // the first with a 95% interval from a paired bootstrap over document blocks
 // and seeds (train/bootstrap.h); '*' marks a gain whose interval excludes 0.
-int compare(const std::string& list) {
+// With `out`, the same numbers unrounded as JSON (the experiment runner's
+// input): {"reference", "paired", "models": [{label, runs, seeds}],
+// "domains": {name: {tokens, ppl: [per model], sd: [per model | null],
+// gains: [{model, gain, lo, hi, significant} per model after the first]}}},
+// gains as fractions (lo/hi null when the domain has too few blocks).
+int compare(const std::string& list, const std::string& out) {
   std::vector<Model> models;
   for (const std::string& item : tools::split_commas(list)) models.push_back(read_model(item));
   LORY_CHECK(models.size() >= 2, "--compare needs at least two models, got ", models.size());
@@ -122,11 +127,16 @@ int compare(const std::string& list) {
   for (size_t r = 1; r < models.size(); ++r)
     std::printf(r + 1 < models.size() ? "  %-26s" : "  %s", ("gain " + models[r].label).c_str());
   std::printf("\n");
+  nlohmann::ordered_json j{{"reference", models[0].label}, {"paired", paired}};
+  for (const Model& m : models) j["models"].push_back({{"label", m.label}, {"runs", m.paths}, {"seeds", m.seeds}});
   domains.push_back("all");
   for (const std::string& domain : domains) {
     const nlohmann::json& first = models[0].evals[0];
     const nlohmann::json& where = domain == "all" ? first : first["domains"][domain];
-    std::printf("  %-12s %7lld", domain.c_str(), static_cast<long long>(where.value("tokens", int64_t{0})));
+    const int64_t tokens = where.value("tokens", int64_t{0});
+    nlohmann::ordered_json row{{"tokens", tokens}, {"ppl", nlohmann::json::array()}, {"sd", nlohmann::json::array()},
+                               {"gains", nlohmann::json::array()}};
+    std::printf("  %-12s %7lld", domain.c_str(), static_cast<long long>(tokens));
     for (const Model& m : models) {
       // The pooled perplexity (mean NLL over seeds) and the seeds' spread.
       double mean_loss = 0, sum = 0, sum_sq = 0;
@@ -137,11 +147,14 @@ int compare(const std::string& list) {
         sum_sq += p * p;
       }
       const double n = static_cast<double>(m.evals.size());
+      row["ppl"].push_back(std::exp(mean_loss));
       if (m.evals.size() > 1) {
         const double sd = std::sqrt(std::max(0.0, (sum_sq - sum * sum / n) / (n - 1)));
         std::printf(" %9.2f +- %5.2f", std::exp(mean_loss), sd);
+        row["sd"].push_back(sd);
       } else {
         std::printf(" %17.2f", std::exp(mean_loss));
+        row["sd"].push_back(nullptr);
       }
     }
     std::vector<std::string> over = domain == "all" ? std::vector<std::string>(domains.begin(), domains.end() - 1)
@@ -153,8 +166,14 @@ int compare(const std::string& list) {
       } catch (const Error& e) {
         fail("--compare: '", models[r].label, "' against '", models[0].label, "': ", e.what());
       }
+      const bool known = g.interval.known();
+      row["gains"].push_back({{"model", models[r].label},
+                              {"gain", g.gain},
+                              {"lo", known ? nlohmann::json(g.interval.lo) : nlohmann::json(nullptr)},
+                              {"hi", known ? nlohmann::json(g.interval.hi) : nlohmann::json(nullptr)},
+                              {"significant", known && g.significant()}});
       char cell[64];
-      if (g.interval.known())
+      if (known)
         std::snprintf(cell, sizeof cell, "%+6.1f%% [%+.1f, %+.1f]%s", 100 * g.gain, 100 * g.interval.lo,
                       100 * g.interval.hi, g.significant() ? " *" : "");
       else
@@ -162,6 +181,11 @@ int compare(const std::string& list) {
       std::printf(r + 1 < models.size() ? "  %-26s" : "  %s", cell);
     }
     std::printf("\n");
+    j["domains"][domain] = std::move(row);
+  }
+  if (!out.empty()) {
+    io::write_file_atomically(out, j.dump(2) + "\n");
+    std::printf("\nwrote %s\n", out.c_str());
   }
   return 0;
 }
@@ -207,7 +231,7 @@ int main(int argc, char** argv) {
   app.add_option("--ckpt", ckpt, "model directory, training checkpoint, or run directory (its newest checkpoint)")
       ->type_name("DIR");
   app.add_option("--data", data, "token shards: a glob or comma list ('data/shards/valid-*.bin')")->type_name("SHARDS");
-  app.add_option("--routing", routing_arg, "causal_segment (training's), prompt or segment (inference's)")
+  app.add_option("--routing", routing_arg, "causal_segment or prefix (training's), prompt or segment (inference's)")
       ->type_name("MODE");
   app.add_option("--prompt-length", prompt_length, "prompt/segment routing: tokens whose mean routes (0: one segment)")
       ->type_name("N");
@@ -217,7 +241,7 @@ int main(int argc, char** argv) {
       ->type_name("N")
       ->check(CLI::PositiveNumber);
   app.add_option("--batch", batch, "sequences per forward")->type_name("B")->check(CLI::PositiveNumber);
-  app.add_option("--out", out, "write the results as JSON (lory_plot routing reads it)")->type_name("FILE");
+  app.add_option("--out", out, "write the results as JSON (lory_plot routing reads it; with --compare: the table's numbers, unrounded)")->type_name("FILE");
   std::string tasks, tokenizer_path;
   int64_t shots = 0, max_examples = 0;
   uint64_t seed = 1234;
@@ -240,7 +264,7 @@ int main(int argc, char** argv) {
     if (data.empty() == tasks.empty()) app.usage_error("give one of --data and --tasks (or --compare)");
   }
   try {
-    if (compare_opt->count() > 0) return compare(compare_list);
+    if (compare_opt->count() > 0) return compare(compare_list, out);
     const std::string dir = resolve_model_dir(ckpt);
     auto model = nn::load_pretrained(dir);
     if (!tasks.empty()) return score_tasks(*model, dir, tasks, tokenizer_path, routing_arg, shots, seed, max_examples, out);

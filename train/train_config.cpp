@@ -306,7 +306,8 @@ const std::vector<Key>& config_keys() {
     k.push_back(int_key("eval.batch", [](C& c) -> int64_t& { return c.eval.batch; }, Rule::positive,
                         "sequences per evaluation forward"));
     k.push_back(str_key("eval.routing", [](C& c) -> std::string& { return c.eval.routing; },
-                        {"causal_segment", "prompt", "segment"}, "how Lory layers route during evaluation"));
+                        {"causal_segment", "prefix", "prompt", "segment"},
+                        "how Lory layers route during evaluation (prefix: as a model.routing = prefix model trains)"));
     // ---- checkpoint ----
     k.push_back(str_key("checkpoint.dir", [](C& c) -> std::string& { return c.checkpoint.dir; }, {},
                         "run directory: checkpoints, metrics.jsonl, eval JSON"));

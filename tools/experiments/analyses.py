@@ -23,8 +23,6 @@ UNITS = {
     "specialisation_layers": ("bits", 4),
     "specialisation_diff": ("bits", 4),
 }
-# lory_eval --compare prints gains to 0.1%: an interval read from it is widened by the rounding
-PRINTED_RESOLUTION = 0.05
 
 
 class ClaimResult:
@@ -269,22 +267,18 @@ def measure_ppl_gain(ctx, c):
         if c.domain not in rows:
             raise KeyError(f"domain '{c.domain}' is not in the evaluation (domains: {', '.join(rows)})")
         g = rows[c.domain]["gains"][0]
-        return S.Estimate(g["gain"], g["lo"] - PRINTED_RESOLUTION, g["hi"] + PRINTED_RESOLUTION, how, len(seeds)), \
-            [f"domain: {c.domain}; lory_eval prints {g['gain']:+.1f}% [{g['lo']:+.1f}, {g['hi']:+.1f}], widened by "
-             f"its rounding (±{PRINTED_RESOLUTION}%)"]
+        return S.Estimate(g["gain"], g["lo"], g["hi"], how, len(seeds)), \
+            [f"domain: {c.domain}: {g['gain']:+.2f}% [{g['lo']:+.2f}, {g['hi']:+.2f}]"]
     details, verdicts = [], []
     for domain, row in rows.items():
         if domain == "all":
             continue
         g = row["gains"][0]
-        v = S.judge(c.expect, S.Estimate(g["gain"], g["lo"] - PRINTED_RESOLUTION, g["hi"] + PRINTED_RESOLUTION, how,
-                                         len(seeds)), number_formatter("ppl_gain"))
+        v = S.judge(c.expect, S.Estimate(g["gain"], g["lo"], g["hi"], how, len(seeds)), number_formatter("ppl_gain"))
         verdicts.append(v.status)
         details.append(f"{domain}: {g['gain']:+.1f}% [{g['lo']:+.1f}, {g['hi']:+.1f}]: {v.status}")
     g = rows["all"]["gains"][0]
-    est = S.Estimate(g["gain"], g["lo"] - PRINTED_RESOLUTION, g["hi"] + PRINTED_RESOLUTION,
-                     how + f"; intervals widened by the table's rounding (±{PRINTED_RESOLUTION}%); the value is over "
-                           f"all domains", len(seeds))
+    est = S.Estimate(g["gain"], g["lo"], g["hi"], how + "; the value is over all domains", len(seeds))
     n = len(verdicts)
     if all(v == "agrees" for v in verdicts):
         est.verdict = S.Verdict("agrees", f"every domain ({n}/{n}) agrees beyond the uncertainty")
@@ -307,9 +301,8 @@ def measure_ppl_gain_difference(ctx, c):
     g1 = compare_rows(ctx, [(a1, ev), (b1, ev)], seeds)[c.domain]["gains"][0]
     g2 = compare_rows(ctx, [(a2, ev), (b2, ev)], seeds)[c.domain]["gains"][0]
     value = g1["gain"] - g2["gain"]
-    r = PRINTED_RESOLUTION
-    lo = value - ((g1["gain"] - g1["lo"] + r) ** 2 + (g2["hi"] - g2["gain"] + r) ** 2) ** 0.5
-    hi = value + ((g1["hi"] - g1["gain"] + r) ** 2 + (g2["gain"] - g2["lo"] + r) ** 2) ** 0.5
+    lo = value - ((g1["gain"] - g1["lo"]) ** 2 + (g2["hi"] - g2["gain"]) ** 2) ** 0.5
+    hi = value + ((g1["hi"] - g1["gain"]) ** 2 + (g2["gain"] - g2["lo"]) ** 2) ** 0.5
     how = (f"95% interval combining the two gains' paired-bootstrap intervals (lory_eval --compare) as if "
            f"independent: conservative, since both gains are measured on the same held-out blocks")
     return S.Estimate(value, lo, hi, how, len(seeds)), [
@@ -318,10 +311,10 @@ def measure_ppl_gain_difference(ctx, c):
 
 
 def compare_rows(ctx, models, seeds):
-    """lory_eval --compare of [(arm, evaluation)] over the given seeds; parsed rows."""
+    """lory_eval --compare of [(arm, evaluation)] over the given seeds; its rows (metrics.compare_rows)."""
     labelled = [(model_label(ctx, arm, ev, models), [ctx.eval_path(ev, arm, s) for s in seeds]) for arm, ev in models]
-    text, _ = ctx.runner.compare(labelled)
-    return M.parse_compare(text)
+    doc, command = ctx.runner.compare(labelled)
+    return M.compare_rows(doc, command)
 
 
 def model_label(ctx, arm, evaluation, models):
@@ -559,12 +552,12 @@ def analyse_perplexity(ctx, a, section):
         return
     labelled = [(model_label(ctx, arm, ev, models), [ctx.eval_path(ev, arm, s) for s in seeds]) for arm, ev in models]
     try:
-        text, command = ctx.runner.compare(labelled)
+        doc, command = ctx.runner.compare(labelled)
     except Exception as e:  # noqa: BLE001 (reported, never hidden)
         ctx.failures.append(f"perplexity table '{a.name}': {e}")
         section.lines += [f"Not measured: {e}", ""]
         return
-    rows = M.parse_compare(text)
+    rows = M.compare_rows(doc, command)
     labels = [label for label, _ in labelled]
     header = ["domain", "tokens"] + [f"{l} ppl" for l in labels] + [f"gain {l} [95%]" for l in labels[1:]]
     body = []

@@ -1,5 +1,5 @@
 """Reading what the tools write: metrics.jsonl, eval JSONs, task-accuracy JSONs, and the table
-lory_eval --compare prints. Standard library only."""
+lory_eval --compare writes (--out). Standard library only."""
 import json
 import math
 import re
@@ -110,33 +110,31 @@ def paired_curve(runs, sign):
 
 # ---- lory_eval --compare ------------------------------------------------------
 
-GAIN_RE = re.compile(r"([+-]?\d+(?:\.\d+)?)%\s*\[\s*([+-]?\d+(?:\.\d+)?)\s*,\s*([+-]?\d+(?:\.\d+)?)\s*\](\s*\*)?")
-PPL_RE = re.compile(r"(\d+(?:\.\d+)?)(?:\s*\+-\s*(\d+(?:\.\d+)?))?")
-
-
-def parse_compare(text):
-    """The per-domain rows of a `lory_eval --compare A=..,B=..[,C=..]` table:
+def compare_rows(doc, where="lory_eval --compare"):
+    """The per-domain rows of a `lory_eval --compare A=..,B=.. --out FILE` JSON, gains in %:
     {domain: {"tokens": n, "ppl": [per model], "sd": [per model, None for one seed],
-    "gains": [{"gain": %, "lo": %, "hi": %, "beyond": bool} for each model after the first]}}.
-    Raises ReadError when no row parses."""
+    "gains": [{"gain": %, "lo": %, "hi": %, "beyond": bool} for each model after the first]}}
+    (lo/hi NaN when a domain has too few blocks for an interval). Raises ReadError when the
+    document has no domains."""
+    domains = doc.get("domains") if isinstance(doc, dict) else None
+    if not isinstance(domains, dict) or not domains:
+        raise ReadError(f"{where}: no \"domains\" in its JSON")
+
+    def pct(v):
+        return 100 * float(v) if isinstance(v, (int, float)) else math.nan
+
     rows = {}
-    for line in text.splitlines():
-        gains = list(GAIN_RE.finditer(line))
-        if not gains:
-            continue
-        head = line[:gains[0].start()].split()
-        if len(head) < 3 or not head[1].isdigit():
-            continue
-        numbers = PPL_RE.findall(" ".join(head[2:]))
-        rows[head[0]] = {
-            "tokens": int(head[1]),
-            "ppl": [float(a) for a, _ in numbers],
-            "sd": [float(b) if b else None for _, b in numbers],
-            "gains": [{"gain": float(m.group(1)), "lo": float(m.group(2)), "hi": float(m.group(3)),
-                       "beyond": bool(m.group(4))} for m in gains],
-        }
-    if not rows:
-        raise ReadError("lory_eval --compare printed no table rows:\n" + text)
+    for name, d in domains.items():
+        try:
+            rows[name] = {
+                "tokens": int(d["tokens"]),
+                "ppl": [float(p) for p in d["ppl"]],
+                "sd": [float(x) if x is not None else None for x in d["sd"]],
+                "gains": [{"gain": pct(g["gain"]), "lo": pct(g.get("lo")), "hi": pct(g.get("hi")),
+                           "beyond": bool(g.get("significant"))} for g in d["gains"]],
+            }
+        except (KeyError, TypeError, ValueError) as e:
+            raise ReadError(f"{where}: domain '{name}' is not a comparison row ({e!r})") from None
     return rows
 
 

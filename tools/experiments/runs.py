@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 
@@ -356,13 +357,18 @@ class Runner:
         return paths, tag
 
     def compare(self, models):
-        """`lory_eval --compare` of [(label, [eval JSON per seed])]: its printed table."""
+        """`lory_eval --compare` of [(label, [eval JSON per seed])]: its JSON (--out), and the command
+        that prints the same table."""
         spec = ",".join(f"{label}={'+'.join(paths)}" for label, paths in models)
-        argv = [self.tool("lory_eval"), "--compare", spec]
-        p = subprocess.run(argv, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise EvalFailure(f"{quote(argv)} exited with status {p.returncode}: {p.stderr.strip()}")
-        return p.stdout, quote([os.path.join(self.bin, "lory_eval"), "--compare", spec])
+        with tempfile.TemporaryDirectory(prefix="lory-compare-") as tmp:
+            out = os.path.join(tmp, "compare.json")
+            argv = [self.tool("lory_eval"), "--compare", spec, "--out", out]
+            p = subprocess.run(argv, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise EvalFailure(f"{quote(argv)} exited with status {p.returncode}: {p.stderr.strip()}")
+            with open(out) as f:
+                doc = json.load(f)
+        return doc, quote([os.path.join(self.bin, "lory_eval"), "--compare", spec])
 
 
 def tasks_name(tag, routing, shots, max_examples):

@@ -108,41 +108,58 @@ class TestAccuracy(unittest.TestCase):
         self.assertGreater(unpaired.hi - unpaired.lo, e.hi - e.lo)
 
 
-COMPARE_TWO_SEEDS = """held-out perplexity per domain (lower is better), 2 training seeds per model: ...
-gain = 1 - ppl / ppl(dense); [95% interval]: paired bootstrap over held-out document blocks and over seeds
-* = the interval excludes 0 (a gain, or a loss, beyond the uncertainty)
+# What `lory_eval --compare dense=..,lory-8e=.. --out FILE` writes (gains as fractions).
+COMPARE_TWO_SEEDS = {
+    "reference": "dense", "paired": True,
+    "models": [{"label": "dense", "runs": ["d1.json", "d2.json"], "seeds": ["1", "2"]},
+               {"label": "lory-8e", "runs": ["l1.json", "l2.json"], "seeds": ["1", "2"]}],
+    "domains": {
+        "books": {"tokens": 32768, "ppl": [283.04, 241.48], "sd": [22.56, 7.47],
+                  "gains": [{"model": "lory-8e", "gain": 0.147, "lo": 0.113, "hi": 0.18, "significant": True}]},
+        "all": {"tokens": 249856, "ppl": [240.86, 212.73], "sd": [16.23, 7.44],
+                "gains": [{"model": "lory-8e", "gain": 0.117, "lo": 0.094, "hi": 0.14, "significant": True}]},
+    },
+}
 
-  domain        tokens             dense           lory-8e  gain lory-8e
-  books          32768    283.04 +- 22.56    241.48 +-  7.47   +14.7% [+11.3, +18.0] *
-  code-c         32768     94.34 +-  6.85     81.83 +-  2.92   +13.3% [+10.4, +16.7] *
-  all           249856    240.86 +- 16.23    212.73 +-  7.44   +11.7% [+9.4, +14.0] *
-"""
-
-COMPARE_THREE_MODELS_ONE_SEED = """  domain        tokens             dense              lory     l16  gain lory  gain l16
-  books           8192            561.54            569.76   560.00    -1.5% [-3.7, +0.3]   +0.3% [+0.1, +0.5] *
-  all            65536            526.00            529.54   525.00    -0.7% [-1.8, +0.2]   +0.2% [+0.0, +0.4]
-"""
+COMPARE_THREE_MODELS_ONE_SEED = {
+    "reference": "dense", "paired": True,
+    "domains": {
+        "books": {"tokens": 8192, "ppl": [561.54, 569.76, 560.0], "sd": [None, None, None],
+                  "gains": [{"model": "lory", "gain": -0.015, "lo": -0.037, "hi": 0.003, "significant": False},
+                            {"model": "l16", "gain": 0.003, "lo": None, "hi": None, "significant": False}]},
+    },
+}
 
 
 class TestReaders(unittest.TestCase):
-    def test_compare_table_with_seeds(self):
-        rows = M.parse_compare(COMPARE_TWO_SEEDS)
-        self.assertEqual(list(rows), ["books", "code-c", "all"])
+    def test_compare_with_seeds(self):
+        rows = M.compare_rows(COMPARE_TWO_SEEDS)
+        self.assertEqual(list(rows), ["books", "all"])
         self.assertEqual(rows["books"]["ppl"], [283.04, 241.48])
         self.assertEqual(rows["books"]["sd"], [22.56, 7.47])
-        self.assertEqual(rows["all"]["gains"], [{"gain": 11.7, "lo": 9.4, "hi": 14.0, "beyond": True}])
+        [g] = rows["all"]["gains"]
+        self.assertAlmostEqual(g["gain"], 11.7)
+        self.assertAlmostEqual(g["lo"], 9.4)
+        self.assertAlmostEqual(g["hi"], 14.0)
+        self.assertTrue(g["beyond"])
         self.assertEqual(rows["all"]["tokens"], 249856)
 
-    def test_compare_table_of_three_models_one_seed(self):
-        rows = M.parse_compare(COMPARE_THREE_MODELS_ONE_SEED)
-        self.assertEqual(rows["books"]["ppl"], [561.54, 569.76, 560.0])
+    def test_compare_of_three_models_one_seed(self):
+        rows = M.compare_rows(COMPARE_THREE_MODELS_ONE_SEED)
         self.assertEqual(rows["books"]["sd"], [None, None, None])
-        self.assertEqual([g["gain"] for g in rows["books"]["gains"]], [-1.5, 0.3])
-        self.assertEqual([g["beyond"] for g in rows["books"]["gains"]], [False, True])
+        self.assertEqual([round(g["gain"], 6) for g in rows["books"]["gains"]], [-1.5, 0.3])
+        self.assertEqual([g["beyond"] for g in rows["books"]["gains"]], [False, False])
+        # too few blocks for an interval: NaN bounds, which no verdict can call beyond the uncertainty
+        g = rows["books"]["gains"][1]
+        self.assertTrue(g["lo"] != g["lo"] and g["hi"] != g["hi"])
+        v = S.judge((">", 0), S.Estimate(g["gain"], g["lo"], g["hi"], "test", 1))
+        self.assertEqual(v.status, "inconclusive")
 
     def test_compare_without_rows(self):
         with self.assertRaises(M.ReadError):
-            M.parse_compare("lory_eval: something went wrong")
+            M.compare_rows({"error": "something went wrong"})
+        with self.assertRaises(M.ReadError):
+            M.compare_rows({"domains": {"books": {"tokens": 1, "ppl": [2.0]}}})
 
     def test_metrics_of_a_resumed_run(self):
         records = [
