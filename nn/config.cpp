@@ -29,6 +29,8 @@ const std::vector<std::pair<MoEType, const char*>> kMoETypes = {
     {MoEType::lory, "lory"},
     {MoEType::expert_choice_segment, "expert_choice_segment"},
     {MoEType::expert_choice_token, "expert_choice_token"}};
+const std::vector<std::pair<ExpertChoiceGates, const char*>> kExpertChoiceGates = {
+    {ExpertChoiceGates::softmax, "softmax"}, {ExpertChoiceGates::softmax_times_experts, "softmax_times_experts"}};
 const std::vector<std::pair<MergeKernel, const char*>> kMergeKernels = {{MergeKernel::fused, "fused"},
                                                                         {MergeKernel::gemm, "gemm"}};
 
@@ -89,6 +91,11 @@ FirstSegment parse_first_segment(const std::string& name, const std::string& whe
 
 const char* moe_type_name(MoEType t) { return name_in(kMoETypes, t); }
 MoEType parse_moe_type(const std::string& name, const std::string& where) { return parse_in(kMoETypes, name, where); }
+
+const char* expert_choice_gates_name(ExpertChoiceGates g) { return name_in(kExpertChoiceGates, g); }
+ExpertChoiceGates parse_expert_choice_gates(const std::string& name, const std::string& where) {
+  return parse_in(kExpertChoiceGates, name, where);
+}
 
 const char* merge_kernel_name(MergeKernel k) { return name_in(kMergeKernels, k); }
 MergeKernel parse_merge_kernel(const std::string& name, const std::string& where) {
@@ -388,6 +395,11 @@ const std::vector<std::pair<std::string, Key>>& keys() {
         },
         [](const LoryConfig& c) { return Json(moe_type_name(c.moe_type)); }}},
       {"capacity_factor", double_key(&LoryConfig::capacity_factor)},
+      {"expert_choice_gates",
+       {[](LoryConfig& c, const Json& v, const std::string& where) {
+          c.expert_choice_gates = parse_expert_choice_gates(string_of(v, where), where);
+        },
+        [](const LoryConfig& c) { return Json(expert_choice_gates_name(c.expert_choice_gates)); }}},
   };
   return table;
 }
@@ -457,7 +469,7 @@ std::string config_to_json(const LoryConfig& c, const std::string& torch_dtype) 
   for (const auto& [name, k] : keys()) {
     const bool lory_key = name == "num_experts" || name == "segment_length" || name == "routing" ||
                           name == "first_segment" || name == "router_init_std" || name == "moe_type" ||
-                          name == "capacity_factor";
+                          name == "capacity_factor" || name == "expert_choice_gates";
     if (lory_key && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
     j[name] = k.write(c);
   }

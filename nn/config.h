@@ -18,6 +18,8 @@
 //                    expert_choice_segment or expert_choice_token (MoEType below)
 //   capacity_factor  Expert Choice only: units each expert takes, as a multiple
 //                    of units / E (paper: 1, the compute of one FFN per token)
+//   expert_choice_gates  Expert Choice only: how a chosen unit's output is
+//                    weighted (ExpertChoiceGates below)
 #pragma once
 
 #include <cstdint>
@@ -86,6 +88,22 @@ enum class MoEType { lory, expert_choice_segment, expert_choice_token };
 const char* moe_type_name(MoEType t);
 MoEType parse_moe_type(const std::string& name, const std::string& where = "moe_type");
 
+// The weight G of a unit an Expert Choice expert chose, from its routing
+// distribution S over the E experts:
+//   softmax                G = S, Zhou et al.'s gate (the default).
+//   softmax_times_experts  G = E * S. Upcycled from a dense model, the router is
+//                          near uniform (S ~ 1/E), so softmax gates scale every
+//                          FFN output by ~1/E: the layer starts far from the
+//                          dense FFN it was copied from, and at a short horizon
+//                          it does not recover (tools/experiments, expert-choice).
+//                          With E * S ~ 1, a unit one expert took gets the dense
+//                          FFN's output, and at capacity 1 units are taken once
+//                          on average: the layer keeps the dense output's scale,
+//                          as Lory's merge (weights summing to 1) does.
+enum class ExpertChoiceGates { softmax, softmax_times_experts };
+const char* expert_choice_gates_name(ExpertChoiceGates g);
+ExpertChoiceGates parse_expert_choice_gates(const std::string& name, const std::string& where = "expert_choice_gates");
+
 // How a Lory layer computes its merged linears (nn/merge_experts.h): fused
 // (tensor/ops/merged_linear.cpp: W̄_s formed a tile at a time, never stored;
 // the default) or gemm (the readable formulation that stores every W̄_s).
@@ -117,6 +135,7 @@ struct LoryConfig {
   double router_init_std = 0.02;
   MoEType moe_type = MoEType::lory;
   double capacity_factor = 1.0;  // Expert Choice: each expert takes capacity_factor * units / E units
+  ExpertChoiceGates expert_choice_gates = ExpertChoiceGates::softmax;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim(); }  // width of k_proj and v_proj

@@ -19,6 +19,7 @@ ExpertChoiceFFN::ExpertChoiceFFN(const LoryConfig& c, const InitOptions& init)
       segment_length(c.segment_length),
       level(c.moe_type),
       capacity_factor(c.capacity_factor),
+      gates(c.expert_choice_gates),
       first_segment(c.first_segment),
       routing(c.routing) {
   LORY_CHECK(c.num_experts > 0, "ExpertChoiceFFN: num_experts must be > 0, got ", c.num_experts);
@@ -47,13 +48,14 @@ Tensor ExpertChoiceFFN::choose_and_run(const Tensor& units, const Tensor& scores
   // G_e = S[I_e, e], gathered from the flat S^T (row e starts at e n) so the router gets its gradient.
   const Tensor row_starts =
       arange(0, static_cast<double>(E * n), static_cast<double>(n), {DType::i64, scores.device(), false});
-  const Tensor gates =
+  Tensor G =
       index_select(by_expert.reshape({E * n}), 0, (chosen + row_starts.unsqueeze(1)).reshape({E * k})).reshape({E, k, 1});
+  if (gates == ExpertChoiceGates::softmax_times_experts) G = G * static_cast<double>(E);  // E S ~ 1 (config.h)
   // Every expert's units, gathered: [E, k * m, d]; then one batched SwiGLU FFN.
   const Tensor picked = chosen.reshape({E * k});
   const Tensor xs = index_select(units.reshape({n, m * d}), 0, picked).reshape({E, k * m, d});
   const Tensor h = swiglu(matmul(xs, gate_experts.transpose(1, 2)), matmul(xs, up_experts.transpose(1, 2)));
-  const Tensor ys = matmul(h, down_experts.transpose(1, 2)).reshape({E, k, m * d}) * gates;  // [E, k, m d]
+  const Tensor ys = matmul(h, down_experts.transpose(1, 2)).reshape({E, k, m * d}) * G;  // [E, k, m d]
   // o = Σ_e G_e Y_e, scattered back to the units; unpicked units stay 0.
   const Tensor zero = zeros({n, m * d}, {ys.dtype(), ys.device(), false});
   return index_add(zero, 0, picked, ys.reshape({E * k, m * d})).reshape({n, m, d});

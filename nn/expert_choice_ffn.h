@@ -10,7 +10,11 @@
 //   k = round(capacity_factor * n / E)               units per expert (paper: capacity 1,
 //                                                    the compute of one FFN per token)
 //   I_e = top-k of S[:, e]                  [E, k]   expert e's units, best first
-//   G_e = S[I_e, e]                         [E, k]   the gate of each (differentiable)
+//   G_e = S[I_e, e]                         [E, k]   the gate of each (differentiable);
+//                                                    E * S[I_e, e] with expert_choice_gates =
+//                                                    softmax_times_experts (nn/config.h: so
+//                                                    an upcycled layer keeps the dense FFN's
+//                                                    output scale)
 //   Y_e = FFN_e(u[I_e])                     [E, k, ...]  per-expert SwiGLU: one batched
 //                                                    GEMM, since every expert has k units
 //   o_u = Σ_{e : u ∈ I_e} G_e[u] · Y_e[u]            scattered back (index_add); a unit
@@ -73,6 +77,7 @@ class ExpertChoiceFFN : public Module {
   int64_t num_experts, segment_length;
   MoEType level;  // expert_choice_segment or expert_choice_token
   double capacity_factor;
+  ExpertChoiceGates gates;  // G = S, or E * S
   FirstSegment first_segment;
   TrainingRouting routing;
 

@@ -13,6 +13,7 @@
 #include "autograd/gradcheck.h"
 #include "nn/checkpoint.h"
 #include "nn/lory_lm.h"
+#include "nn/swiglu_ffn.h"
 #include "tensor/graph.h"
 #include "tensor/ops.h"
 #include "tests/compare.h"
@@ -220,6 +221,50 @@ TEST_CASE("expert choice, segment level: units are whole segments scored by the 
   CHECK(max_abs_diff(y, from_vector(want, {B, L, d}, {DType::f64})) < 1e-12);
 }
 
+TEST_CASE("expert choice, gates softmax_times_experts: the same choice, every output times E") {
+  for (MoEType type : {MoEType::expert_choice_token, MoEType::expert_choice_segment}) {
+    INFO(moe_type_name(type));
+    manual_seed(9);
+    LoryConfig c = ec_config(type);
+    ExpertChoiceFFN softmax_gates(c, InitOptions{0.3, DType::f64});
+    c.expert_choice_gates = ExpertChoiceGates::softmax_times_experts;
+    ExpertChoiceFFN scaled(c, InitOptions{0.3, DType::f64});
+    const auto from = softmax_gates.named_parameters(), to = scaled.named_parameters();
+    for (size_t i = 0; i < from.size(); ++i) *to[i].second = from[i].second->detach();
+    const Tensor x = randn({2, 7, 8}, {DType::f64});
+    NoGradGuard no_grad;
+    const Tensor y = softmax_gates.forward(x), y_scaled = scaled.forward(x);
+    CHECK(max_abs(y) > 0.0);
+    CHECK(max_abs_diff(y_scaled, y * 4.0) < 1e-12);  // E = 4
+    CHECK(max_abs_diff(scaled.last_choice().to(DType::f64), softmax_gates.last_choice().to(DType::f64)) == 0.0);
+  }
+  // Upcycled (every expert the dense FFN) with a near-uniform router, S ~ 1/E
+  // and G = E S ~ 1: a token that c experts took gets ~ c * FFN(x), and with
+  // capacity 1 tokens are taken once on average (E k = n), so the layer keeps
+  // the dense FFN's output scale, as Lory's merge (weights summing to 1) does.
+  manual_seed(10);
+  LoryConfig c = ec_config(MoEType::expert_choice_token);
+  c.expert_choice_gates = ExpertChoiceGates::softmax_times_experts;
+  ExpertChoiceFFN ffn(c, InitOptions{0.3, DType::f64});
+  SwiGLU dense(8, 6, InitOptions{0.3, DType::f64});
+  NoGradGuard no_grad;
+  for (int64_t e = 0; e < 4; ++e) {
+    ffn.gate_experts.select(0, e).copy_(dense.gate_proj.weight);
+    ffn.up_experts.select(0, e).copy_(dense.up_proj.weight);
+    ffn.down_experts.select(0, e).copy_(dense.down_proj.weight);
+  }
+  ffn.router.weight.copy_(randn({4, 8}, {DType::f64}) * 1e-7);
+  const Tensor x = randn({2, 6, 8}, {DType::f64});  // 12 tokens, k = 3
+  const std::vector<double> y = values(ffn.forward(x)), want = values(dense.forward(x));
+  std::vector<double> taken(12, 0.0);
+  for (int64_t u : ffn.last_choice().to_vector<int64_t>()) taken[static_cast<size_t>(u)] += 1;
+  CHECK(std::accumulate(taken.begin(), taken.end(), 0.0) == 12.0);
+  double worst = 0;
+  for (size_t u = 0; u < 12; ++u)
+    for (size_t j = 0; j < 8; ++j) worst = std::max(worst, std::abs(y[u * 8 + j] - taken[u] * want[u * 8 + j]));
+  CHECK(worst < 1e-5);
+}
+
 TEST_CASE("expert choice: gradients of input, experts and router against finite differences (f64)") {
   for (MoEType type : {MoEType::expert_choice_token, MoEType::expert_choice_segment}) {
     INFO(moe_type_name(type));
@@ -257,6 +302,13 @@ TEST_CASE("expert choice in a LoryLM: Lory's parameter names, upcycling from den
   const LoryConfig back = parse_config(config_to_json(c), "test");
   CHECK(back.moe_type == MoEType::expert_choice_token);
   CHECK(back.capacity_factor == 1.0);
+  CHECK(back.expert_choice_gates == ExpertChoiceGates::softmax);
+  LoryConfig scaled_gates = c;
+  scaled_gates.expert_choice_gates = ExpertChoiceGates::softmax_times_experts;
+  CHECK(parse_config(config_to_json(scaled_gates), "test").expert_choice_gates ==
+        ExpertChoiceGates::softmax_times_experts);
+  CHECK(error_of([&] { parse_config(R"({"num_experts": 4, "expert_choice_gates": "sigmoid"})", "cfg.json"); })
+            .find("'sigmoid' is not one of softmax, softmax_times_experts") != std::string::npos);
   CHECK(error_of([&] { parse_config(R"({"num_experts": 4, "moe_type": "switch"})", "cfg.json"); })
             .find("'switch' is not one of lory, expert_choice_segment, expert_choice_token") != std::string::npos);
   LoryConfig too_much = c;

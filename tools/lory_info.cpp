@@ -132,8 +132,8 @@ int main(int argc, char** argv) {
     frow("attention", attention_flops);
     if (c.is_lory() && c.moe_type != nn::MoEType::lory) {
       frow("router", router_flops);
-      std::printf("  capacity factor %.2f: each token runs %.2f FFNs on average\n", c.capacity_factor,
-                  c.capacity_factor);
+      std::printf("  capacity factor %.2f: each token runs %.2f FFNs on average; gates %s\n", c.capacity_factor,
+                  c.capacity_factor, nn::expert_choice_gates_name(c.expert_choice_gates));
     } else if (c.is_lory()) {
       frow("expert merge", merge_flops);
       frow("router", router_flops);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   int64_t experts = 0, seed = 0, segment_length = 0;
   std::string moe_type = "lory";
   double capacity_factor = 1.0;
+  std::string expert_choice_gates = "softmax";
   double max_shard_gb = kDefaultMaxShardBytes / 1e9;
   app.add_option("--ckpt", ckpt, "a dense model directory (ours or a Hugging Face LLaMA one)")
       ->type_name("DIR")
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--capacity-factor", capacity_factor, "Expert Choice: units per expert, times units / E")
       ->type_name("C")
       ->capture_default_str();
+  app.add_option("--expert-choice-gates", expert_choice_gates,
+                 "Expert Choice: softmax (G = S) or softmax_times_experts (G = E S: keeps the dense output scale)")
+      ->type_name("GATES")
+      ->capture_default_str();
   app.add_option("--seed", seed, "seed of the router initialisation")->type_name("S");
   app.add_option("--max-shard-gb", max_shard_gb, "largest safetensors file (GB, decimal, as transformers)")
       ->type_name("GB");
@@ -54,6 +59,7 @@ int main(int argc, char** argv) {
     if (segment_length > 0) dense->config.segment_length = segment_length;
     dense->config.moe_type = parse_moe_type(moe_type, "--moe-type");
     dense->config.capacity_factor = capacity_factor;
+    dense->config.expert_choice_gates = parse_expert_choice_gates(expert_choice_gates, "--expert-choice-gates");
     manual_seed(static_cast<uint64_t>(seed));
     auto lory = upcycle(*dense, experts);
     save_pretrained(*lory, out, dtype, static_cast<int64_t>(max_shard_gb * 1e9));

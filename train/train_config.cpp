@@ -234,6 +234,21 @@ const std::vector<Key>& config_keys() {
     }
     k.push_back(model_num("capacity_factor", &nn::LoryConfig::capacity_factor,
                           "Expert Choice: units per expert as a multiple of units / num_experts (paper: 1)"));
+    {
+      Key g{"model.expert_choice_gates", Value::string,
+            "Expert Choice: a chosen unit's weight, softmax (G = S, Zhou et al.) or softmax_times_experts "
+            "(G = E * S, so an upcycled layer keeps the dense FFN's output scale)",
+            {"softmax", "softmax_times_experts"}, nullptr, nullptr};
+      g.set = [](C& c, const Value& v, const std::string& where) {
+        if (v.kind != Value::string || (v.s != "softmax" && v.s != "softmax_times_experts"))
+          bad_value(where, "model.expert_choice_gates", v, "allowed values: softmax, softmax_times_experts");
+        c.model.resolved.expert_choice_gates = nn::parse_expert_choice_gates(v.s);
+      };
+      g.get = [](const C& c) {
+        return of(std::string(nn::expert_choice_gates_name(c.model.resolved.expert_choice_gates)));
+      };
+      k.push_back(g);
+    }
     // ---- data ----
     k.push_back(str_key("data.train", [](C& c) -> std::string& { return c.data.train; }, {},
                         "training instances (lory_batch --out)"));
