@@ -517,6 +517,11 @@ TEST_CASE("train: config errors name the file, the key and what is allowed") {
             .find("cfg.toml: train.precision = \"fp8\": allowed values: f32, bf16") != std::string::npos);
   CHECK(parse_error("[schedule]\nsteps = 10\ndecay = \"step\"\n")
             .find("schedule.decay = \"step\": allowed values: cosine, linear, constant") != std::string::npos);
+  CHECK(parse_error(steps + "[model]\nexpert_choice_gates = \"sigmoid\"\n")
+            .find("cfg.toml: model.expert_choice_gates = \"sigmoid\": allowed values: softmax, softmax_times_experts") !=
+        std::string::npos);
+  CHECK(parse_error(steps + "[model]\nrouting = \"prompt\"\n")
+            .find("model.routing = \"prompt\": allowed values: causal_segment, prefix") != std::string::npos);
 
   const std::string unknown_override = parse_error(steps, {{"optim.nope", "1"}});
   CHECK(unknown_override.find("command line: unknown key --optim.nope") != std::string::npos);
@@ -998,10 +1003,13 @@ TEST_CASE("train: the Expert Choice baselines upcycle from the dense warm-up, tr
     INFO(type);
     const std::vector<ConfigOverride> overrides{{"schedule.dense_warmup", "0.17"}, {"model.moe_type", type}};
     check_exact_resume("resume-" + type, overrides, 3, 1);
-    Trainer t(tiny_config(fresh_dir("ec-" + type), overrides), false, true);
+    std::vector<ConfigOverride> scaled_gates = overrides;
+    scaled_gates.push_back({"model.expert_choice_gates", "softmax_times_experts"});
+    Trainer t(tiny_config(fresh_dir("ec-" + type), scaled_gates), false, true);
     const RunResult r = t.run();
     CHECK(t.model().model.layers[0]->expert_choice_mlp != nullptr);
     CHECK(nn::moe_type_name(t.model().config.moe_type) == type);
+    CHECK(t.model().model.layers[0]->expert_choice_mlp->gates == nn::ExpertChoiceGates::softmax_times_experts);
     CHECK(r.losses.back() < r.losses.front());
   }
 }

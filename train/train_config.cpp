@@ -170,6 +170,22 @@ Key model_num(std::string key, double nn::LoryConfig::*member, std::string help)
       std::move(help));
 }
 
+// A model key that names one of an enum's values (routing, moe_type, ...):
+// choices are the names parse accepts, listed in --help and in the error.
+template <typename E>
+Key model_enum(std::string key, E nn::LoryConfig::*member, std::vector<std::string> choices,
+               E (*parse)(const std::string&, const std::string&), const char* (*name_of)(E), std::string help) {
+  const std::string name = "model." + key;
+  Key k{name, Value::string, std::move(help), choices, nullptr, nullptr};
+  k.set = [member, name, choices, parse](TrainConfig& c, const Value& v, const std::string& where) {
+    if (v.kind != Value::string || std::find(choices.begin(), choices.end(), v.s) == choices.end())
+      bad_value(where, name, v, "allowed values: " + join(choices));
+    c.model.resolved.*member = parse(v.s, where);
+  };
+  k.get = [member, name_of](const TrainConfig& c) { return of(std::string(name_of(c.model.resolved.*member))); };
+  return k;
+}
+
 const std::vector<Key>& config_keys() {
   static const std::vector<Key> keys = [] {
     std::vector<Key> k;
@@ -200,55 +216,25 @@ const std::vector<Key>& config_keys() {
     k.push_back(model_num("router_init_std", &nn::LoryConfig::router_init_std, "std of the fresh routers"));
     k.push_back(model_num("initializer_range", &nn::LoryConfig::initializer_range, "std of the initial weights"));
     k.push_back(model_num("rope_theta", &nn::LoryConfig::rope_theta, "rotary embedding base"));
-    {
-      Key r{"model.routing", Value::string, "causal_segment (the paper) or prefix (ablation, §5.1)",
-            {"causal_segment", "prefix"}, nullptr, nullptr};
-      r.set = [](C& c, const Value& v, const std::string& where) {
-        if (v.kind != Value::string || (v.s != "causal_segment" && v.s != "prefix"))
-          bad_value(where, "model.routing", v, "allowed values: causal_segment, prefix");
-        c.model.resolved.routing = nn::parse_training_routing(v.s);
-      };
-      r.get = [](const C& c) { return of(std::string(nn::routing_name(c.model.resolved.routing))); };
-      k.push_back(r);
-      Key f{"model.first_segment", Value::string,
-            "routing of segment 1: self (the paper, stop-gradient) or uniform (strictly causal)",
-            {"self", "uniform"}, nullptr, nullptr};
-      f.set = [](C& c, const Value& v, const std::string& where) {
-        if (v.kind != Value::string || (v.s != "self" && v.s != "uniform"))
-          bad_value(where, "model.first_segment", v, "allowed values: self, uniform");
-        c.model.resolved.first_segment = nn::parse_first_segment(v.s);
-      };
-      f.get = [](const C& c) { return of(std::string(nn::first_segment_name(c.model.resolved.first_segment))); };
-      k.push_back(f);
-      Key m{"model.moe_type", Value::string,
-            "the MoE of the expert layers: lory (the paper's), or the §5.3 Expert Choice baselines "
-            "expert_choice_segment, expert_choice_token",
-            {"lory", "expert_choice_segment", "expert_choice_token"}, nullptr, nullptr};
-      m.set = [](C& c, const Value& v, const std::string& where) {
-        if (v.kind != Value::string || (v.s != "lory" && v.s != "expert_choice_segment" && v.s != "expert_choice_token"))
-          bad_value(where, "model.moe_type", v, "allowed values: lory, expert_choice_segment, expert_choice_token");
-        c.model.resolved.moe_type = nn::parse_moe_type(v.s);
-      };
-      m.get = [](const C& c) { return of(std::string(nn::moe_type_name(c.model.resolved.moe_type))); };
-      k.push_back(m);
-    }
+    k.push_back(model_enum("routing", &nn::LoryConfig::routing, {"causal_segment", "prefix"},
+                           nn::parse_training_routing, nn::routing_name,
+                           "causal_segment (the paper) or prefix (ablation, §5.1)"));
+    k.push_back(model_enum("first_segment", &nn::LoryConfig::first_segment, {"self", "uniform"},
+                           nn::parse_first_segment, nn::first_segment_name,
+                           "routing of segment 1: self (the paper, stop-gradient) or uniform (strictly causal)"));
+    k.push_back(model_enum("moe_type", &nn::LoryConfig::moe_type,
+                           {"lory", "expert_choice_segment", "expert_choice_token"}, nn::parse_moe_type,
+                           nn::moe_type_name,
+                           "the MoE of the expert layers: lory (the paper's), or the §5.3 Expert Choice baselines "
+                           "expert_choice_segment, expert_choice_token"));
     k.push_back(model_num("capacity_factor", &nn::LoryConfig::capacity_factor,
                           "Expert Choice: units per expert as a multiple of units / num_experts (paper: 1)"));
-    {
-      Key g{"model.expert_choice_gates", Value::string,
-            "Expert Choice: a chosen unit's weight, softmax (G = S, Zhou et al.) or softmax_times_experts "
-            "(G = E * S, so an upcycled layer keeps the dense FFN's output scale)",
-            {"softmax", "softmax_times_experts"}, nullptr, nullptr};
-      g.set = [](C& c, const Value& v, const std::string& where) {
-        if (v.kind != Value::string || (v.s != "softmax" && v.s != "softmax_times_experts"))
-          bad_value(where, "model.expert_choice_gates", v, "allowed values: softmax, softmax_times_experts");
-        c.model.resolved.expert_choice_gates = nn::parse_expert_choice_gates(v.s);
-      };
-      g.get = [](const C& c) {
-        return of(std::string(nn::expert_choice_gates_name(c.model.resolved.expert_choice_gates)));
-      };
-      k.push_back(g);
-    }
+    k.push_back(model_enum("expert_choice_gates", &nn::LoryConfig::expert_choice_gates,
+                           {"softmax", "softmax_times_experts"}, nn::parse_expert_choice_gates,
+                           nn::expert_choice_gates_name,
+                           "Expert Choice: a chosen unit's weight, softmax (G = S, Zhou et al.) or "
+                           "softmax_times_experts (G = E * S, so an upcycled layer keeps the dense FFN's output "
+                           "scale)"));
     // ---- data ----
     k.push_back(str_key("data.train", [](C& c) -> std::string& { return c.data.train; }, {},
                         "training instances (lory_batch --out)"));
