@@ -27,7 +27,8 @@ def md_escape(text):
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_experiment(path, plan, budget, seeds, sections, failures, arms_rows, commands, invocation, out_dir):
+def write_experiment(path, plan, budget, seeds, sections, failures, arms_rows, commands, invocation, out_dir,
+                     trained_at="unknown"):
     claims = [c for s in sections for c in s.claims]
     lines = [f"# {plan.title}", ""]
     if plan.paper:
@@ -35,7 +36,8 @@ def write_experiment(path, plan, budget, seeds, sections, failures, arms_rows, c
     from runs import git_commit
     lines += [f"**Budget `{budget.name}`**: {budget.description.strip()} Data `{budget_data(budget, out_dir)}`; "
               f"{len(seeds)} seed{'s' * (len(seeds) != 1)} per arm ({', '.join(map(str, seeds))}). "
-              f"Written {time.strftime('%Y-%m-%d %H:%M')} at commit {git_commit() or 'unknown'}.", ""]
+              f"Written {time.strftime('%Y-%m-%d %H:%M')} at commit {git_commit() or 'unknown'}, from runs trained "
+              f"at commit {trained_at}.", ""]
     if plan.summary:
         lines += [plan.summary.strip(), ""]
     if claims:

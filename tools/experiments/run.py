@@ -31,7 +31,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import analyses  # noqa: E402
 import plans as P  # noqa: E402
 import report  # noqa: E402
-from runs import EvalFailure, Interrupted, RunSpec, Runner, quote  # noqa: E402
+from runs import EvalFailure, Interrupted, RunSpec, Runner, git_commit, quote  # noqa: E402
 
 DEFAULT_OUT = {"default": "runs/experiments"}  # other budgets: runs/experiments-<budget>
 
@@ -103,6 +103,7 @@ def main(argv=None):
     bin_dir = repo_path(args.bin)
     os.chdir(ROOT)
     invocation = "python3 tools/experiments/run.py " + " ".join(shlex.quote(a) for a in raw)
+    git_commit()  # the commit every run records is the tree's now, as the binaries were built (not after later edits)
     try:
         budgets = P.load_budgets()
         if args.list:
@@ -253,7 +254,7 @@ def main(argv=None):
         commands = plan_commands(plan, plan_runs[plan.name], runner, sections)
         report.write_experiment(os.path.join(out_dir, "report.md"), plan, budget, plan_seeds[plan.name], sections,
                                 ctx.failures, arms_rows(plan, plan_runs[plan.name], budget, plan_seeds[plan.name]),
-                                commands, invocation, out_dir)
+                                commands, invocation, out_dir, trained_at(runner, plan_runs[plan.name].values()))
         claims = [c for s in sections for c in s.claims]
         counts = {k: sum(c.verdict.status == k for c in claims) for k in report.BADGE}
         entries.append({"name": plan.name, "title": plan.title, "paper": plan.paper, "counts": counts,
@@ -268,8 +269,10 @@ def main(argv=None):
             + (f" ({len(ctx.failures)} problem{'s' * (len(ctx.failures) != 1)} listed there)" if ctx.failures else ""))
     seconds = time.monotonic() - start
     trained = sum(1 for s in order if s.seconds)
+    train_minutes = sum(runner.read_meta(s).get("train_seconds") or 0 for s in order) / 60
     report.write_index(os.path.join(out, "README.md"), budget, entries, invocation, seconds,
-                       f"{len(order)} distinct runs, {trained} trained by it")
+                       f"{len(order)} distinct runs, {trained} trained by it, {train_minutes:.1f} min of training in "
+                       f"all, at commit {trained_at(runner, order)}")
     report.write_summary(os.path.join(out, "summary.json"), budget, entries)
     log(f"== done in {seconds / 60:.1f} min: {out}/README.md")
     return 1 if any_failure else 0
@@ -337,6 +340,13 @@ def plan_commands(plan, runs, runner, sections):
     if figs:
         cmds += ["", "# figures (figures.json holds the numbers of the figures drawn by figures.py itself)"] + figs
     return cmds
+
+
+def trained_at(runner, specs):
+    """The commits the finished runs among specs were trained at (run.json's engine_commit), joined."""
+    commits = sorted({runner.read_meta(s).get("engine_commit") or "unknown" for s in specs
+                      if s is not None and s.key and s.state == "done"})
+    return ", ".join(commits) or "none"
 
 
 def arms_rows(plan, runs, budget, seeds):

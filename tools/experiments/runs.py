@@ -273,12 +273,17 @@ class Runner:
             json.dump(meta, f, indent=1)
         os.replace(tmp, old)
 
-    def read_seconds(self, spec):
+    def read_meta(self, spec):
+        """The run's run.json as a dict ({} when missing or unreadable)."""
         try:
             with open(os.path.join(spec.dir, "run.json"), encoding="utf-8") as f:
-                return json.load(f).get("train_seconds")
+                meta = json.load(f)
+            return meta if isinstance(meta, dict) else {}
         except (OSError, ValueError, TypeError):
-            return None
+            return {}
+
+    def read_seconds(self, spec):
+        return self.read_meta(spec).get("train_seconds")
 
     # ---- evaluations ------------------------------------------------------------
 
