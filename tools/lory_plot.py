@@ -346,17 +346,23 @@ def plot_loss(args):
         handles.append(Line2D([], [], marker="o", ls="", color="0.35", mec="white", ms=7,
                               label="held-out loss (eval), in the run's colour"))
     smooth = f", moving average of {args.smooth} points over the faint raw curve" if args.smooth > 1 else ""
-    ax.set_title(args.title, fontsize=13, fontweight="bold")
+    # A few runs: the legend inside, top right. More (an experiment's arms and seeds): beside the
+    # axes, where it cannot cover the ends of the curves, which are what the figure is read for.
+    beside = dict(loc="upper left", bbox_to_anchor=(1.01, 1)) if len(handles) > 6 else None
+    if beside:  # over the whole figure: a title centred on the narrower axes would run off its left edge
+        fig.suptitle(args.title, fontsize=13, fontweight="bold")
+    else:
+        ax.set_title(args.title, fontsize=13, fontweight="bold")
     ax.set_ylabel("training loss (nats/token)")
     if args.log_y:
         log_y(ax)
-    ax.legend(handles=handles, loc="upper right", fontsize=9, framealpha=0.9, title=f"training loss{smooth}",
-              title_fontsize=8)
+    ax.legend(handles=handles, fontsize=9, framealpha=0.9, title=f"training loss{smooth}", title_fontsize=8,
+              **(beside or dict(loc="upper right")))
     if low:
         low.axhline(0, color="0.2", lw=0.8)
         low.set_ylabel(f"loss - {runs[0].model}'s")
-        low.legend(loc="best", fontsize=8, framealpha=0.9,
-                   title=f"training loss minus {runs[0].model}'s, same seed (below 0: better)", title_fontsize=8)
+        low.legend(fontsize=8, framealpha=0.9, title=f"training loss minus {runs[0].model}'s,\nsame seed (below 0: better)",
+                   title_fontsize=8, **(beside or dict(loc="best")))
     for a in axes:
         a.grid(alpha=0.3)
         a.margins(x=0.02)
