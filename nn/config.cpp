@@ -42,6 +42,13 @@ const char* name_in(const std::vector<std::pair<E, const char*>>& table, E value
 }
 
 template <typename E>
+std::vector<std::string> names_in(const std::vector<std::pair<E, const char*>>& table) {
+  std::vector<std::string> names;
+  for (const auto& [v, n] : table) names.emplace_back(n);
+  return names;
+}
+
+template <typename E>
 E parse_in(const std::vector<std::pair<E, const char*>>& table, const std::string& name, const std::string& where) {
   std::string allowed;
   for (const auto& [v, n] : table) {
@@ -84,6 +91,11 @@ ForwardRouting parse_forward_routing(const std::string& name, const std::string&
   fail(where, ": '", name, "' is not one of causal_segment, prefix (training routings), prompt, segment ",
        "(inference routings)");
 }
+std::vector<std::string> training_routing_names() { return names_in(kTrainingRoutings); }
+std::vector<std::string> first_segment_names() { return names_in(kFirstSegments); }
+std::vector<std::string> moe_type_names() { return names_in(kMoETypes); }
+std::vector<std::string> expert_choice_gates_names() { return names_in(kExpertChoiceGates); }
+
 const char* first_segment_name(FirstSegment f) { return name_in(kFirstSegments, f); }
 FirstSegment parse_first_segment(const std::string& name, const std::string& where) {
   return parse_in(kFirstSegments, name, where);
@@ -129,6 +141,11 @@ void LoryConfig::validate(const std::string& where) const {
   LORY_CHECK(capacity_factor > 0 && (num_experts == 0 || capacity_factor <= static_cast<double>(num_experts)), where,
              ": capacity_factor must be in (0, num_experts = ", num_experts, "] (each Expert Choice expert takes ",
              "capacity_factor / num_experts of the units), got ", capacity_factor);
+  // The Expert Choice keys mean nothing to a Lory layer: set there, they are a mistake.
+  LORY_CHECK(moe_type != MoEType::lory || (capacity_factor == 1.0 && expert_choice_gates == ExpertChoiceGates::softmax),
+             where, ": capacity_factor and expert_choice_gates are for moe_type expert_choice_segment or ",
+             "expert_choice_token; this is moe_type lory (capacity_factor ", capacity_factor, ", expert_choice_gates ",
+             expert_choice_gates_name(expert_choice_gates), ")");
   LORY_CHECK(router_init_std > 0, where, ": router_init_std must be > 0 (a zero router never learns: with identical ",
              "experts its gradient is zero), got ", router_init_std);
 }
@@ -468,9 +485,10 @@ std::string config_to_json(const LoryConfig& c, const std::string& torch_dtype) 
   j["model_type"] = c.is_lory() ? "lory" : "llama";
   for (const auto& [name, k] : keys()) {
     const bool lory_key = name == "num_experts" || name == "segment_length" || name == "routing" ||
-                          name == "first_segment" || name == "router_init_std" || name == "moe_type" ||
-                          name == "capacity_factor" || name == "expert_choice_gates";
-    if (lory_key && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
+                          name == "first_segment" || name == "router_init_std" || name == "moe_type";
+    const bool expert_choice_key = name == "capacity_factor" || name == "expert_choice_gates";
+    if ((lory_key || expert_choice_key) && !c.is_lory()) continue;  // a dense directory is a plain LLaMA one
+    if (expert_choice_key && c.moe_type == MoEType::lory) continue;  // keys of the Expert Choice baselines only
     j[name] = k.write(c);
   }
   j["torch_dtype"] = torch_dtype;

@@ -113,6 +113,13 @@ MergeKernel parse_merge_kernel(const std::string& name, const std::string& where
 const char* first_segment_name(FirstSegment f);
 FirstSegment parse_first_segment(const std::string& name, const std::string& where = "first_segment");
 
+// The names each of these enums' parse accepts, in order (for help texts and
+// the TOML keys' "allowed values").
+std::vector<std::string> training_routing_names();
+std::vector<std::string> first_segment_names();
+std::vector<std::string> moe_type_names();
+std::vector<std::string> expert_choice_gates_names();
+
 struct LoryConfig {
   // ---- LlamaConfig ----
   int64_t vocab_size = 32000;

@@ -1005,12 +1005,16 @@ TEST_CASE("train: the Expert Choice baselines upcycle from the dense warm-up, tr
     check_exact_resume("resume-" + type, overrides, 3, 1);
     std::vector<ConfigOverride> scaled_gates = overrides;
     scaled_gates.push_back({"model.expert_choice_gates", "softmax_times_experts"});
-    Trainer t(tiny_config(fresh_dir("ec-" + type), scaled_gates), false, true);
+    const std::string dir = fresh_dir("ec-" + type);
+    Trainer t(tiny_config(dir, scaled_gates), false, true);
     const RunResult r = t.run();
     CHECK(t.model().model.layers[0]->expert_choice_mlp != nullptr);
     CHECK(nn::moe_type_name(t.model().config.moe_type) == type);
     CHECK(t.model().model.layers[0]->expert_choice_mlp->gates == nn::ExpertChoiceGates::softmax_times_experts);
     CHECK(r.losses.back() < r.losses.front());
+    // Resuming it under other gates would train another model from the same tensors: refused, naming the key.
+    CHECK(error_of([&] { Trainer(tiny_config(dir, overrides), true, true); })
+              .find("expert_choice_gates softmax_times_experts vs softmax") != std::string::npos);
   }
 }
 

@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
       ->type_name("C")
       ->capture_default_str();
   app.add_option("--expert-choice-gates", expert_choice_gates,
-                 "Expert Choice: softmax (G = S) or softmax_times_experts (G = E S: keeps the dense output scale)")
+                 "Expert Choice: softmax (G = S, Zhou et al.; starts each layer at ~1/E of the dense FFN's output) or "
+                 "softmax_times_experts (G = E S: keeps the dense output's scale)")
       ->type_name("GATES")
       ->capture_default_str();
   app.add_option("--seed", seed, "seed of the router initialisation")->type_name("S");

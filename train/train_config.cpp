@@ -216,21 +216,21 @@ const std::vector<Key>& config_keys() {
     k.push_back(model_num("router_init_std", &nn::LoryConfig::router_init_std, "std of the fresh routers"));
     k.push_back(model_num("initializer_range", &nn::LoryConfig::initializer_range, "std of the initial weights"));
     k.push_back(model_num("rope_theta", &nn::LoryConfig::rope_theta, "rotary embedding base"));
-    k.push_back(model_enum("routing", &nn::LoryConfig::routing, {"causal_segment", "prefix"},
+    k.push_back(model_enum("routing", &nn::LoryConfig::routing, nn::training_routing_names(),
                            nn::parse_training_routing, nn::routing_name,
                            "causal_segment (the paper) or prefix (ablation, §5.1)"));
-    k.push_back(model_enum("first_segment", &nn::LoryConfig::first_segment, {"self", "uniform"},
+    k.push_back(model_enum("first_segment", &nn::LoryConfig::first_segment, nn::first_segment_names(),
                            nn::parse_first_segment, nn::first_segment_name,
                            "routing of segment 1: self (the paper, stop-gradient) or uniform (strictly causal)"));
     k.push_back(model_enum("moe_type", &nn::LoryConfig::moe_type,
-                           {"lory", "expert_choice_segment", "expert_choice_token"}, nn::parse_moe_type,
+                           nn::moe_type_names(), nn::parse_moe_type,
                            nn::moe_type_name,
                            "the MoE of the expert layers: lory (the paper's), or the §5.3 Expert Choice baselines "
                            "expert_choice_segment, expert_choice_token"));
     k.push_back(model_num("capacity_factor", &nn::LoryConfig::capacity_factor,
                           "Expert Choice: units per expert as a multiple of units / num_experts (paper: 1)"));
     k.push_back(model_enum("expert_choice_gates", &nn::LoryConfig::expert_choice_gates,
-                           {"softmax", "softmax_times_experts"}, nn::parse_expert_choice_gates,
+                           nn::expert_choice_gates_names(), nn::parse_expert_choice_gates,
                            nn::expert_choice_gates_name,
                            "Expert Choice: a chosen unit's weight, softmax (G = S, Zhou et al.) or "
                            "softmax_times_experts (G = E * S, so an upcycled layer keeps the dense FFN's output "

@@ -103,6 +103,22 @@ void check_same_model(const nn::LoryConfig& saved, const nn::LoryConfig& phase, 
           static_cast<int>(phase.tie_word_embeddings));
   compare("rope_theta", saved.rope_theta, phase.rope_theta);
   compare("rms_norm_eps", saved.rms_norm_eps, phase.rms_norm_eps);
+  // The MoE's keys (a dense phase's config.json is plain LLaMA and has none).
+  if (saved.is_lory() && phase.is_lory()) {
+    auto compare_name = [&](const char* key, const char* a, const char* b) {
+      if (std::string(a) != b) differ += std::string(differ.empty() ? "" : ", ") + key + " " + a + " vs " + b;
+    };
+    compare("segment_length", saved.segment_length, phase.segment_length);
+    compare_name("routing", nn::routing_name(saved.routing), nn::routing_name(phase.routing));
+    compare_name("first_segment", nn::first_segment_name(saved.first_segment),
+                 nn::first_segment_name(phase.first_segment));
+    compare_name("moe_type", nn::moe_type_name(saved.moe_type), nn::moe_type_name(phase.moe_type));
+    if (phase.moe_type != nn::MoEType::lory) {
+      compare("capacity_factor", saved.capacity_factor, phase.capacity_factor);
+      compare_name("expert_choice_gates", nn::expert_choice_gates_name(saved.expert_choice_gates),
+                   nn::expert_choice_gates_name(phase.expert_choice_gates));
+    }
+  }
   LORY_CHECK(differ.empty(), "--resume: ", path, "/config.json describes another model than the config (checkpoint vs ",
              "config: ", differ, ")");
 }

@@ -103,7 +103,9 @@ def main(argv=None):
     bin_dir = repo_path(args.bin)
     os.chdir(ROOT)
     invocation = "python3 tools/experiments/run.py " + " ".join(shlex.quote(a) for a in raw)
-    git_commit()  # the commit every run records is the tree's now, as the binaries were built (not after later edits)
+    # The commit the runs record: the tree's as the runner starts (edits made while it runs are not
+    # in its binaries). That build/bin was built from it is the user's to ensure: nothing checks it.
+    git_commit()
     try:
         budgets = P.load_budgets()
         if args.list:
@@ -344,8 +346,8 @@ def plan_commands(plan, runs, runner, sections):
 
 def trained_at(runner, specs):
     """The commits the finished runs among specs were trained at (run.json's engine_commit), joined."""
-    commits = sorted({runner.read_meta(s).get("engine_commit") or "unknown" for s in specs
-                      if s is not None and s.key and s.state == "done"})
+    commits = sorted({c.strip() for s in specs if s is not None and s.key and s.state == "done"
+                      for c in str(runner.read_meta(s).get("engine_commit") or "unknown").split(",")})
     return ", ".join(commits) or "none"
 
 

@@ -263,7 +263,7 @@ class Runner:
             "requested_by": sorted({f"{p}/{a}" for p, a in spec.requesters}),
             "command": quote(self.train_command(spec)),
             "train_seconds": spec.seconds,
-            "engine_commit": git_commit(),
+            "engine_commit": self.engine_commits(spec),
             "finished" if status == "done" else "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "resolved_config": spec.resolved,
         }
@@ -272,6 +272,13 @@ class Runner:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         os.replace(tmp, old)
+
+    def engine_commits(self, spec):
+        """The commit this run is trained at now, after those of its earlier attempts (a run resumed at
+        another commit names both: "abc1234, def5678")."""
+        earlier = [c.strip() for c in str(self.read_meta(spec).get("engine_commit") or "").split(",") if c.strip()]
+        now = git_commit() or "unknown"
+        return ", ".join(earlier + ([now] if now not in earlier else []))
 
     def read_meta(self, spec):
         """The run's run.json as a dict ({} when missing or unreadable)."""

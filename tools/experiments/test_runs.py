@@ -107,6 +107,22 @@ class TestSharing(unittest.TestCase):
         self.assertEqual(shared.state, "done")
         self.assertTrue(self.runner.train(shared, 1, 1))  # nothing to run
 
+    def test_a_resumed_run_keeps_the_commit_its_first_part_was_trained_at(self):
+        spec = self.runner.intern(self.spec(), "p", "dense")
+        os.makedirs(spec.dir)
+        saved = R._commit
+        try:
+            R._commit = "aaa1111"
+            self.runner.write_meta(spec, "running")
+            self.assertEqual(self.runner.read_meta(spec)["engine_commit"], "aaa1111")
+            self.runner.write_meta(spec, "done")  # the same commit: named once
+            self.assertEqual(self.runner.read_meta(spec)["engine_commit"], "aaa1111")
+            R._commit = "bbb2222"  # resumed after a new commit
+            self.runner.write_meta(spec, "done")
+            self.assertEqual(self.runner.read_meta(spec)["engine_commit"], "aaa1111, bbb2222")
+        finally:
+            R._commit = saved
+
     def test_new_run_command(self):
         shared = self.runner.intern(self.spec(), "p", "dense")
         argv = self.runner.train_command(shared)
