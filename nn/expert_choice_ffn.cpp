@@ -11,25 +11,16 @@
 namespace lory::nn {
 
 ExpertChoiceFFN::ExpertChoiceFFN(const LoryConfig& c, const InitOptions& init)
-    : gate_experts(normal_parameter({c.num_experts, c.intermediate_size, c.hidden_size}, init.std, init)),
-      up_experts(normal_parameter({c.num_experts, c.intermediate_size, c.hidden_size}, init.std, init)),
-      down_experts(normal_parameter({c.num_experts, c.hidden_size, c.intermediate_size}, init.std, init)),
-      router(c.hidden_size, c.num_experts, InitOptions{c.router_init_std, init.dtype, init.device}),
-      num_experts(c.num_experts),
+    : StackedExperts(c, init, "ExpertChoiceFFN"),
       segment_length(c.segment_length),
       level(c.moe_type),
       capacity_factor(c.capacity_factor),
       gates(c.expert_choice_gates),
       first_segment(c.first_segment),
       routing(c.routing) {
-  LORY_CHECK(c.num_experts > 0, "ExpertChoiceFFN: num_experts must be > 0, got ", c.num_experts);
   LORY_CHECK(level == MoEType::expert_choice_segment || level == MoEType::expert_choice_token,
              "ExpertChoiceFFN: moe_type must be expert_choice_segment or expert_choice_token, got ",
              moe_type_name(level));
-  register_parameter("experts.gate_proj.weight", gate_experts);
-  register_parameter("experts.up_proj.weight", up_experts);
-  register_parameter("experts.down_proj.weight", down_experts);
-  register_module("router", router);
 }
 
 int64_t ExpertChoiceFFN::capacity(int64_t units) const {

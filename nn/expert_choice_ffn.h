@@ -45,17 +45,16 @@
 // token at a time (forward_cached is refused). Lory's segment routing has
 // neither problem: a segment's merge depends only on the segment before it.
 //
-// Parameters, named as the Lory layer's (so the same upcycling fills them):
-//   experts.gate_proj.weight [E, f, d], experts.up_proj.weight [E, f, d],
-//   experts.down_proj.weight [E, d, f], router.weight [E, d].
+// Parameters: the Lory layer's, stacked_experts.h (so the same upcycling
+// fills them).
 #pragma once
 
 #include "nn/config.h"
-#include "nn/linear.h"
+#include "nn/stacked_experts.h"
 
 namespace lory::nn {
 
-class ExpertChoiceFFN : public Module {
+class ExpertChoiceFFN : public StackedExperts {
  public:
   // config.moe_type must be expert_choice_segment or expert_choice_token.
   ExpertChoiceFFN(const LoryConfig& config, const InitOptions& init);
@@ -72,9 +71,7 @@ class ExpertChoiceFFN : public Module {
   // Units per expert for n units: round(capacity_factor * n / E), in [1, n].
   int64_t capacity(int64_t units) const;
 
-  Tensor gate_experts, up_experts, down_experts;  // [E, f, d], [E, f, d], [E, d, f]
-  Linear router;                                  // weight [E, d]
-  int64_t num_experts, segment_length;
+  int64_t segment_length;
   MoEType level;  // expert_choice_segment or expert_choice_token
   double capacity_factor;
   ExpertChoiceGates gates;  // G = S, or E * S

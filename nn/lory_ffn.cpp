@@ -10,19 +10,7 @@
 namespace lory::nn {
 
 LoryFFN::LoryFFN(const LoryConfig& c, const InitOptions& init)
-    : gate_experts(normal_parameter({c.num_experts, c.intermediate_size, c.hidden_size}, init.std, init)),
-      up_experts(normal_parameter({c.num_experts, c.intermediate_size, c.hidden_size}, init.std, init)),
-      down_experts(normal_parameter({c.num_experts, c.hidden_size, c.intermediate_size}, init.std, init)),
-      router(c.hidden_size, c.num_experts, InitOptions{c.router_init_std, init.dtype, init.device}),
-      num_experts(c.num_experts),
-      segment_length(c.segment_length),
-      first_segment(c.first_segment) {
-  LORY_CHECK(c.num_experts > 0, "LoryFFN: num_experts must be > 0, got ", c.num_experts);
-  register_parameter("experts.gate_proj.weight", gate_experts);
-  register_parameter("experts.up_proj.weight", up_experts);
-  register_parameter("experts.down_proj.weight", down_experts);
-  register_module("router", router);
-}
+    : StackedExperts(c, init, "LoryFFN"), segment_length(c.segment_length), first_segment(c.first_segment) {}
 
 void LoryFFN::check_input(const Tensor& x) const {
   LORY_CHECK(x.dim() == 3 && x.size(2) == router.weight.size(1), "LoryFFN: x must be [B, L, ", router.weight.size(1),

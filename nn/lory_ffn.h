@@ -22,13 +22,12 @@
 //   4. θ̄ = Σ_i e_i θ_i per segment, for gate, up and down (merge_experts.h)
 //   5. o = (silu(x W̄_gate^T) * (x W̄_up^T)) W̄_down^T for the segment's
 //      tokens: FFN(h_x; θ̄) with LLaMA's SwiGLU FFN
-// Parameters, stacked (HF-style names under the layer's "mlp."):
-//   experts.gate_proj.weight [E, f, d], experts.up_proj.weight [E, f, d],
-//   experts.down_proj.weight [E, d, f], router.weight [E, d] (R(h) = router.weight h, no bias).
+// Parameters: the stacked experts and router of stacked_experts.h
+// (R(h) = router.weight h, no bias).
 #pragma once
 
 #include "nn/config.h"
-#include "nn/linear.h"
+#include "nn/stacked_experts.h"
 
 namespace lory::nn {
 
@@ -39,7 +38,7 @@ struct LoryCache {
   Tensor segment_sum;    // [B, d] f32 (f64 for f64 inputs): sum of the current segment's inputs (segment routing)
 };
 
-class LoryFFN : public Module {
+class LoryFFN : public StackedExperts {
  public:
   LoryFFN(const LoryConfig& config, const InitOptions& init);
 
@@ -65,9 +64,7 @@ class LoryFFN : public Module {
   // Segment means of x: [B, L, d] -> [B, ceil(L/T), d] (h̄_k of eq. (3)).
   static Tensor segment_means(const Tensor& x, int64_t T);
 
-  Tensor gate_experts, up_experts, down_experts;  // [E, f, d], [E, f, d], [E, d, f]
-  Linear router;                                  // weight [E, d]
-  int64_t num_experts, segment_length;
+  int64_t segment_length;
   FirstSegment first_segment;
   MergeKernel merge_kernel = MergeKernel::fused;  // how W̄ is applied (merge_experts.h)
 
