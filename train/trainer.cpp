@@ -113,11 +113,9 @@ void check_same_model(const nn::LoryConfig& saved, const nn::LoryConfig& phase, 
     compare_name("first_segment", nn::first_segment_name(saved.first_segment),
                  nn::first_segment_name(phase.first_segment));
     compare_name("moe_type", nn::moe_type_name(saved.moe_type), nn::moe_type_name(phase.moe_type));
-    if (phase.moe_type != nn::MoEType::lory) {
-      compare("capacity_factor", saved.capacity_factor, phase.capacity_factor);
-      compare_name("expert_choice_gates", nn::expert_choice_gates_name(saved.expert_choice_gates),
-                   nn::expert_choice_gates_name(phase.expert_choice_gates));
-    }
+    compare("capacity_factor", saved.capacity_factor, phase.capacity_factor);  // defaults on a Lory model
+    compare_name("expert_choice_gates", nn::expert_choice_gates_name(saved.expert_choice_gates),
+                 nn::expert_choice_gates_name(phase.expert_choice_gates));
   }
   LORY_CHECK(differ.empty(), "--resume: ", path, "/config.json describes another model than the config (checkpoint vs ",
              "config: ", differ, ")");

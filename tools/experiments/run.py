@@ -346,8 +346,8 @@ def plan_commands(plan, runs, runner, sections):
 
 def trained_at(runner, specs):
     """The commits the finished runs among specs were trained at (run.json's engine_commit), joined."""
-    commits = sorted({c.strip() for s in specs if s is not None and s.key and s.state == "done"
-                      for c in str(runner.read_meta(s).get("engine_commit") or "unknown").split(",")})
+    commits = sorted({c for s in specs if s is not None and s.key and s.state == "done"
+                      for c in runner.trained_at(s) or ["unknown"]})
     return ", ".join(commits) or "none"
 
 

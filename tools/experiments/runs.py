@@ -273,10 +273,14 @@ class Runner:
             json.dump(meta, f, indent=1)
         os.replace(tmp, old)
 
+    def trained_at(self, spec):
+        """The commits run.json says the run was trained at, in order (one per commit its attempts ran at)."""
+        return [c.strip() for c in str(self.read_meta(spec).get("engine_commit") or "").split(",") if c.strip()]
+
     def engine_commits(self, spec):
         """The commit this run is trained at now, after those of its earlier attempts (a run resumed at
         another commit names both: "abc1234, def5678")."""
-        earlier = [c.strip() for c in str(self.read_meta(spec).get("engine_commit") or "").split(",") if c.strip()]
+        earlier = self.trained_at(spec)
         now = git_commit() or "unknown"
         return ", ".join(earlier + ([now] if now not in earlier else []))
 
